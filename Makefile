@@ -1,0 +1,80 @@
+# policysearch: `make search DATASET=cifar10` and `make test` bootstrap .venv from pyproject.toml.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PS := $(VENV)/bin/policysearch
+STAMP := $(VENV)/.installed
+
+DATASET ?= cifar10
+# The CIFAR-10 archive: ../shared/data on this project's machines; elsewhere set DATA_DIR
+# (or POLICYSEARCH_DATA_DIR), or leave it empty for Keras' own download.
+DATA_DIR ?= $(if $(wildcard ../shared/data/cifar10-images.tar.gz),../shared/data,)
+MLFLOW_TRACKING_URI ?= sqlite:///runs/mlflow.db
+UI_PORT ?= 5000
+EXPERIMENT ?= cifar10-reduced
+
+opt = $(if $(2),$(1) $(2),)
+SEARCH_FLAGS = --dataset $(DATASET) \
+	$(call opt,--data-dir,$(DATA_DIR)) \
+	$(call opt,--experiment,$(EXPERIMENT_FILE)) \
+	$(call opt,--space,$(SPACE)) \
+	$(call opt,--trials,$(TRIALS)) \
+	$(call opt,--epochs,$(EPOCHS)) \
+	$(call opt,--train-size,$(TRAIN_SIZE)) \
+	$(call opt,--val-size,$(VAL_SIZE)) \
+	$(call opt,--seed,$(SEED)) \
+	$(call opt,--timeout,$(TIMEOUT)) \
+	$(call opt,--workers,$(WORKERS)) \
+	$(call opt,--storage,$(STORAGE)) \
+	$(call opt,--study-name,$(STUDY)) \
+	$(call opt,--export,$(EXPORT)) \
+	$(if $(SMOKE),--smoke,)
+
+.PHONY: help install search worker ui test lint bench experiment clean
+
+help:
+	@echo "make search DATASET=cifar10 [TRIALS=.. EPOCHS=.. SPACE=.. WORKERS=.. SMOKE=1]"
+	@echo "make ui            MLflow UI on http://127.0.0.1:$(UI_PORT)"
+	@echo "make test          the test suite (bootstraps .venv)"
+	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
+	@echo "make bench         augmentation and epoch-time benchmarks"
+	@echo "make experiment EXPERIMENT=cifar10-reduced   search + validate, results file"
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+		| grep -v "is ignored: it is neither a file nor a directory" || true
+	$(VENV)/bin/python -c "import policysearch, keras, optuna, mlflow, tensorflow" \
+		|| { echo "make: the environment in $(VENV) is incomplete" >&2; exit 1; }
+	touch $@
+
+search: $(STAMP)
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) search $(SEARCH_FLAGS)
+
+worker: $(STAMP)
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) worker --study-name $(STUDY) \
+		$(call opt,--storage,$(STORAGE))
+
+ui: $(STAMP)
+	mkdir -p runs
+	$(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_TRACKING_URI) \
+		--host 127.0.0.1 --port $(UI_PORT)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check policysearch tests examples
+
+test: $(STAMP) lint
+	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(VENV)/bin/python -m pytest -q -m backends $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m policysearch.bench $(call opt,--data-dir,$(DATA_DIR))
+
+experiment: $(STAMP)
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(EXPERIMENT) \
+		$(if $(SMOKE),--smoke,)
+
+clean:
+	rm -rf runs policies previews .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from policysearch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,265 @@
+"""Experiment configs: YAML files in ``experiments/``, validated into dataclasses.
+
+An experiment names the dataset, the proxy trainer, the search budget, the re-evaluation and
+the validation budget. Its ``smoke`` section holds overrides that shrink it to a minute-long
+run (``--smoke``); command-line flags override both. Errors name the file, the key and the
+problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from policysearch.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+
+
+def _f(default: Any, *, low: float | None = None, high: float | None = None,
+       choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
+    meta = {"low": low, "high": high, "choices": choices, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    train_size: int | None = _f(10000, low=1, doc="training images per trial (null: all)")
+    val_size: int = _f(5000, low=1, doc="validation images, carved from the training part")
+    split_seed: int = _f(0, low=0)
+    data_dir: str | None = _f(None, doc="folder holding cifar10-images.tar.gz")
+
+
+@dataclass
+class ModelConfig:
+    widths: list[int] = _f([16, 32, 64], doc="channels of each conv stage")
+    convs_per_stage: int = _f(1, low=1)
+
+
+@dataclass
+class BaseAugmentConfig:
+    crop_padding: int = _f(4, low=0, doc="random crop after zero padding (0: off)")
+    flip: bool = _f(True, doc="random horizontal flip (off where a flip changes the label)")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = _f(8, low=1)
+    batch_size: int = _f(256, low=1)
+    lr: float = _f(0.2, low=0.0, doc="peak learning rate (SGD with Nesterov momentum)")
+    momentum: float = _f(0.9, low=0.0, high=1.0)
+    weight_decay: float = _f(5e-4, low=0.0)
+    label_smoothing: float = _f(0.1, low=0.0, high=1.0)
+    warmup_epochs: float = _f(1.0, low=0.0)
+    placement: str = _f("auto", choices=("auto", "data", "model"),
+                        doc="where augmentation runs: tf.data map (data), train step (model)")
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@dataclass
+class SearchConfig:
+    space: str = _f("randaugment_subset", doc="a name in search_spaces/ or a YAML path")
+    trials: int = _f(40, low=0, doc="searched trials, besides the baselines")
+    timeout_minutes: float | None = _f(None, low=0.0)
+    sampler: str = _f("tpe", choices=("tpe", "random", "cmaes", "qmc", "gp"))
+    pruner: str = _f("hyperband", choices=("hyperband", "median", "none"))
+    seed: int = _f(0, low=0)
+    baselines: list[str] = _f(["crop_flip", "randaugment_n2_m9", "trivialaugment"])
+    max_failures: int = _f(10, low=0, doc="stop after this many failed trials")
+
+
+@dataclass
+class ReevaluateConfig:
+    top_k: int = _f(3, low=0, doc="candidates re-trained before export")
+    seeds: int = _f(3, low=1)
+
+
+@dataclass
+class ValidateConfig:
+    epochs: int = _f(30, low=1)
+    seeds: int = _f(5, low=1)
+    train_size: int | None = _f(None, low=1, doc="null: the search's train_size")
+
+
+@dataclass
+class Experiment:
+    name: str = _f("experiment")
+    dataset: str = _f("cifar10")
+    data: DataConfig = field(default_factory=DataConfig)
+    base_augment: BaseAugmentConfig = field(default_factory=BaseAugmentConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    reevaluate: ReevaluateConfig = field(default_factory=ReevaluateConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)
+    smoke: dict[str, Any] = _f({}, doc="overrides applied with --smoke")
+    source: str = field(default="", metadata={"internal": True})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("source")
+        return out
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys, for MLflow params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(f"{prefix}{key}.", item)
+            else:
+                out[prefix[:-1]] = value
+
+        data = self.to_dict()
+        data.pop("smoke")
+        walk("", data)
+        return out
+
+
+def find_experiment(name: str) -> Path:
+    """``name`` as a path, or ``experiments/<name>.yaml``."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    return EXPERIMENTS_DIR / f"{name}.yaml"
+
+
+def load_experiment(name: str | None = None, *, dataset: str | None = None, smoke: bool = False,
+                    overrides: dict[str, Any] | None = None) -> Experiment:
+    """Load an experiment file (or the defaults), then smoke overrides, then ``overrides``.
+
+    With no name, ``experiments/<dataset>.yaml`` is used if it exists, else the defaults.
+    ``overrides`` maps dotted keys (``trainer.epochs``) to values; ``None`` values are ignored.
+    """
+    raw: dict[str, Any] = {}
+    origin = "defaults"
+    path: Path | None = None
+    if name is not None:
+        path = find_experiment(name)
+        if not path.exists():
+            raise ConfigError(f"experiment {name!r}: no file {path}")
+    elif dataset is not None and find_experiment(Path(dataset).name).exists():
+        path = find_experiment(Path(dataset).name)
+    if path is not None:
+        origin = str(path)
+        raw = _read_yaml(path)
+    if dataset is not None:
+        raw["dataset"] = dataset
+    if smoke:
+        smoke_overrides = raw.get("smoke", {})
+        if not isinstance(smoke_overrides, dict):
+            raise ConfigError(f"{origin}: key 'smoke': expected a mapping")
+        raw = _merge(raw, smoke_overrides)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = raw
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+    experiment = _build(Experiment, raw, origin, "")
+    experiment.source = origin
+    if experiment.validate.train_size is None:
+        experiment.validate.train_size = experiment.data.train_size
+    return experiment
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin}: key '{prefix[:-1]}': expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{origin}: key '{prefix}{key}': unknown key; expected one of "
+                              f"{', '.join(known)}")
+    values = {}
+    for name, spec in known.items():
+        if name not in raw:
+            continue
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            values[name] = _build(kind, raw[name], origin, f"{prefix}{name}.")
+        else:
+            values[name] = _check(raw[name], kind, spec.metadata, origin, f"{prefix}{name}")
+    return cls(**values)
+
+
+def _check(value: Any, kind: Any, meta: Any, origin: str, key: str) -> Any:
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"{origin}: key '{key}': {problem}")
+
+    args = typing.get_args(kind)
+    optional = (typing.get_origin(kind) in (typing.Union, types.UnionType)
+                and type(None) in args)
+    if value is None:
+        if optional:
+            return None
+        raise fail("must not be empty")
+    base = next(a for a in args if a is not type(None)) if optional else kind
+    origin_type = typing.get_origin(base)
+    if origin_type is list:
+        if not isinstance(value, list):
+            raise fail(f"expected a list, got {value!r}")
+        item = typing.get_args(base)[0]
+        return [_check(v, item, {}, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin_type is dict:
+        if not isinstance(value, dict):
+            raise fail(f"expected a mapping, got {value!r}")
+        return value
+    if base is bool:
+        if not isinstance(value, bool):
+            raise fail(f"expected true or false, got {value!r}")
+    elif base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"expected an integer, got {value!r}")
+    elif base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(f"expected a number, got {value!r}")
+        value = float(value)
+    elif base is str and not isinstance(value, str):
+        raise fail(f"expected a string, got {value!r}")
+    low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+    if low is not None and value < low:
+        raise fail(f"{value!r} is below the minimum {low}")
+    if high is not None and value > high:
+        raise fail(f"{value!r} is above the maximum {high}")
+    if choices is not None and value not in choices:
+        raise fail(f"expected one of {', '.join(map(str, choices))}, got {value!r}")
+    return value

@@ -1,0 +1,154 @@
+"""What a policy does to the data, in numbers.
+
+Online augmentation draws new random parameters for every image in every epoch: nothing is
+added to the dataset, and each epoch the model sees one variant of each image. These functions
+answer "how often is an image seen as it is?" and "how many variants of one image exist?".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from policysearch.augment.ops import MAX_LEVEL, OPS, arg_value
+from policysearch.policy import Policy
+
+ASSUMPTIONS = (
+    "Assumptions: an op leaves an image unchanged only as Identity, when skipped by its "
+    "probability, or at a magnitude where its value is exactly neutral (0, factor 1, 8 bits, an "
+    "empty Cutout); AutoContrast, Equalize, Invert and Solarize count as changing every image; "
+    "continuous magnitudes count as their 31 bins; the trainer's crop and flip are counted apart."
+)
+
+
+def neutral_fraction(name: str, low: float, high: float, height: int = 32,
+                     width: int = 32) -> float:
+    """The share of magnitudes in [low, high] (uniform) at which op ``name`` is the identity."""
+    if name == "Identity":
+        return 1.0
+    if OPS[name].unit in ("", "threshold"):
+        return 0.0  # AutoContrast, Equalize, Invert, Solarize change (almost) every image
+    if high <= low:
+        return 1.0 if _neutral(name, low, height, width) else 0.0
+    steps = 3000
+    hits = sum(_neutral(name, low + (high - low) * (i + 0.5) / steps, height, width)
+               for i in range(steps))
+    return hits / steps
+
+
+def _neutral(name: str, magnitude: float, height: int, width: int) -> bool:
+    value = arg_value(name, magnitude, height, width)
+    if name == "Posterize":
+        return value >= 8
+    if name == "Cutout":
+        return round(value * min(height, width)) == 0
+    return value == 0.0
+
+
+def unchanged_probability(policy: Policy, height: int = 32, width: int = 32) -> float:
+    """Probability that one image passes one epoch through the policy's ops unchanged."""
+    if policy.type == "none":
+        return 1.0
+    if policy.type in ("randaugment", "trivialaugment"):
+        low, high = ((policy.magnitude, policy.magnitude) if policy.type == "randaugment"
+                     else (0.0, MAX_LEVEL))
+        if policy.type == "randaugment" and policy.magnitude_std:
+            per_op = [1.0 if op == "Identity" else 0.0 for op in policy.ops]
+        else:
+            per_op = [neutral_fraction(op, low, high, height, width) for op in policy.ops]
+        stage = sum(per_op) / len(per_op)
+        return stage ** (policy.num_ops if policy.type == "randaugment" else 1)
+    total = 0.0
+    for sub in policy.sub_policies:
+        p = 1.0
+        for op, prob, magnitude in sub:
+            p *= (1.0 - prob) + prob * neutral_fraction(op, magnitude, magnitude, height, width)
+        total += p
+    return total / len(policy.sub_policies)
+
+
+def variants_per_op(name: str, low: float, high: float, height: int = 32,
+                    width: int = 32) -> int:
+    """Distinct non-identity results of one op over magnitudes [low, high] (31 bins)."""
+    if name == "Identity":
+        return 0
+    spec = OPS[name]
+    if spec.unit == "":
+        return 1
+    levels = sorted({round(m) for m in _bins(low, high)})
+    values = {round(arg_value(name, m, height, width), 6) for m in levels
+              if not _neutral(name, m, height, width)}
+    count = len(values) * (2 if spec.signed else 1)
+    if name == "Cutout":
+        count *= height * width  # the square's centre is a pixel position
+    return count
+
+
+def _bins(low: float, high: float) -> list[float]:
+    if high <= low:
+        return [low]
+    return [m for m in range(31) if low <= m <= high] or [low]
+
+
+def variant_count(policy: Policy, height: int = 32, width: int = 32) -> int:
+    """How many different results the policy's ops can give one image (an upper bound:
+    different op sequences that happen to give the same pixels are counted apart)."""
+    if policy.type == "none":
+        return 1
+    if policy.type in ("randaugment", "trivialaugment"):
+        if policy.type == "randaugment":
+            low = high = policy.magnitude
+            if policy.magnitude_std:
+                low, high = 0.0, MAX_LEVEL
+        else:
+            low, high = 0.0, MAX_LEVEL
+        per_stage = 1 + sum(variants_per_op(op, low, high, height, width) for op in policy.ops)
+        stages = policy.num_ops if policy.type == "randaugment" else 1
+        return per_stage ** stages
+    total = 0
+    for sub in policy.sub_policies:
+        count = 1
+        for op, prob, magnitude in sub:
+            applied = variants_per_op(op, magnitude, magnitude, height, width) if prob > 0 else 0
+            count *= (1 if prob < 1 else 0) + applied or 1
+        total += count
+    return total
+
+
+@dataclass
+class Explanation:
+    unchanged_per_epoch: float
+    epochs: int
+    expected_unchanged_epochs: float
+    never_unchanged: float
+    variants: int
+    base_variants: int
+
+    def lines(self) -> list[str]:
+        p = self.unchanged_per_epoch
+        return [
+            f"probability an image passes an epoch unchanged by the policy: {p:.4f} "
+            f"({p:.2%})",
+            f"expected epochs (of {self.epochs}) in which an image is seen unaugmented: "
+            f"{self.expected_unchanged_epochs:.2f}",
+            f"probability it is never seen unaugmented in {self.epochs} epochs: "
+            f"{self.never_unchanged:.4f}",
+            f"distinct variants of one image from the policy's ops: {_big(self.variants)}"
+            + (f" (x {self.base_variants} from the crop and flip)" if self.base_variants > 1
+               else ""),
+            ASSUMPTIONS,
+        ]
+
+
+def explain(policy: Policy, epochs: int, height: int = 32, width: int = 32,
+            crop_padding: int | None = None, flip: bool | None = None) -> Explanation:
+    p = unchanged_probability(policy, height, width)
+    padding = policy.base.get("crop_padding", 0) if crop_padding is None else crop_padding
+    flips = policy.base.get("flip", False) if flip is None else flip
+    base = (2 * padding + 1) ** 2 * (2 if flips else 1)
+    return Explanation(p, epochs, epochs * p, (1 - p) ** epochs,
+                       variant_count(policy, height, width), base)
+
+
+def _big(n: int) -> str:
+    return f"{n:,}" if n < 10**9 else f"about 10^{math.log10(n):.1f}"

@@ -1,0 +1,449 @@
+"""Policies: what a search proposes and what the exported JSON file holds.
+
+A policy is data (no Keras here, so summaries and exports answer fast). Four types share one
+runtime form, a table of sub-policies x stages (see ``Policy.table``), which the augmentation
+layer reads as tensors: one compiled graph serves every policy.
+
+- ``randaugment``: each image applies ``num_ops`` ops drawn uniformly from ``ops`` at
+  ``magnitude`` (jittered per image by ``magnitude_std``);
+- ``trivialaugment``: one op from ``ops`` at a magnitude drawn uniformly from [0, 30];
+- ``autoaugment``: each image draws one sub-policy; each of its ``(op, probability, magnitude)``
+  steps is applied with its probability;
+- ``none``: no op (the trainer's base crop and flip only).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, OPS, RANDAUGMENT_OPS, arg_value
+from policysearch.errors import PolicyFormatError
+
+SCHEMA = "policysearch.policy/v1"
+TYPES = ("randaugment", "trivialaugment", "autoaugment", "none")
+MAX_STAGES = 4
+"""Most ops one image goes through (RandAugment ``num_ops``, steps of a sub-policy)."""
+MAX_SUB_POLICIES = 32
+
+MAGNITUDE_SCALE: dict[str, Any] = {
+    "bins": 31,
+    "min": 0,
+    "max": 30,
+    "definition": "value = linspace(0, value_at_max, 31)[M], as torchvision RandAugment with "
+    "num_magnitude_bins=31; signed ops take a random sign per image",
+    "value_at_max": {
+        "ShearX": "0.3 (PIL affine (1, v, 0, 0, 1, 0))",
+        "ShearY": "0.3 (PIL affine (1, 0, 0, v, 1, 0))",
+        "TranslateX": "150/331 of the image width, in pixels",
+        "TranslateY": "150/331 of the image height, in pixels",
+        "Rotate": "30 degrees",
+        "Brightness": "0.9 (PIL enhance factor 1 + v)",
+        "Color": "0.9 (PIL enhance factor 1 + v)",
+        "Contrast": "0.9 (PIL enhance factor 1 + v)",
+        "Sharpness": "0.9 (PIL enhance factor 1 + v)",
+        "Posterize": "4 bits (8 - round(M / 7.5) bits kept)",
+        "Solarize": "threshold 0 (255 - 255 M / 30; values at or above are inverted)",
+        "Cutout": "a square of 0.5 of the shorter side",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """An augmentation policy. Build one with the helpers below or ``Policy.from_dict``."""
+
+    type: str
+    num_ops: int = 0
+    magnitude: float = 0.0
+    magnitude_std: float = 0.0
+    ops: tuple[str, ...] = RANDAUGMENT_OPS
+    sub_policies: tuple[tuple[tuple[str, float, float], ...], ...] = ()
+    fill: int = 128
+    base: dict[str, Any] = field(default_factory=dict, compare=False)
+    source: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    # -- construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Any, origin: str = "policy") -> Policy:
+        """Validate a decoded policy file; errors name ``origin`` and the field."""
+        return _parse(data, origin)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (schema v1)."""
+        out: dict[str, Any] = {"schema": SCHEMA, "type": self.type}
+        if self.type == "randaugment":
+            out.update(num_ops=self.num_ops, magnitude=_num(self.magnitude),
+                       magnitude_std=_num(self.magnitude_std), ops=list(self.ops))
+        elif self.type == "trivialaugment":
+            out.update(ops=list(self.ops))
+        elif self.type == "autoaugment":
+            out.update(sub_policies=[[[op, _num(p), _num(m)] for op, p, m in sub]
+                                     for sub in self.sub_policies])
+        out["fill"] = self.fill
+        out["magnitude_scale"] = MAGNITUDE_SCALE
+        if self.base:
+            out["base"] = dict(self.base)
+        if self.source:
+            out["source"] = dict(self.source)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    def with_source(self, **source: Any) -> Policy:
+        return replace(self, source={**self.source, **source})
+
+    def key(self) -> str:
+        """A canonical string of what the policy does (provenance excluded)."""
+        core = self.to_dict()
+        for name in ("magnitude_scale", "base", "source", "schema"):
+            core.pop(name, None)
+        return json.dumps(core, sort_keys=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        """A short name, e.g. ``RA(N=2,M=9)``, ``TA``, ``AA(5x2)``, ``crop+flip``."""
+        if self.type == "none":
+            return "crop+flip" if self.base.get("flip", True) else "no augmentation"
+        if self.type == "trivialaugment":
+            return "TA" + ("" if set(self.ops) == set(RANDAUGMENT_OPS) else f"[{len(self.ops)} ops]")
+        if self.type == "autoaugment":
+            steps = max((len(s) for s in self.sub_policies), default=0)
+            return f"AA({len(self.sub_policies)}x{steps})"
+        subset = "" if set(self.ops) == set(RANDAUGMENT_OPS) else f",{len(self.ops)} ops"
+        return f"RA(N={self.num_ops},M={_num(self.magnitude)}{subset})"
+
+    def __repr__(self) -> str:
+        if self.type == "randaugment":
+            ops = "all 14" if set(self.ops) == set(RANDAUGMENT_OPS) else ", ".join(self.ops)
+            std = f", mstd={_num(self.magnitude_std)}" if self.magnitude_std else ""
+            return f"RandAugment(n={self.num_ops}, m={_num(self.magnitude)}{std}, ops=[{ops}])"
+        if self.type == "trivialaugment":
+            ops = "all 14" if set(self.ops) == set(RANDAUGMENT_OPS) else ", ".join(self.ops)
+            return f"TrivialAugment(ops=[{ops}])"
+        if self.type == "autoaugment":
+            subs = "; ".join(
+                " + ".join(f"{op}(p={_num(p)}, m={_num(m)})" for op, p, m in sub)
+                for sub in self.sub_policies
+            )
+            return f"AutoAugment([{subs}])"
+        return "NoAugment()"
+
+    def describe(self, height: int = 32, width: int = 32) -> list[str]:
+        """Readable lines: each op with its argument in the op's own unit."""
+        if self.type == "none":
+            return ["no policy ops: the trainer's base augmentation only"]
+        if self.type == "randaugment":
+            lines = [f"RandAugment: each image applies {self.num_ops} op(s) drawn uniformly "
+                     f"from {len(self.ops)}, at magnitude {_num(self.magnitude)}/30"
+                     + (f" (per-image std {_num(self.magnitude_std)})"
+                        if self.magnitude_std else "")]
+            lines += ["  " + op_summary(op, self.magnitude, height, width) for op in self.ops]
+            return lines
+        if self.type == "trivialaugment":
+            lines = [f"TrivialAugment: each image applies 1 op drawn uniformly from "
+                     f"{len(self.ops)}, at a magnitude drawn uniformly from 0..30"]
+            lines += ["  " + op_summary(op, MAX_LEVEL, height, width, upto=True) for op in self.ops]
+            return lines
+        lines = [f"AutoAugment: each image draws one of {len(self.sub_policies)} sub-policies; "
+                 "each step applies with its probability"]
+        for i, sub in enumerate(self.sub_policies):
+            steps = ", then ".join(f"p={_num(p)}: {op_summary(op, m, height, width)}"
+                                   for op, p, m in sub)
+            lines.append(f"  {i + 1}. {steps}")
+        return lines
+
+    @property
+    def num_stages(self) -> int:
+        """Most ops one image goes through."""
+        if self.type == "randaugment":
+            return self.num_ops
+        if self.type == "trivialaugment":
+            return 1
+        if self.type == "autoaugment":
+            return max(len(sub) for sub in self.sub_policies)
+        return 0
+
+    # -- runtime form --------------------------------------------------------------------------
+
+    def table(self, max_sub_policies: int = MAX_SUB_POLICIES,
+              max_stages: int = MAX_STAGES) -> dict[str, Any]:
+        """The policy as fixed-shape arrays, the runtime form that the layer holds as tensors.
+
+        ``sub_weights`` (S,): how often each sub-policy is drawn; ``op_weights`` (S, L, K): which
+        op a stage draws; ``prob`` (S, L): the chance a stage applies; ``mag_low``/``mag_high``
+        (S, L): its magnitude range; ``mag_std``: per-image magnitude jitter.
+        """
+        import numpy as np
+
+        S, L, K = max_sub_policies, max_stages, len(OP_NAMES)
+        t = {
+            "sub_weights": np.zeros((S,), "float32"),
+            "op_weights": np.zeros((S, L, K), "float32"),
+            "prob": np.zeros((S, L), "float32"),
+            "mag_low": np.zeros((S, L), "float32"),
+            "mag_high": np.zeros((S, L), "float32"),
+            "mag_std": np.zeros((), "float32"),
+            "fill": np.array(self.fill, "float32"),
+        }
+        t["op_weights"][..., 0] = 1.0  # unused stages draw Identity
+        t["sub_weights"][0] = 1.0
+        mask = np.array([name in self.ops for name in OP_NAMES], "float32")
+        if self.type == "randaugment":
+            if self.num_ops > L:
+                raise ValueError(f"num_ops={self.num_ops} exceeds the layer's {L} stages")
+            for stage in range(self.num_ops):
+                t["op_weights"][0, stage] = mask
+                t["prob"][0, stage] = 1.0
+                t["mag_low"][0, stage] = t["mag_high"][0, stage] = self.magnitude
+            t["mag_std"][...] = self.magnitude_std
+        elif self.type == "trivialaugment":
+            t["op_weights"][0, 0] = mask
+            t["prob"][0, 0] = 1.0
+            t["mag_high"][0, 0] = MAX_LEVEL
+        elif self.type == "autoaugment":
+            if len(self.sub_policies) > S:
+                raise ValueError(f"{len(self.sub_policies)} sub-policies exceed the layer's {S}")
+            t["sub_weights"][: len(self.sub_policies)] = 1.0
+            for s, sub in enumerate(self.sub_policies):
+                if len(sub) > L:
+                    raise ValueError(f"a sub-policy of {len(sub)} steps exceeds {L} stages")
+                for stage, (op, p, m) in enumerate(sub):
+                    t["op_weights"][s, stage] = 0.0
+                    t["op_weights"][s, stage, OP_NAMES.index(op)] = 1.0
+                    t["prob"][s, stage] = p
+                    t["mag_low"][s, stage] = t["mag_high"][s, stage] = m
+        return t
+
+
+# ----------------------------------------------------------------------------------------------
+# Constructors
+
+
+def randaugment(num_ops: int = 2, magnitude: float = 9, ops: Any = RANDAUGMENT_OPS,
+                magnitude_std: float = 0.0, fill: int = 128) -> Policy:
+    return _parse({"schema": SCHEMA, "type": "randaugment", "num_ops": num_ops,
+                   "magnitude": magnitude, "magnitude_std": magnitude_std, "ops": list(ops),
+                   "fill": fill}, "randaugment()")
+
+
+def trivialaugment(ops: Any = RANDAUGMENT_OPS, fill: int = 128) -> Policy:
+    return _parse({"schema": SCHEMA, "type": "trivialaugment", "ops": list(ops), "fill": fill},
+                  "trivialaugment()")
+
+
+def autoaugment(sub_policies: Any, fill: int = 128) -> Policy:
+    return _parse({"schema": SCHEMA, "type": "autoaugment",
+                   "sub_policies": [[list(step) for step in sub] for sub in sub_policies],
+                   "fill": fill}, "autoaugment()")
+
+
+def no_augment() -> Policy:
+    return Policy(type="none", ops=())
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def read_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and validate a policy JSON file (no Keras import)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise PolicyFormatError(f"policy file {path}: not found") from None
+    except OSError as err:
+        raise PolicyFormatError(f"policy file {path}: cannot be read ({err.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        what = "is empty" if not text.strip() else f"is not valid JSON ({err.msg} at line {err.lineno})"
+        raise PolicyFormatError(f"policy file {path}: {what}; is it truncated?") from None
+    return _parse(data, f"policy file {path}")
+
+
+def write_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
+    """Write ``policy`` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(policy.to_json())
+    os.replace(tmp, path)
+    return path
+
+
+def load_policy(path: str | os.PathLike[str], *, base: bool = False, seed: int | None = None):
+    """Load a policy file as a Keras layer (``policysearch.augment.PolicyAugmentation``).
+
+    The layer applies the policy in training (``training=True``, as in ``model.fit`` or a
+    ``tf.data`` map) and passes images through unchanged at inference. With ``base=True`` it also
+    applies the crop and flip that the search trained with (recorded in the file's ``base``).
+    The policy itself is the layer's ``policy`` attribute.
+    """
+    from policysearch.augment.layer import PolicyAugmentation
+
+    policy = read_policy(path)
+    kwargs: dict[str, Any] = {}
+    if base:
+        kwargs = {"crop_padding": int(policy.base.get("crop_padding", 0)),
+                  "flip": bool(policy.base.get("flip", False))}
+    return PolicyAugmentation(policy, seed=seed, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+
+
+def _fail(origin: str, key: str, problem: str) -> PolicyFormatError:
+    return PolicyFormatError(f"{origin}: field '{key}': {problem}")
+
+
+def _number(origin: str, key: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise _fail(origin, key, f"expected a number, got {value!r}")
+    if not low <= value <= high:
+        raise _fail(origin, key, f"{value!r} is outside {_num(low)}..{_num(high)}")
+    return float(value)
+
+
+def _integer(origin: str, key: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(origin, key, f"expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise _fail(origin, key, f"{value!r} is outside {low}..{high}")
+    return value
+
+
+def _op(origin: str, key: str, value: Any) -> str:
+    if value not in OPS:
+        raise _fail(origin, key, f"unknown op {value!r}; known ops: {', '.join(OP_NAMES)}")
+    return value
+
+
+def _parse(data: Any, origin: str) -> Policy:
+    if not isinstance(data, dict):
+        raise PolicyFormatError(f"{origin}: expected a JSON object, got {type(data).__name__}")
+    schema = data.get("schema")
+    if schema is None:
+        raise _fail(origin, "schema", f"missing; expected {SCHEMA!r}")
+    if schema != SCHEMA:
+        raise _fail(origin, "schema", f"unknown version {schema!r}; this policysearch reads {SCHEMA!r}")
+    kind = data.get("type")
+    if kind not in TYPES:
+        raise _fail(origin, "type", f"expected one of {', '.join(TYPES)}, got {kind!r}")
+    allowed = {"schema", "type", "fill", "magnitude_scale", "base", "source"} | {
+        "randaugment": {"num_ops", "magnitude", "magnitude_std", "ops"},
+        "trivialaugment": {"ops"},
+        "autoaugment": {"sub_policies"},
+        "none": set(),
+    }[kind]
+    for key in data:
+        if key not in allowed:
+            raise _fail(origin, key, f"not a field of a {kind} policy")
+    scale = data.get("magnitude_scale")
+    if scale is not None and (not isinstance(scale, dict) or scale.get("bins") != 31
+                              or scale.get("max") != 30):
+        raise _fail(origin, "magnitude_scale", "this file uses another magnitude scale "
+                    "(expected 31 bins, M = 0..30)")
+    fill = _integer(origin, "fill", data.get("fill", 128), 0, 255)
+    base = data.get("base", {})
+    if not isinstance(base, dict):
+        raise _fail(origin, "base", f"expected an object, got {base!r}")
+    source = data.get("source", {})
+    if not isinstance(source, dict):
+        raise _fail(origin, "source", f"expected an object, got {source!r}")
+    common = {"fill": fill, "base": base, "source": source}
+
+    def required(key: str) -> Any:
+        if key not in data:
+            raise _fail(origin, key, f"missing (required for a {kind} policy)")
+        return data[key]
+
+    def op_list(key: str) -> tuple[str, ...]:
+        ops = required(key)
+        if not isinstance(ops, list) or not ops:
+            raise _fail(origin, key, f"expected a non-empty list of op names, got {ops!r}")
+        names = tuple(_op(origin, f"{key}[{i}]", op) for i, op in enumerate(ops))
+        if len(set(names)) != len(names):
+            raise _fail(origin, key, "lists an op twice")
+        return names
+
+    if kind == "randaugment":
+        return Policy(
+            type=kind,
+            num_ops=_integer(origin, "num_ops", required("num_ops"), 0, MAX_STAGES),
+            magnitude=_number(origin, "magnitude", required("magnitude"), 0, MAX_LEVEL),
+            magnitude_std=_number(origin, "magnitude_std", data.get("magnitude_std", 0.0), 0,
+                                  MAX_LEVEL),
+            ops=op_list("ops"),
+            **common,
+        )
+    if kind == "trivialaugment":
+        return Policy(type=kind, ops=op_list("ops"), **common)
+    if kind == "none":
+        return Policy(type=kind, ops=(), **common)
+    subs = required("sub_policies")
+    if not isinstance(subs, list) or not 1 <= len(subs) <= MAX_SUB_POLICIES:
+        raise _fail(origin, "sub_policies",
+                    f"expected a list of 1..{MAX_SUB_POLICIES} sub-policies, got {subs!r}")
+    parsed = []
+    for i, sub in enumerate(subs):
+        if not isinstance(sub, list) or not 1 <= len(sub) <= MAX_STAGES:
+            raise _fail(origin, f"sub_policies[{i}]",
+                        f"expected a list of 1..{MAX_STAGES} [op, probability, magnitude] steps")
+        steps = []
+        for j, step in enumerate(sub):
+            key = f"sub_policies[{i}][{j}]"
+            if not isinstance(step, list) or len(step) != 3:
+                raise _fail(origin, key, f"expected [op, probability, magnitude], got {step!r}")
+            steps.append((_op(origin, key, step[0]),
+                          _number(origin, key + " probability", step[1], 0, 1),
+                          _number(origin, key + " magnitude", step[2], 0, MAX_LEVEL)))
+        parsed.append(tuple(steps))
+    ops = tuple(dict.fromkeys(op for sub in parsed for op, _, _ in sub))
+    return Policy(type=kind, sub_policies=tuple(parsed), ops=ops, **common)
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _num(value: float) -> float | int:
+    """Integers stay integers in JSON and text (9, not 9.0)."""
+    value = float(value)
+    return int(value) if value.is_integer() else round(value, 4)
+
+
+def op_summary(name: str, magnitude: float, height: int = 32, width: int = 32,
+               upto: bool = False) -> str:
+    """One op at one magnitude in its own unit, e.g. ``Rotate ±8.1°``."""
+    spec = OPS[name]
+    value = arg_value(name, magnitude, height, width)
+    pm = "±" if spec.signed else ""
+    up = "up to " if upto else ""
+    if spec.unit == "degrees":
+        return f"{name} {up}{pm}{value:.1f}°"
+    if spec.unit == "pixels":
+        return f"{name} {up}{pm}{value:.1f} px"
+    if spec.unit == "shear":
+        return f"{name} {up}{pm}{value:.3f}"
+    if spec.unit == "factor":
+        if upto:
+            return f"{name} factor in [{1 - value:.2f}, {1 + value:.2f}]"
+        return f"{name} factor {1 - value:.2f} or {1 + value:.2f}"
+    if spec.unit == "bits":
+        return f"{name} {'down to ' if upto else ''}{int(value)} bits"
+    if spec.unit == "threshold":
+        return f"{name} threshold {'down to ' if upto else ''}{value:.1f}"
+    if spec.unit == "fraction of side":
+        return f"{name} {up}{value:.2f} of the side"
+    return name

@@ -1,0 +1,229 @@
+"""The proxy trainer: one compiled model that scores many policies.
+
+Compiling costs far more than a proxy trial, so a ``ProxyTrainer`` builds and compiles its model
+once; each ``train`` call re-initialises the weights (copied from a freshly seeded model, never
+rebuilt), resets the optimizer, and sets the policy, whose parameters are tensors.
+
+Augmentation runs where the experiment places it: in the ``tf.data`` input pipeline (``data``:
+TensorFlow on the CPU, beside the training) or inside the model's train step (``model``: the
+backend's compiled step, on the accelerator). ``auto`` picks ``model`` on an accelerator or
+without TensorFlow, else ``data``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from policysearch.augment.layer import PolicyAugmentation
+from policysearch.config import BaseAugmentConfig, TrainerConfig
+from policysearch.models import WarmupLinearDecay, build_cnn
+from policysearch.policy import Policy
+
+EpochCallback = Callable[[int, float, float], bool]
+"""Called after each epoch with (epoch, train loss, validation accuracy); True stops training."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    train_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.val_accuracy[-1] if self.val_accuracy else float("nan")
+
+
+def has_tensorflow() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def has_accelerator() -> bool:
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() != "cpu"
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False
+
+
+def resolve_placement(placement: str) -> str:
+    if placement == "auto":
+        return "model" if has_accelerator() or not has_tensorflow() else "data"
+    if placement == "data" and not has_tensorflow():
+        raise RuntimeError("placement 'data' runs augmentation in a tf.data pipeline and needs "
+                           "TensorFlow; install it or use placement 'model'")
+    return placement
+
+
+class ProxyTrainer:
+    """Trains the proxy CNN with a policy and reports validation accuracy per epoch."""
+
+    def __init__(self, config: TrainerConfig, base: BaseAugmentConfig,
+                 image_shape: tuple[int, int, int], num_classes: int, train_size: int,
+                 epochs: int | None = None) -> None:
+        self.config = config
+        self.base = base
+        self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes
+        self.epochs = epochs or config.epochs
+        self.batch_size = min(config.batch_size, train_size)
+        self.steps_per_epoch = max(train_size // self.batch_size, 1)
+        self.placement = resolve_placement(config.placement)
+        self.backend = keras.backend.backend()
+
+        self.network = build_cnn(self.image_shape, num_classes, config.model.widths,
+                                 config.model.convs_per_stage, seed=0)
+        self.augment: PolicyAugmentation | None = None
+        if self.placement == "model":
+            self.augment = self._augmentation(None, dynamic=True)
+            inputs = keras.Input(self.image_shape)
+            self.model = keras.Model(inputs, self.network(self.augment(inputs)))
+        else:
+            self.model = self.network
+        total = self.epochs * self.steps_per_epoch
+        schedule = WarmupLinearDecay(config.lr, round(config.warmup_epochs * self.steps_per_epoch),
+                                     total)
+        self.optimizer = keras.optimizers.SGD(
+            schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        )
+        self.model.compile(
+            optimizer=self.optimizer,
+            loss=keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=config.label_smoothing
+            ),
+            metrics=["accuracy"],
+            jit_compile=self.backend != "tensorflow",
+        )
+        self.optimizer.build(self.model.trainable_variables)
+        self._optimizer_start = [np.array(v) for v in self.optimizer.variables]
+
+    def _augmentation(self, policy: Policy | None, dynamic: bool,
+                      seed: int | None = None) -> PolicyAugmentation:
+        return PolicyAugmentation(policy, dynamic=dynamic, seed=seed,
+                                  crop_padding=self.base.crop_padding, flip=self.base.flip)
+
+    # -- one trial -------------------------------------------------------------------------------
+
+    def train(self, policy: Policy, x_train: np.ndarray, y_train: np.ndarray,
+              x_val: np.ndarray, y_val: np.ndarray, seed: int,
+              on_epoch: EpochCallback | None = None) -> TrainResult:
+        """Train from fresh weights (drawn from ``seed``) with ``policy``; validate each epoch."""
+        self._reset(seed)
+        if self.augment is not None:
+            self.augment.set_policy(policy)
+            self.augment.set_seed(seed)
+        order = np.random.default_rng(seed).permutation(len(x_train))
+        order = order[: self.steps_per_epoch * self.batch_size]
+        x, y = x_train[order], self._onehot(y_train[order])
+        val = (x_val, self._onehot(y_val))
+        result = TrainResult()
+        callback = _EpochHook(result, on_epoch)
+        start = time.perf_counter()
+        if self.placement == "data" or has_tensorflow():
+            dataset = self._dataset(policy, x, y, seed)
+            self.model.fit(dataset, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+                           validation_data=val, validation_batch_size=self.batch_size,
+                           callbacks=[callback], verbose=0)
+        else:
+            keras.utils.set_random_seed(seed)
+            self.model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
+                           validation_data=val, validation_batch_size=self.batch_size,
+                           callbacks=[callback], verbose=0)
+        result.seconds = time.perf_counter() - start
+        if callback.diverged:
+            raise TrainingDiverged(f"training loss became {callback.diverged} at epoch "
+                                   f"{len(result.train_loss)}")
+        return result
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of the current weights on ``(x, y)`` (no augmentation)."""
+        out = self.model.evaluate(x, self._onehot(y), batch_size=self.batch_size, verbose=0,
+                                  return_dict=True)
+        return float(out["accuracy"])
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _onehot(self, y: np.ndarray) -> np.ndarray:
+        return np.eye(self.num_classes, dtype="float32")[y]
+
+    def _reset(self, seed: int) -> None:
+        """Fresh weights drawn from ``seed``, a fresh optimizer state; nothing recompiles."""
+        model = self.config.model
+        fresh = build_cnn(self.image_shape, self.num_classes, model.widths, model.convs_per_stage,
+                          seed=seed)
+        self.network.set_weights(fresh.get_weights())
+        for variable, value in zip(self.optimizer.variables, self._optimizer_start):
+            variable.assign(value)
+        keras.utils.set_random_seed(seed)
+
+    def _dataset(self, policy: Policy, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
+        """Shuffled batches for all epochs; with placement ``data``, augmented in the map.
+
+        Each batch draws its augmentation from (seed, global batch index): the same seed gives
+        the same augmented batches, in any order of parallel map calls.
+        """
+        import tensorflow as tf
+
+        batch = self.batch_size
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch, drop_remainder=True).repeat(self.epochs)
+        if self.placement == "data":
+            layer = self._augmentation(policy, dynamic=False, seed=seed)
+            columns = layer.num_uniforms
+
+            def augment(step: Any, pair: Any) -> Any:
+                images, labels = pair
+                draws = tf.random.stateless_uniform(
+                    (batch, columns), seed=tf.stack([tf.cast(seed, tf.int64), step])
+                )
+                return layer(images, training=True, uniforms=draws), labels
+
+            ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE,
+                                    deterministic=True)
+        else:
+            ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class _EpochHook(keras.callbacks.Callback):
+    def __init__(self, result: TrainResult, on_epoch: EpochCallback | None) -> None:
+        super().__init__()
+        self.result = result
+        self.on_epoch = on_epoch
+        self.diverged: str | None = None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        loss = float(logs.get("loss", float("nan")))
+        accuracy = float(logs.get("val_accuracy", float("nan")))
+        self.result.train_loss.append(loss)
+        self.result.val_accuracy.append(accuracy)
+        if not math.isfinite(loss):
+            self.diverged = "NaN" if math.isnan(loss) else "infinite"
+            self.model.stop_training = True
+        elif self.on_epoch is not None and self.on_epoch(epoch, loss, accuracy):
+            self.result.stopped_early = True
+            self.model.stop_training = True
