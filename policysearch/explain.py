@@ -42,6 +42,8 @@ def _neutral(name: str, magnitude: float, height: int, width: int) -> bool:
         return value >= 8
     if name == "Cutout":
         return round(value * min(height, width)) == 0
+    if OPS[name].unit == "factor":
+        return value == 1.0
     return value == 0.0
 
 

@@ -114,7 +114,8 @@ class Policy:
         if self.type == "none":
             return "crop+flip" if self.base.get("flip", True) else "no augmentation"
         if self.type == "trivialaugment":
-            return "TA" + ("" if set(self.ops) == set(RANDAUGMENT_OPS) else f"[{len(self.ops)} ops]")
+            full = set(self.ops) == set(RANDAUGMENT_OPS)
+            return "TA" + ("" if full else f"[{len(self.ops)} ops]")
         if self.type == "autoaugment":
             steps = max((len(s) for s in self.sub_policies), default=0)
             return f"AA({len(self.sub_policies)}x{steps})"
@@ -266,7 +267,8 @@ def read_policy(path: str | os.PathLike[str]) -> Policy:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        what = "is empty" if not text.strip() else f"is not valid JSON ({err.msg} at line {err.lineno})"
+        what = ("is empty" if not text.strip()
+                else f"is not valid JSON ({err.msg} at line {err.lineno})")
         raise PolicyFormatError(f"policy file {path}: {what}; is it truncated?") from None
     return _parse(data, f"policy file {path}")
 
@@ -336,7 +338,8 @@ def _parse(data: Any, origin: str) -> Policy:
     if schema is None:
         raise _fail(origin, "schema", f"missing; expected {SCHEMA!r}")
     if schema != SCHEMA:
-        raise _fail(origin, "schema", f"unknown version {schema!r}; this policysearch reads {SCHEMA!r}")
+        raise _fail(origin, "schema",
+                    f"unknown version {schema!r}; this policysearch reads {SCHEMA!r}")
     kind = data.get("type")
     if kind not in TYPES:
         raise _fail(origin, "type", f"expected one of {', '.join(TYPES)}, got {kind!r}")
@@ -437,9 +440,10 @@ def op_summary(name: str, magnitude: float, height: int = 32, width: int = 32,
     if spec.unit == "shear":
         return f"{name} {up}{pm}{value:.3f}"
     if spec.unit == "factor":
+        low = arg_value(name, magnitude, height, width, sign=-1.0)
         if upto:
-            return f"{name} factor in [{1 - value:.2f}, {1 + value:.2f}]"
-        return f"{name} factor {1 - value:.2f} or {1 + value:.2f}"
+            return f"{name} factor in [{low:.2f}, {value:.2f}]"
+        return f"{name} factor {low:.2f} or {value:.2f}"
     if spec.unit == "bits":
         return f"{name} {'down to ' if upto else ''}{int(value)} bits"
     if spec.unit == "threshold":

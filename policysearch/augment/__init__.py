@@ -44,9 +44,11 @@ def apply_op(
     images = K.convert_to_tensor(images)
     shape = tuple(K.shape(images))
     if len(shape) != 4:
-        raise ValueError(f"Expected a batch of images of rank 4 (B, H, W, C). Received: shape={shape}")
+        raise ValueError("Expected a batch of images of rank 4 (B, H, W, C). "
+                         f"Received: shape={shape}")
     if isinstance(shape[3], int) and shape[3] not in (1, 3):
-        raise ValueError(f"Expected 1 or 3 channels (grayscale or RGB). Received: channels={shape[3]}")
+        raise ValueError("Expected 1 or 3 channels (grayscale or RGB). "
+                         f"Received: channels={shape[3]}")
     if isinstance(shape[0], int) and shape[0] == 0:
         raise ValueError(f"Expected at least one image. Received: an empty batch, shape={shape}")
     batch = shape[0]

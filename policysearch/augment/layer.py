@@ -95,6 +95,7 @@ class PolicyAugmentation(DataLayer):
             self._stages, self._ops = max_stages, _ALL_OPS
         else:
             self._stages, self._ops = _structure(self.policy)
+        self.built = True  # every weight exists already
 
     # -- policy ----------------------------------------------------------------------------------
 

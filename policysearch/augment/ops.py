@@ -47,9 +47,11 @@ class OpSpec:
     unit: str
 
     def arg(self, K: Backend, level: Tensor, sign: Tensor, height: int, width: int) -> Tensor:
-        """Per-image argument for magnitudes ``level`` (B,) and signs ``sign`` (B,)."""
-        value = self.level_to_arg(K, level, height, width)
-        return value * sign if self.signed else value
+        """Per-image argument for magnitudes ``level`` (B,) and signs ``sign`` (B,).
+
+        A signed op's rule receives the signed level (``sign * level``).
+        """
+        return self.level_to_arg(K, level * sign if self.signed else level, height, width)
 
     def apply(
         self, K: Backend, images: Tensor, arg: Tensor, rand: Tensor, fill: Tensor
@@ -90,26 +92,38 @@ def take_rows(K: Backend, x: Tensor, indices: Tensor) -> Tensor:
 
 
 def warp(K: Backend, images: Tensor, matrix: Tensor, fill: Tensor) -> Tensor:
-    """Nearest-neighbour affine warp with PIL's convention.
+    """Nearest-neighbour affine warp, sampling exactly as PIL's ``Image.transform`` does.
 
-    ``matrix`` (B, 6) is ``(a, b, c, d, e, f)``: output pixel ``(x, y)`` samples the input at
-    ``floor(a (x + .5) + b (y + .5) + c)``, ``floor(d (x + .5) + e (y + .5) + f)``; samples outside
-    the image take the per-image value ``fill`` (B,). One gather: the fill values are rows
-    appended to the source.
+    ``matrix`` (B, 6) is PIL's ``(a, b, c, d, e, f)``: output pixel ``(x, y)`` samples the input
+    near ``(a (x + .5) + b (y + .5) + c, d (x + .5) + e (y + .5) + f)``; samples outside the
+    image take the per-image value ``fill`` (B,). As in PIL, a map without shear or rotation
+    (``b = d = 0``) floors the float coordinates, and any other map uses PIL's 16.16
+    fixed-point arithmetic (so ties at pixel edges fall the same way). One gather: the fill
+    values are rows appended to the source.
     """
     N = K.numpy
     shape = K.shape(images)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    gx = N.reshape(K.cast(N.arange(width), "float32") + 0.5, (1, 1, -1))
-    gy = N.reshape(K.cast(N.arange(height), "float32") + 0.5, (1, -1, 1))
-    m = [_b(K, matrix[:, i], 3) for i in range(6)]
-    src_x = N.floor(m[0] * gx + m[1] * gy + m[2])
-    src_y = N.floor(m[3] * gx + m[4] * gy + m[5])
-    valid = (src_x >= 0) & (src_x < K.cast(width, "float32"))
-    valid = valid & (src_y >= 0) & (src_y < K.cast(height, "float32"))
+    xs = N.reshape(K.cast(N.arange(width), "float32"), (1, 1, -1))
+    ys = N.reshape(K.cast(N.arange(height), "float32"), (1, -1, 1))
+    a, b, c, d, e, f = (_b(K, matrix[:, i], 3) for i in range(6))
+    # Scale path (PIL ImagingScaleAffine), in floating point.
+    float_x = N.floor(a * (xs + 0.5) + c)
+    float_y = N.floor(e * (ys + 0.5) + f)
+
+    # Fixed-point path (PIL affine_fixed): FIX(v) = floor(v * 65536 + 0.5).
+    def fix(v: Tensor) -> Tensor:
+        return K.cast(N.floor(v * 65536.0 + 0.5), "int32")
+
+    xi, yi = K.cast(xs, "int32"), K.cast(ys, "int32")
+    fixed_x = N.floor_divide(fix(c + 0.5 * a + 0.5 * b) + yi * fix(b) + xi * fix(a), 65536)
+    fixed_y = N.floor_divide(fix(f + 0.5 * d + 0.5 * e) + yi * fix(e) + xi * fix(d), 65536)
+    scale_only = (b == 0) & (d == 0)
+    src_x = N.where(scale_only, K.cast(float_x, "int32"), fixed_x)
+    src_y = N.where(scale_only, K.cast(float_y, "int32"), fixed_y)
+    valid = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
     image = N.arange(batch, dtype="int32")
-    pixel = _b(K, image * (height * width), 3) + K.cast(src_y, "int32") * width
-    pixel = pixel + K.cast(src_x, "int32")
+    pixel = _b(K, image * (height * width), 3) + src_y * width + src_x
     outside = _b(K, image + batch * height * width, 3)
     source = N.concatenate(
         [N.reshape(images, (-1, channels)),
@@ -221,8 +235,11 @@ def _color(K: Backend, images: Tensor, factor: Tensor, rand: Tensor, fill: Tenso
 def _contrast(K: Backend, images: Tensor, factor: Tensor, rand: Tensor, fill: Tensor) -> Tensor:
     """PIL ``ImageEnhance.Contrast``: blend with the rounded mean of the grayscale image."""
     N = K.numpy
-    mean = N.floor(N.mean(grayscale(K, images), axis=(1, 2, 3)) + 0.5)
-    return blend(K, _b(K, mean), images, factor)
+    gray = K.cast(grayscale(K, images), "int32")
+    count = K.shape(images)[1] * K.shape(images)[2]
+    # int(mean + 0.5), in integers: exact for any image size and any compiler.
+    mean = N.floor_divide(2 * N.sum(gray, axis=(1, 2, 3)) + count, 2 * count)
+    return blend(K, _b(K, K.cast(mean, "float32")), images, factor)
 
 
 def smooth(K: Backend, images: Tensor) -> Tensor:
@@ -264,16 +281,16 @@ def _invert(K: Backend, images: Tensor, arg: Tensor, rand: Tensor, fill: Tensor)
 def _autocontrast(K: Backend, images: Tensor, arg: Tensor, rand: Tensor, fill: Tensor) -> Tensor:
     """PIL ``ImageOps.autocontrast``: stretch each channel's [min, max] to [0, 255].
 
-    Computed exactly as ``floor((v - lo) * 255 / (hi - lo))`` (exact in float32: the quotient
-    of two small integers is either an integer or at least 1/255 away from one). PIL's float64
+    Computed exactly, in integers, as ``(v - lo) * 255 // (hi - lo)``. PIL's float64
     ``v * scale + offset`` lands one below an exact integer for some (lo, hi) pairs (0.14% of
-    its table entries).
+    its table entries), so a pixel may be one level above PIL's.
     """
     N = K.numpy
-    lo = N.min(images, axis=(1, 2), keepdims=True, initial=255.0)
-    hi = N.max(images, axis=(1, 2), keepdims=True, initial=0.0)
-    stretched = N.clip(N.floor((images - lo) * 255.0 / N.maximum(hi - lo, 1.0)), 0.0, 255.0)
-    return N.where(hi > lo, stretched, images)
+    x = K.cast(images, "int32")
+    lo = N.min(x, axis=(1, 2), keepdims=True, initial=255)
+    hi = N.max(x, axis=(1, 2), keepdims=True, initial=0)
+    stretched = N.floor_divide((x - lo) * 255, N.maximum(hi - lo, 1))
+    return K.cast(N.where(hi > lo, stretched, x), "float32")
 
 
 def _equalize(K: Backend, images: Tensor, arg: Tensor, rand: Tensor, fill: Tensor) -> Tensor:
@@ -327,8 +344,22 @@ def _translate_y_arg(K: Backend, level: Tensor, h: int, w: int) -> Tensor:
     return level / MAX_LEVEL * TRANSLATE_MAX * K.cast(h, "float32")
 
 
+_ENHANCE_FACTORS = [1.0 + 0.9 * m / MAX_LEVEL for m in range(-30, 31)]
+
+
 def _enhance_arg(K: Backend, level: Tensor, h: int, w: int) -> Tensor:
-    return level * (0.9 / MAX_LEVEL)
+    """PIL's enhance factor ``1 + 0.9 M / 30`` for the signed level ``M``.
+
+    At whole bins the factor comes from a table computed in float64, so it is the float32 that
+    PIL gets from Python's float whatever a compiler does to the arithmetic (XLA turns a
+    division by a constant into a multiplication, which can move the factor by one ulp and a
+    truncated pixel by one level). Between bins it is computed.
+    """
+    N = K.numpy
+    whole = N.round(level)
+    index = K.cast(N.clip(whole, -MAX_LEVEL, MAX_LEVEL) + MAX_LEVEL, "int32")
+    table = K.convert_to_tensor(_ENHANCE_FACTORS, "float32")
+    return N.where(whole == level, N.take(table, index), 1.0 + level * (0.9 / MAX_LEVEL))
 
 
 def _posterize_arg(K: Backend, level: Tensor, h: int, w: int) -> Tensor:
@@ -344,9 +375,6 @@ def _no_arg(K: Backend, level: Tensor, h: int, w: int) -> Tensor:
     return level * 0.0
 
 
-def _factor(kernel: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """Enhance ops take ``1 + v`` as PIL's factor, ``v`` being the signed magnitude value."""
-    return lambda K, images, v, rand, fill: kernel(K, images, 1.0 + v, rand, fill)
 
 
 OPS: dict[str, OpSpec] = {
@@ -358,10 +386,10 @@ OPS: dict[str, OpSpec] = {
         OpSpec("TranslateX", "affine", _translate_x, _translate_x_arg, True, "pixels"),
         OpSpec("TranslateY", "affine", _translate_y, _translate_y_arg, True, "pixels"),
         OpSpec("Rotate", "affine", _rotate, _linear(30.0), True, "degrees"),
-        OpSpec("Brightness", "pixel", _factor(_brightness), _enhance_arg, True, "factor"),
-        OpSpec("Color", "pixel", _factor(_color), _enhance_arg, True, "factor"),
-        OpSpec("Contrast", "pixel", _factor(_contrast), _enhance_arg, True, "factor"),
-        OpSpec("Sharpness", "pixel", _factor(_sharpness), _enhance_arg, True, "factor"),
+        OpSpec("Brightness", "pixel", _brightness, _enhance_arg, True, "factor"),
+        OpSpec("Color", "pixel", _color, _enhance_arg, True, "factor"),
+        OpSpec("Contrast", "pixel", _contrast, _enhance_arg, True, "factor"),
+        OpSpec("Sharpness", "pixel", _sharpness, _enhance_arg, True, "factor"),
         OpSpec("Posterize", "pixel", _posterize, _posterize_arg, False, "bits"),
         OpSpec("Solarize", "pixel", _solarize, _solarize_arg, False, "threshold"),
         OpSpec("AutoContrast", "pixel", _autocontrast, _no_arg, False, ""),
@@ -395,6 +423,18 @@ class _ScalarNumpy:
     def round(x: float) -> float:
         return float(round(x))
 
+    @staticmethod
+    def clip(x: float, low: float, high: float) -> float:
+        return min(max(x, low), high)
+
+    @staticmethod
+    def take(table: list[float], index: float) -> float:
+        return table[int(index)]
+
+    @staticmethod
+    def where(condition: bool, a: float, b: float) -> float:
+        return a if condition else b
+
 
 class _ScalarBackend:
     """Just enough of a backend to evaluate ``level_to_arg`` rules on Python floats."""
@@ -405,10 +445,15 @@ class _ScalarBackend:
     def cast(x: float, dtype: str) -> float:
         return float(x)
 
+    @staticmethod
+    def convert_to_tensor(x: list[float], dtype: str) -> list[float]:
+        return x
 
-def arg_value(name: str, magnitude: float, height: int = 32, width: int = 32) -> float:
-    """The op's argument at ``magnitude`` for a positive sign, in its unit (``OpSpec.unit``).
+
+def arg_value(name: str, magnitude: float, height: int = 32, width: int = 32,
+              sign: float = 1.0) -> float:
+    """The op's argument at ``magnitude`` and ``sign``, in its unit (``OpSpec.unit``).
 
     Pure Python (no Keras import), for summaries such as ``policysearch show``.
     """
-    return float(OPS[name].arg(_ScalarBackend, float(magnitude), 1.0, height, width))
+    return float(OPS[name].arg(_ScalarBackend, float(magnitude), float(sign), height, width))
