@@ -74,7 +74,7 @@ bench: $(STAMP)
 
 experiment: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(EXPERIMENT) \
-		$(if $(SMOKE),--smoke,)
+		$(call opt,--data-dir,$(DATA_DIR)) $(if $(SMOKE),--smoke,)
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache

@@ -212,7 +212,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     from policysearch.proof import run_experiment
 
     run_experiment(args.experiment, smoke=args.smoke, storage=args.storage,
-                   tracking_uri=args.tracking_uri, out=args.out, log=_print)
+                   tracking_uri=args.tracking_uri, out=args.out, data_dir=args.data_dir,
+                   log=_print)
     return 0
 
 
@@ -314,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="search, then validate against the baselines, and "
                        "write experiments/results/<NAME>.md")
     p.add_argument("experiment")
+    p.add_argument("--data-dir")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--storage")
     p.add_argument("--tracking-uri")

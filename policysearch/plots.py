@@ -100,7 +100,8 @@ def history_figure(trials: Sequence[Any]) -> Any:
         ax.plot(xs, np.maximum.accumulate(ys), color="tab:blue", alpha=0.6,
                 label="best searched so far")
     colors = ["tab:red", "tab:orange", "tab:green", "tab:purple"]
-    for i, t in enumerate(t for t in trials if t.user_attrs.get("baseline") and t.value is not None):
+    baselines = [t for t in trials if t.user_attrs.get("baseline") and t.value is not None]
+    for i, t in enumerate(baselines):
         ax.axhline(t.value, color=colors[i % len(colors)], linestyle="--", linewidth=1,
                    label=f"baseline {t.user_attrs['baseline']}")
     ax.set_xlabel("trial")

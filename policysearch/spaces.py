@@ -163,7 +163,8 @@ def load_space(name: str) -> SearchSpace:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', err)}") from None
+        problem = getattr(err, "problem", err)
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     return parse_space(raw, str(path), path.stem)
 
 
@@ -242,11 +243,11 @@ def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
             raise fail(key, "use 'subset' to search which ops are in the policy")
         choices = _ops(key, value[kind], fail)
         min_size = value.get("min_size", 1)
-        if kind == "subset":
-            if isinstance(min_size, bool) or not isinstance(min_size, int) \
-                    or not 1 <= min_size <= len(choices):
-                raise fail(key, f"min_size must be an integer in 1..{len(choices)}, "
-                           f"got {min_size!r}")
+        bad_size = isinstance(min_size, bool) or not isinstance(min_size, int) \
+            or not 1 <= min_size <= len(choices)
+        if kind == "subset" and bad_size:
+            raise fail(key, f"min_size must be an integer in 1..{len(choices)}, "
+                       f"got {min_size!r}")
         return Dist(kind, choices=choices, min_size=min_size)
     if is_ops:
         raise fail(key, f"'{kind}' is for numbers; ops take choice or subset")

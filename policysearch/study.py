@@ -14,6 +14,7 @@ not count; a trial whose worker died is failed by the storage heartbeat and retr
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -429,10 +430,9 @@ def _heartbeat(study: Any, trial: Any) -> Iterator[None]:
 
     def beat() -> None:
         while not stop.is_set():
-            try:
+            # a missed beat is retried; the grace period covers it
+            with contextlib.suppress(Exception):
                 storage.record_heartbeat(trial._trial_id)
-            except Exception:  # a missed beat is retried; the grace period covers it
-                pass
             stop.wait(interval)
 
     thread = threading.Thread(target=beat, name=f"heartbeat-{trial.number}", daemon=True)

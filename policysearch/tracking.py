@@ -260,8 +260,8 @@ class Tracker:
                     continue
                 tags = {PARENT: parent_id, ROLE: role, STUDY: self.study_name,
                         "policy": row["label"], "policy_key": row["key"], "seed": str(row["seed"])}
-                run = self.client.create_run(self.experiment_id, tags=tags,
-                                             run_name=f"{role} · {row['label']} · seed {row['seed']}")
+                name = f"{role} · {row['label']} · seed {row['seed']}"
+                run = self.client.create_run(self.experiment_id, tags=tags, run_name=name)
                 metric = "test_accuracy" if role == "validate" else "val_accuracy"
                 now = int(time.time() * 1000)
                 self.client.log_batch(
