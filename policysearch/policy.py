@@ -264,6 +264,9 @@ def read_policy(path: str | os.PathLike[str]) -> Policy:
         raise PolicyFormatError(f"policy file {path}: not found") from None
     except OSError as err:
         raise PolicyFormatError(f"policy file {path}: cannot be read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise PolicyFormatError(f"policy file {path}: is not a JSON text file (not UTF-8); "
+                                "is it the right file?") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -278,8 +281,12 @@ def write_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(policy.to_json())
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(policy.to_json())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -314,7 +321,7 @@ def _number(origin: str, key: str, value: Any, low: float, high: float) -> float
         raise _fail(origin, key, f"expected a number, got {value!r}")
     if not low <= value <= high:
         raise _fail(origin, key, f"{value!r} is outside {_num(low)}..{_num(high)}")
-    return float(value)
+    return float(_num(value))  # as the JSON form holds it, so that a round trip is exact
 
 
 def _integer(origin: str, key: str, value: Any, low: int, high: int) -> int:

@@ -269,9 +269,13 @@ def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
                              or step <= 0):
         raise fail(key, f"step must be a positive number, got {step!r}")
+    if kind == "int" and step is not None and not isinstance(step, int):
+        raise fail(key, f"an int range needs an integer step, got {step!r}")
     log = value.get("log", False)
     if not isinstance(log, bool):
         raise fail(key, f"log must be true or false, got {log!r}")
     if log and lo <= 0:
         raise fail(key, "a log range needs low > 0")
+    if log and step is not None and not (kind == "int" and step == 1):
+        raise fail(key, "a log range takes no step (an int log range only step 1)")
     return Dist(kind, low=lo, high=hi, step=step, log=log)

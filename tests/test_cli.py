@@ -1,0 +1,249 @@
+"""The command line, run as a user runs it: ``python -m policysearch ...`` in a subprocess.
+
+Only the fast commands (show, export, preview on a tiny dataset); every user error is one line
+on stderr, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import write_image_folder
+
+from policysearch import autoaugment, no_augment, randaugment, trivialaugment, write_policy
+
+PYTHON = sys.executable
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None,
+        code: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [PYTHON, "-c", code, *args] if code else [PYTHON, "-m", "policysearch", *args]
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("policysearch: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> dict[str, Path]:
+    ra = randaugment(2, 9).with_source(dataset="cifar10", study="s1", space="randaugment",
+                                       trial=4, val_accuracy_mean=0.61234,
+                                       val_accuracy_std=0.0101, n_seeds=3)
+    found = {
+        "ra": ra,
+        "ra_subset": randaugment(1, 12, ops=["Rotate", "Solarize"]),
+        "ta": trivialaugment(),
+        "aa": autoaugment([[("Rotate", 0.5, 10), ("Invert", 0.2, 0)]]),
+        "none": no_augment(),
+    }
+    out = {}
+    for name, policy in found.items():
+        data = policy.to_dict()
+        if name == "ra":
+            data["base"] = {"crop_padding": 4, "flip": True}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data))
+        out[name] = path
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# show
+
+
+def test_show_prints_the_policy_and_each_op(policies: dict[str, Path], tmp_path: Path) -> None:
+    result = run("show", str(policies["ra_subset"]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "RandAugment(n=1, m=12, ops=[Rotate, Solarize])"
+    assert lines[1].startswith("RandAugment: each image applies 1 op(s) drawn uniformly from 2")
+    assert lines[2:] == ["  Rotate ±12.0°", "  Solarize threshold 153.0"]
+    assert result.stderr == ""
+
+
+def test_show_prints_base_and_provenance(policies: dict[str, Path], tmp_path: Path) -> None:
+    result = run("show", str(policies["ra"]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("RandAugment(n=2, m=9, ops=[all 14])\n")
+    assert len([line for line in out.splitlines() if line.startswith("  ")]) == 14
+    assert "  Rotate ±9.0°" in out.splitlines()
+    assert "crop padding 4, flip True" in out
+    assert "found on cifar10 by study 's1' (space randaugment, trial 4)" in out
+    assert "validation accuracy 0.6123 ± 0.0101 over 3 seeds" in out
+
+
+def test_show_other_policy_types(policies: dict[str, Path], tmp_path: Path) -> None:
+    aa = run("show", str(policies["aa"]), cwd=tmp_path)
+    assert aa.stdout.splitlines()[0] == "AutoAugment([Rotate(p=0.5, m=10) + Invert(p=0.2, m=0)])"
+    assert "  1. p=0.5: Rotate ±10.0°, then p=0.2: Invert" in aa.stdout.splitlines()
+    none = run("show", str(policies["none"]), cwd=tmp_path)
+    assert none.stdout.splitlines() == [
+        "NoAugment()", "no policy ops: the trainer's base augmentation only"]
+
+
+def test_show_epochs_explains(policies: dict[str, Path], tmp_path: Path) -> None:
+    result = run("show", str(policies["ra"]), "--epochs", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "probability an image passes an epoch unchanged by the policy" in out
+    assert "expected epochs (of 10) in which an image is seen unaugmented" in out
+    assert "probability it is never seen unaugmented in 10 epochs" in out
+    assert "(x 162 from the crop and flip)" in out  # 9 x 9 crops x 2 flips from the base
+    assert "Assumptions:" in out
+    # RA(N=2) over 14 ops, Identity the only neutral op at M=9: (1/14)^2
+    assert f"{(1 / 14) ** 2:.4f}" in out
+    plain = run("show", str(policies["ra"]), cwd=tmp_path)
+    assert "unaugmented" not in plain.stdout
+
+
+def test_show_does_not_import_tensorflow_or_mlflow(policies: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    code = ("import sys, policysearch.cli as c\n"
+            "assert c.main(['show', sys.argv[1], '--epochs', '5']) == 0\n"
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'optuna', 'jax') "
+            "if m in sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "print('light')\n")
+    result = run(str(policies["ra"]), cwd=tmp_path, code=code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("light")
+
+
+# ----------------------------------------------------------------------------------------------
+# export
+
+
+def test_export_torchvision_exact_policy_prints_code(policies: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    result = run("export", str(policies["ra"]), "--to", "torchvision", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("torchvision.transforms.RandAugment(num_ops=2, magnitude=9, num_magnitude_bins=31, "
+            "interpolation=InterpolationMode.NEAREST, fill=[128, 128, 128])") in result.stdout
+    assert "# note:" in result.stdout
+    assert result.stderr == ""
+
+
+@pytest.mark.parametrize("target", ["torchvision", "timm", "tf-models"])
+def test_export_of_no_augment_is_exact_everywhere(policies: dict[str, Path], tmp_path: Path,
+                                                  target: str) -> None:
+    result = run("export", str(policies["none"]), "--to", target, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# no policy ops")
+
+
+@pytest.mark.parametrize("name, target, needle", [
+    ("ra_subset", "torchvision", "op subset"),
+    ("ta", "torchvision", "TrivialAugmentWide"),
+    ("aa", "torchvision", "custom AutoAugment"),
+    ("ra", "timm", "timm's RandAugment op set"),
+    ("ra", "tf-models", "TF Model Garden applies each drawn op"),
+])
+def test_export_refuses_inexact_in_one_line(policies: dict[str, Path], tmp_path: Path,
+                                            name: str, target: str, needle: str) -> None:
+    result = run("export", str(policies[name]), "--to", target, cwd=tmp_path)
+    assert_one_line_error(result, f"{target} cannot express this policy exactly", needle,
+                          "--approximate")
+    assert result.stdout == "", "no code printed when refusing"
+
+
+def test_export_approximate_prints_nearest_code(policies: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    timm = run("export", str(policies["ra"]), "--to", "timm", "--approximate", cwd=tmp_path)
+    assert timm.returncode == 0, timm.stderr
+    assert "# approximate: timm cannot express this policy exactly:" in timm.stdout
+    assert timm.stdout.splitlines()[-1] == "rand-m3-n2-inc1"
+    tf = run("export", str(policies["ra_subset"]), "--to", "tf-models", "--approximate",
+             cwd=tmp_path)
+    assert tf.returncode == 0, tf.stderr
+    code = tf.stdout.splitlines()[-1]
+    assert code.startswith("official.vision.ops.augment.RandAugment(num_layers=1, magnitude=4,")
+    assert "'Rotate'" not in code and "'Solarize'" not in code and "'Equalize'" in code
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.json"
+    for command in (["show", str(missing)], ["export", str(missing), "--to", "timm"]):
+        assert_one_line_error(run(*command, cwd=tmp_path), str(missing), "not found")
+
+
+def test_garbage_json_is_one_line(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{\"schema\": \"policysearch.policy/v1\", \"ty")
+    assert_one_line_error(run("show", str(garbage), cwd=tmp_path), str(garbage), "truncated")
+    garbage.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    assert_one_line_error(run("show", str(garbage), cwd=tmp_path), str(garbage), "not a JSON")
+
+
+def test_invalid_policy_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    data = randaugment(2, 9).to_dict()
+    data["magnitude"] = 31
+    bad.write_text(json.dumps(data))
+    assert_one_line_error(run("export", str(bad), "--to", "torchvision", cwd=tmp_path),
+                          "field 'magnitude'", "31 is outside 0..30")
+
+
+def test_directory_instead_of_file_is_one_line(tmp_path: Path) -> None:
+    assert_one_line_error(run("show", str(tmp_path), cwd=tmp_path), str(tmp_path))
+
+
+@pytest.mark.parametrize("args", [
+    ["export", "p.json", "--to", "keras-cv"],
+    ["show", "p.json", "--epochs", "ten"],
+    ["show"],
+    ["frobnicate"],
+])
+def test_bad_arguments_exit_2_without_traceback(tmp_path: Path, args: list[str]) -> None:
+    write_policy(randaugment(2, 9), tmp_path / "p.json")
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("policysearch")
+    assert "error:" in result.stderr
+    assert result.stdout == ""
+
+
+# ----------------------------------------------------------------------------------------------
+# preview (imports TensorFlow: one run)
+
+
+def test_preview_writes_a_png(policies: dict[str, Path], tmp_path: Path) -> None:
+    dataset = write_image_folder(tmp_path / "tiny", classes=3, per_class=2, size=16,
+                                 test_per_class=1)
+    out = tmp_path / "grids" / "preview.png"
+    env = {"POLICYSEARCH_CACHE_DIR": str(tmp_path / "cache")}
+    result = run("preview", str(policies["ra"]), "--dataset", str(dataset), "--images", "2",
+                 "--base", "--out", str(out), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip() == f"wrote {out}"
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+    from PIL import Image
+
+    with Image.open(out) as image:
+        width, height = image.size
+    assert height > 2 * 16 * 3 and width > 16 * 3, "a grid of at least 2 rows of scaled tiles"
+    assert not (tmp_path / "previews").exists(), "--out is honoured"
+    assert list((tmp_path / "cache").glob("tiny-*-train.npz")), "the dataset was cached there"

@@ -1,0 +1,187 @@
+"""Experiment configs: the shipped files load, smoke and command-line overrides apply, and every
+malformed value is refused with the file and the dotted key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from policysearch.config import EXPERIMENTS_DIR, Experiment, load_experiment
+from policysearch.errors import ConfigError
+from policysearch.spaces import BASELINES, load_space
+
+SHIPPED = ("cifar10", "cifar10-reduced")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_experiments_load(name: str) -> None:
+    exp = load_experiment(name)
+    path = EXPERIMENTS_DIR / f"{name}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    assert exp.source == str(path)
+    assert exp.name == name and exp.dataset == "cifar10"
+    assert exp.data.train_size == raw["data"]["train_size"]
+    assert exp.data.val_size == raw["data"]["val_size"]
+    assert exp.trainer.epochs == raw["trainer"]["epochs"]
+    assert exp.trainer.model.widths == raw["trainer"]["model"]["widths"]
+    assert exp.search.trials == raw["search"]["trials"]
+    assert isinstance(exp.trainer.lr, float) and isinstance(exp.trainer.warmup_epochs, float)
+    assert exp.validate.train_size == exp.data.train_size, "null means the search's size"
+    assert set(exp.search.baselines) <= set(BASELINES)
+    load_space(exp.search.space)  # the named space exists
+    assert exp.smoke == raw["smoke"]
+
+
+def test_reduced_experiment_follows_the_autoaugment_protocol() -> None:
+    exp = load_experiment("cifar10-reduced")
+    assert exp.data.train_size == 4000
+    assert exp.validate.epochs > exp.trainer.epochs
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_smoke_overrides_apply(name: str) -> None:
+    full = load_experiment(name)
+    smoke = load_experiment(name, smoke=True)
+    raw = yaml.safe_load((EXPERIMENTS_DIR / f"{name}.yaml").read_text())["smoke"]
+    assert smoke.data.train_size == raw["data"]["train_size"] < full.data.train_size
+    assert smoke.data.val_size == raw["data"]["val_size"]
+    assert smoke.trainer.epochs == raw["trainer"]["epochs"] == 1
+    assert smoke.trainer.batch_size == raw["trainer"]["batch_size"]
+    assert smoke.search.trials == raw["search"]["trials"] < full.search.trials
+    assert smoke.reevaluate.top_k == raw["reevaluate"]["top_k"]
+    assert smoke.validate.epochs == raw["validate"]["epochs"]
+    assert smoke.validate.train_size == smoke.data.train_size
+    # what the smoke section leaves alone stays as in the file
+    assert smoke.trainer.lr == full.trainer.lr
+    assert smoke.trainer.model == full.trainer.model
+    assert smoke.search.space == full.search.space
+    assert smoke.data.split_seed == full.data.split_seed
+
+
+def test_overrides_apply_after_smoke() -> None:
+    exp = load_experiment("cifar10", smoke=True, overrides={
+        "trainer.epochs": 3,
+        "search.trials": 7,
+        "search.sampler": "random",
+        "data.data_dir": "/somewhere",
+        "trainer.model.widths": [8, 16],
+        "data.val_size": None,  # None: not given on the command line
+    })
+    assert exp.trainer.epochs == 3 and exp.search.trials == 7
+    assert exp.search.sampler == "random"
+    assert exp.data.data_dir == "/somewhere"
+    assert exp.trainer.model.widths == [8, 16]
+    assert exp.data.val_size == 256, "the smoke value stays"
+
+
+def test_dataset_argument_picks_the_experiment_file_or_defaults(tmp_path: Path) -> None:
+    assert load_experiment(dataset="cifar10").source == str(EXPERIMENTS_DIR / "cifar10.yaml")
+    other = load_experiment(dataset=str(tmp_path / "flowers"))
+    assert other.source == "defaults"
+    assert other.dataset == str(tmp_path / "flowers")
+    assert other.to_dict() == {**Experiment().to_dict(), "dataset": str(tmp_path / "flowers"),
+                               "validate": {**Experiment().to_dict()["validate"],
+                                            "train_size": Experiment().data.train_size}}
+
+
+def test_flat_gives_dotted_keys() -> None:
+    flat = load_experiment("cifar10").flat()
+    assert flat["trainer.model.widths"] == [16, 32, 64]
+    assert flat["search.space"] == "randaugment_subset"
+    assert not any(key.startswith("smoke") for key in flat)
+
+
+# ----------------------------------------------------------------------------------------------
+# Malformed files
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def refused(path: Path, key: str, *needles: str, **kwargs: object) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_experiment(str(path), **kwargs)
+    message = str(err.value)
+    assert message.startswith(f"{path}: "), message
+    assert f"key '{key}'" in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    refused(write(tmp_path, "trainer:\n  epoch: 3\n"), "trainer.epoch", "unknown key", "epochs")
+    refused(write(tmp_path, "colour: red\n"), "colour", "unknown key")
+    refused(write(tmp_path, "trainer:\n  model:\n    depth: 3\n"), "trainer.model.depth")
+
+
+@pytest.mark.parametrize("text, key, needle", [
+    ("trainer:\n  epochs: two\n", "trainer.epochs", "expected an integer"),
+    ("trainer:\n  epochs: 2.5\n", "trainer.epochs", "expected an integer"),
+    ("trainer:\n  lr: fast\n", "trainer.lr", "expected a number"),
+    ("base_augment:\n  flip: 1\n", "base_augment.flip", "expected true or false"),
+    ("search:\n  baselines: crop_flip\n", "search.baselines", "expected a list"),
+    ("trainer:\n  model:\n    widths: [16, x]\n", "trainer.model.widths[1]", "integer"),
+    ("trainer: 5\n", "trainer", "expected a mapping"),
+    ("name: 3\n", "name", "expected a string"),
+    ("dataset:\n", "dataset", "must not be empty"),
+])
+def test_wrong_type_names_file_and_key(tmp_path: Path, text: str, key: str,
+                                       needle: str) -> None:
+    refused(write(tmp_path, text), key, needle)
+
+
+@pytest.mark.parametrize("text, key, needle", [
+    ("trainer:\n  epochs: 0\n", "trainer.epochs", "below the minimum 1"),
+    ("trainer:\n  momentum: 1.5\n", "trainer.momentum", "above the maximum 1.0"),
+    ("data:\n  val_size: -5\n", "data.val_size", "-5"),
+    ("search:\n  sampler: grid\n", "search.sampler", "expected one of tpe"),
+    ("trainer:\n  placement: gpu\n", "trainer.placement", "'gpu'"),
+])
+def test_value_out_of_range_names_file_and_key(tmp_path: Path, text: str, key: str,
+                                               needle: str) -> None:
+    refused(write(tmp_path, text), key, needle)
+
+
+def test_bad_smoke_section_is_checked_when_applied(tmp_path: Path) -> None:
+    path = write(tmp_path, "smoke:\n  trainer: {epochs: 0}\n")
+    assert load_experiment(str(path)).trainer.epochs == 8
+    refused(path, "trainer.epochs", "below the minimum", smoke=True)
+    path = write(tmp_path, "smoke: [1]\n")
+    refused(path, "smoke", "mapping", smoke=True)
+
+
+def test_bad_override_names_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: ok\n")
+    refused(path, "trainer.epochs", "expected an integer", overrides={"trainer.epochs": "x"})
+    refused(path, "trainer.epoch", "unknown key", overrides={"trainer.epoch": 3})
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: a\ntrainer: {epochs: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(str(path))
+    assert str(path) in str(err.value) and "not valid YAML at line" in str(err.value)
+    path = write(tmp_path, "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_experiment(str(path))
+
+
+def test_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    exp = load_experiment(str(write(tmp_path, "")))
+    assert exp.to_dict()["trainer"] == Experiment().to_dict()["trainer"]
+
+
+def test_missing_experiment_errors_clearly(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_experiment("no-such-experiment")
+    message = str(err.value)
+    assert "'no-such-experiment'" in message
+    assert str(EXPERIMENTS_DIR / "no-such-experiment.yaml") in message
+    with pytest.raises(ConfigError, match="no file"):
+        load_experiment(str(tmp_path / "gone.yaml"))

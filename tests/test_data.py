@@ -1,0 +1,286 @@
+"""Datasets: folders and archives, the decoded cache, errors that name the culprit, splits."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tar_folder, write_image_folder
+
+from policysearch.data import (
+    CIFAR10_CLASSES,
+    cache_dir,
+    load_part,
+    load_splits,
+    split_indices,
+)
+from policysearch.errors import DataError
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache of this test's own (the session cache is shared with other tests)."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("POLICYSEARCH_CACHE_DIR", str(path))
+    assert cache_dir() == path
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return write_image_folder(tmp_path / "shapes", classes=3, per_class=6, size=16,
+                              test_per_class=2)
+
+
+def cache_files(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.npz")) if cache.exists() else []
+
+
+def check_small_dataset(dataset: str) -> None:
+    train = load_part(dataset, "train")
+    assert train.x.shape == (18, 16, 16, 3) and train.x.dtype == np.uint8
+    assert train.y.shape == (18,) and train.y.dtype == np.int64
+    assert train.classes == ("class0", "class1", "class2")
+    assert np.bincount(train.y).tolist() == [6, 6, 6]
+    # write_image_folder colours class c at 40 + 80 c (noise +-20): labels follow the folders
+    for c in range(3):
+        assert abs(train.x[train.y == c].mean() - (40 + 80 * c)) < 5
+    test = load_part(dataset, "test")
+    assert test.x.shape == (6, 16, 16, 3)
+    assert np.bincount(test.y).tolist() == [2, 2, 2]
+    assert test.classes == train.classes
+
+
+def test_folder_and_archive_load_the_same(folder: Path, tmp_path: Path, cache: Path) -> None:
+    check_small_dataset(str(folder))
+    archive = tar_folder(folder, tmp_path / "shapes.tar.gz")
+    check_small_dataset(str(archive))
+    a, b = load_part(str(folder), "train"), load_part(str(archive), "train")
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    names = [p.name for p in cache_files(cache)]
+    assert len(names) == 4, "two parts of two sources, cached apart"
+    assert sum(n.startswith("shapes-") and n.endswith("-test.npz") for n in names) == 2
+
+
+def test_class_names_are_sorted(tmp_path: Path, cache: Path) -> None:
+    root = tmp_path / "animals"
+    write_image_folder(root, classes=3, per_class=2, size=8, test_per_class=1)
+    for part in ("train", "test"):
+        for old, new in (("class0", "zebra"), ("class1", "ant"), ("class2", "moose")):
+            (root / part / old).rename(root / part / new)
+    part = load_part(str(root), "train")
+    assert part.classes == ("ant", "moose", "zebra")
+    # ant was class1 (colour 120), zebra was class0 (colour 40)
+    assert abs(part.x[part.y == 0].mean() - 120) < 5
+    assert abs(part.x[part.y == 2].mean() - 40) < 5
+
+
+def test_cache_is_reused(folder: Path, cache: Path) -> None:
+    first = load_part(str(folder), "train")
+    [cached] = cache_files(cache)
+    stamp = cached.stat().st_mtime_ns
+    # Spoil an image but keep its size and mtime: the source's fingerprint is unchanged, so a
+    # second load that decoded again would fail; one from the cache does not.
+    image = folder / "train" / "class1" / "002.png"
+    info = image.stat()
+    image.write_bytes(b"\0" * info.st_size)
+    os.utime(image, ns=(info.st_atime_ns, info.st_mtime_ns))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = load_part(str(folder), "train")
+    assert np.array_equal(first.x, second.x) and np.array_equal(first.y, second.y)
+    assert second.classes == first.classes
+    assert cached.stat().st_mtime_ns == stamp, "the cache was not rewritten"
+    assert [p.name for p in cache.iterdir()] == [cached.name], "no temporary files left"
+
+
+def test_changed_source_is_decoded_again(folder: Path, cache: Path) -> None:
+    from PIL import Image
+
+    assert len(load_part(str(folder), "train").x) == 18
+    (folder / "train" / "extra").mkdir()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(folder / "train" / "extra" / "0.png")
+    part = load_part(str(folder), "train")
+    assert part.classes[-1] == "extra" and len(part.x) == 19
+    assert len(cache_files(cache)) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_bytes", "garbage"])
+def test_corrupt_cache_is_detected_and_rebuilt(folder: Path, cache: Path, damage: str) -> None:
+    good = load_part(str(folder), "train")
+    [cached] = cache_files(cache)
+    data = bytearray(cached.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip_bytes":
+        # inside the image array, past the .npy header: only the zip CRC can tell
+        for i in range(200, 260):
+            data[i] ^= 0xFF
+    else:
+        data = bytearray(b"not a zip file at all")
+    cached.write_bytes(bytes(data))
+
+    with pytest.warns(UserWarning, match="truncated or corrupt; rebuilding"):
+        rebuilt = load_part(str(folder), "train")
+    assert np.array_equal(rebuilt.x, good.x) and np.array_equal(rebuilt.y, good.y)
+    assert rebuilt.classes == good.classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = load_part(str(folder), "train")  # the rebuilt cache is sound
+    assert np.array_equal(again.x, good.x)
+
+
+def test_corrupt_image_names_the_file(folder: Path, tmp_path: Path, cache: Path) -> None:
+    bad = folder / "train" / "class2" / "004.png"
+    bad.write_bytes(bad.read_bytes()[:40])  # a truncated PNG
+    with pytest.raises(DataError) as err:
+        load_part(str(folder), "train")
+    assert "train/class2/004.png" in str(err.value) and "corrupt" in str(err.value)
+
+    archive = tar_folder(folder, tmp_path / "bad.tar.gz")
+    with pytest.raises(DataError, match="train/class2/004.png"):
+        load_part(str(archive), "train")
+    assert load_part(str(folder), "test").x.shape[0] == 6, "the test part is not affected"
+    assert not any(p.name.endswith("-train.npz") for p in cache_files(cache))
+
+
+def test_mixed_image_sizes_are_refused(folder: Path, cache: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (20, 12), (9, 9, 9)).save(folder / "train" / "class1" / "big.png")
+    with pytest.raises(DataError) as err:
+        load_part(str(folder), "train")
+    message = str(err.value)
+    assert "train/class1/big.png" in message and "20x12" in message and "16x16" in message
+
+
+def test_missing_dataset_names_the_path(tmp_path: Path, cache: Path) -> None:
+    missing = tmp_path / "nowhere" / "dataset"
+    with pytest.raises(DataError) as err:
+        load_part(str(missing), "train")
+    assert str(missing) in str(err.value)
+    with pytest.raises(DataError, match="no such folder"):
+        load_splits(str(missing), train_size=None, val_size=2)
+
+
+def test_empty_or_malformed_sources_are_refused(tmp_path: Path, cache: Path) -> None:
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images under train"):
+        load_part(str(tmp_path / "empty"), "train")
+    bad = tmp_path / "cut.tar.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    with pytest.raises(DataError, match="truncated"):
+        load_part(str(bad), "train")
+    text = tmp_path / "notes.txt"
+    text.write_text("x")
+    with pytest.raises(DataError, match="expected a folder or a .tar.gz"):
+        load_part(str(text), "train")
+
+
+# ----------------------------------------------------------------------------------------------
+# Splits
+
+
+LABELS = np.array([0] * 100 + [1] * 50 + [2] * 30 + [3] * 20)  # 200 images, imbalanced
+np.random.default_rng(7).shuffle(LABELS)
+
+
+def test_splits_are_disjoint_and_stratified() -> None:
+    train, val = split_indices(LABELS, train_size=60, val_size=40, seed=0)
+    assert len(val) == 40 and len(train) == 60
+    assert not set(train) & set(val)
+    assert np.bincount(LABELS[val]).tolist() == [20, 10, 6, 4]
+    assert np.bincount(LABELS[train]).tolist() == [30, 15, 9, 6]
+    assert list(train) == sorted(train) and list(val) == sorted(val)
+
+
+def test_all_the_rest_is_training_when_train_size_is_none() -> None:
+    train, val = split_indices(LABELS, train_size=None, val_size=40, seed=0)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(LABELS)))
+    assert np.bincount(LABELS[train]).tolist() == [80, 40, 24, 16]
+
+
+def test_uneven_sizes_keep_proportions_within_one() -> None:
+    train, val = split_indices(LABELS, train_size=33, val_size=17, seed=4)
+    for idx, size in ((val, 17), (train, 33)):
+        counts = np.bincount(LABELS[idx], minlength=4)
+        assert counts.sum() == size
+        expected = np.bincount(LABELS) * size / len(LABELS)
+        assert np.all(np.abs(counts - expected) < 1)
+
+
+def test_splits_are_seeded() -> None:
+    a = split_indices(LABELS, train_size=60, val_size=40, seed=0)
+    b = split_indices(LABELS, train_size=60, val_size=40, seed=0)
+    c = split_indices(LABELS, train_size=60, val_size=40, seed=1)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("train_size, val_size, shown", [
+    (None, 0, "val_size=0"),
+    (None, 200, "val_size=200"),
+    (None, -3, "val_size=-3"),
+    (0, 40, "train_size=0"),
+    (161, 40, "train_size=161"),
+])
+def test_bad_split_sizes_name_the_value(train_size: int | None, val_size: int,
+                                        shown: str) -> None:
+    with pytest.raises(DataError) as err:
+        split_indices(LABELS, train_size=train_size, val_size=val_size, seed=0)
+    assert shown in str(err.value)
+    assert "200 images" in str(err.value)
+
+
+def test_largest_split_sizes_are_accepted() -> None:
+    train, val = split_indices(LABELS, train_size=1, val_size=199, seed=0)
+    assert len(train) == 1 and len(val) == 199
+
+
+def test_load_splits_never_returns_test_images(tmp_path: Path, cache: Path) -> None:
+    root = write_image_folder(tmp_path / "ds", classes=3, per_class=10, size=8,
+                              test_per_class=5)
+    splits = load_splits(str(root), train_size=12, val_size=9, seed=0)
+    train_part = load_part(str(root), "train")
+    test_part = load_part(str(root), "test")
+    assert splits.x_train.shape == (12, 8, 8, 3) and splits.x_val.shape == (9, 8, 8, 3)
+    assert splits.image_shape == (8, 8, 3)
+    assert splits.classes == train_part.classes and splits.dataset == str(root)
+    assert np.bincount(splits.y_val).tolist() == [3, 3, 3]
+    assert np.bincount(splits.y_train).tolist() == [4, 4, 4]
+    seen = {x.tobytes() for x in np.concatenate([splits.x_train, splits.x_val])}
+    assert len(seen) == 21, "no image twice"
+    assert seen <= {x.tobytes() for x in train_part.x}
+    assert not seen & {x.tobytes() for x in test_part.x}, "no test image in the search's data"
+
+
+# ----------------------------------------------------------------------------------------------
+# The real CIFAR-10 archive: decodes 60,000 JPEGs once; the session cache serves the rest
+
+
+def test_cifar10_archive(data_dir: Path) -> None:
+    test = load_part("cifar10", "test", data_dir)
+    assert test.x.shape == (10000, 32, 32, 3) and test.x.dtype == np.uint8
+    assert np.bincount(test.y).tolist() == [1000] * 10
+    train = load_part("cifar10", "train", data_dir)
+    assert train.x.shape == (50000, 32, 32, 3)
+    assert np.bincount(train.y).tolist() == [5000] * 10
+    assert train.classes == test.classes == CIFAR10_CLASSES == (
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    assert 100 < train.x.mean() < 150, "real photographs, not blank images"
+
+    cached = sorted(p.name for p in cache_dir().glob("cifar10-*.npz"))
+    assert len(cached) == 2 and cached[0].endswith("-test.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = load_part("cifar10", "train", data_dir)  # from the cache
+    assert np.array_equal(again.y, train.y) and np.array_equal(again.x[::997], train.x[::997])
+
+    splits = load_splits("cifar10", train_size=4000, val_size=2000, seed=0, data_dir=data_dir)
+    assert splits.x_train.shape == (4000, 32, 32, 3) and splits.x_val.shape == (2000, 32, 32, 3)
+    assert np.bincount(splits.y_train).tolist() == [400] * 10
+    assert np.bincount(splits.y_val).tolist() == [200] * 10

@@ -1,0 +1,390 @@
+"""Policy files: round trips, canonical keys, readable forms, validation, atomic writes, and
+``load_policy`` as a Keras layer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policysearch import (
+    Policy,
+    autoaugment,
+    load_policy,
+    no_augment,
+    randaugment,
+    read_policy,
+    trivialaugment,
+    write_policy,
+)
+from policysearch.errors import PolicyFormatError
+from policysearch.policy import SCHEMA
+
+AA_SUBS = [[("Rotate", 0.7, 12), ("Equalize", 0.3, 0)], [("ShearX", 1.0, 30)]]
+
+POLICIES = {
+    "randaugment": randaugment(2, 9),
+    "randaugment_subset_std": randaugment(3, 14.5, ops=["Rotate", "Posterize", "Cutout"],
+                                          magnitude_std=0.5, fill=0),
+    "trivialaugment": trivialaugment(),
+    "trivialaugment_subset": trivialaugment(["Identity", "Solarize"]),
+    "autoaugment": autoaugment(AA_SUBS),
+    "none": no_augment(),
+}
+
+
+def valid_dict(**changes: object) -> dict:
+    data = randaugment(2, 9).to_dict()
+    data.update(changes)
+    return data
+
+
+def reject(data: object, field: str) -> str:
+    with pytest.raises(PolicyFormatError) as err:
+        Policy.from_dict(data, "test.json")
+    message = str(err.value)
+    assert message.startswith("test.json: ")
+    assert f"field '{field}'" in message, message
+    return message
+
+
+# ----------------------------------------------------------------------------------------------
+# Round trips
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_round_trip_through_dict_json_and_file(name: str, tmp_path: Path) -> None:
+    policy = POLICIES[name].with_source(study="s1", trial=3)
+    assert Policy.from_dict(policy.to_dict()) == policy
+    assert Policy.from_dict(json.loads(policy.to_json())) == policy
+
+    path = write_policy(policy, tmp_path / "sub" / f"{name}.json")
+    assert path == tmp_path / "sub" / f"{name}.json"
+    again = read_policy(path)
+    assert again == policy
+    assert again.to_dict() == policy.to_dict()  # also base and source (excluded from ==)
+    assert again.source == {"study": "s1", "trial": 3}
+    assert again.key() == policy.key()
+    assert repr(again) == repr(policy)
+    assert again.label == policy.label
+
+
+def test_randaugment_fields_survive_the_file(tmp_path: Path) -> None:
+    policy = POLICIES["randaugment_subset_std"]
+    read = read_policy(write_policy(policy, tmp_path / "p.json"))
+    assert read.type == "randaugment"
+    assert read.num_ops == 3
+    assert read.magnitude == 14.5
+    assert read.magnitude_std == 0.5
+    assert read.ops == ("Rotate", "Posterize", "Cutout")
+    assert read.fill == 0
+
+
+def test_autoaugment_fields_survive_the_file(tmp_path: Path) -> None:
+    read = read_policy(write_policy(POLICIES["autoaugment"], tmp_path / "p.json"))
+    assert read.sub_policies == (
+        (("Rotate", 0.7, 12.0), ("Equalize", 0.3, 0.0)),
+        (("ShearX", 1.0, 30.0),),
+    )
+    assert read.ops == ("Rotate", "Equalize", "ShearX")
+    assert read.num_stages == 2
+
+
+def test_base_and_source_are_kept_in_the_file(tmp_path: Path) -> None:
+    data = no_augment().to_dict()
+    data["base"] = {"crop_padding": 4, "flip": True}
+    data["source"] = {"dataset": "cifar10", "val_accuracy_mean": 0.5}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(data))
+    policy = read_policy(path)
+    assert policy.base == {"crop_padding": 4, "flip": True}
+    assert policy.source == {"dataset": "cifar10", "val_accuracy_mean": 0.5}
+    assert read_policy(write_policy(policy, tmp_path / "q.json")).base == policy.base
+
+
+@pytest.mark.parametrize("name", POLICIES)
+def test_json_names_the_schema_version(name: str) -> None:
+    data = json.loads(POLICIES[name].to_json())
+    assert data["schema"] == SCHEMA == "policysearch.policy/v1"
+    assert data["type"] == POLICIES[name].type
+    assert data["magnitude_scale"]["bins"] == 31 and data["magnitude_scale"]["max"] == 30
+
+
+def test_whole_magnitudes_stay_integers_in_json() -> None:
+    data = json.loads(randaugment(2, 9).to_json())
+    assert data["magnitude"] == 9 and isinstance(data["magnitude"], int)
+    assert json.loads(randaugment(2, 9.5).to_json())["magnitude"] == 9.5
+
+
+# ----------------------------------------------------------------------------------------------
+# Keys and readable forms
+
+
+def test_key_is_equal_for_equal_policies_and_ignores_provenance() -> None:
+    a = randaugment(2, 9)
+    b = Policy.from_dict(valid_dict(magnitude=9.0, base={"crop_padding": 4},
+                                    source={"study": "x"}))
+    assert a == b
+    assert a.key() == b.key()
+    assert a.key() == a.key() == randaugment(2, 9).key()
+    assert json.loads(a.key()) == {"type": "randaugment", "num_ops": 2, "magnitude": 9,
+                                   "magnitude_std": 0, "ops": list(a.ops), "fill": 128}
+    assert a.key() == json.dumps(json.loads(a.key()), sort_keys=True), "keys are sorted"
+
+
+def test_key_differs_for_different_policies() -> None:
+    keys = {p.key() for p in POLICIES.values()}
+    keys |= {randaugment(2, 10).key(), randaugment(1, 9).key(), randaugment(2, 9, fill=0).key()}
+    assert len(keys) == len(POLICIES) + 3
+
+
+def test_repr_is_readable() -> None:
+    assert repr(randaugment(2, 9)) == "RandAugment(n=2, m=9, ops=[all 14])"
+    assert (repr(POLICIES["randaugment_subset_std"])
+            == "RandAugment(n=3, m=14.5, mstd=0.5, ops=[Rotate, Posterize, Cutout])")
+    assert repr(trivialaugment()) == "TrivialAugment(ops=[all 14])"
+    assert repr(POLICIES["trivialaugment_subset"]) == "TrivialAugment(ops=[Identity, Solarize])"
+    assert repr(POLICIES["autoaugment"]) == (
+        "AutoAugment([Rotate(p=0.7, m=12) + Equalize(p=0.3, m=0); ShearX(p=1, m=30)])")
+    assert repr(no_augment()) == "NoAugment()"
+
+
+def test_labels() -> None:
+    assert randaugment(2, 9).label == "RA(N=2,M=9)"
+    assert POLICIES["randaugment_subset_std"].label == "RA(N=3,M=14.5,3 ops)"
+    assert trivialaugment().label == "TA"
+    assert POLICIES["trivialaugment_subset"].label == "TA[2 ops]"
+    assert POLICIES["autoaugment"].label == "AA(2x2)"
+    assert no_augment().label == "crop+flip"
+
+
+def test_describe_lists_each_op_in_its_unit() -> None:
+    lines = randaugment(2, 15, ops=["Rotate", "Posterize"]).describe()
+    assert lines[0].startswith("RandAugment: each image applies 2 op(s) drawn uniformly from 2")
+    assert lines[1:] == ["  Rotate ±15.0°", "  Posterize 6 bits"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: every rejection names the field
+
+
+def test_unknown_op_is_rejected() -> None:
+    message = reject(valid_dict(ops=["Rotate", "Blur"]), "ops[1]")
+    assert "unknown op 'Blur'" in message
+
+
+def test_autoaugment_unknown_op_is_rejected() -> None:
+    data = autoaugment(AA_SUBS).to_dict()
+    data["sub_policies"][1][0][0] = "Warp"
+    assert "unknown op 'Warp'" in reject(data, "sub_policies[1][0]")
+
+
+@pytest.mark.parametrize("value", [31, -1, 30.5, float("nan"), "9", True])
+def test_bad_magnitude_is_rejected(value: object) -> None:
+    reject(valid_dict(magnitude=value), "magnitude")
+
+
+def test_magnitude_31_message_gives_the_range() -> None:
+    assert "31 is outside 0..30" in reject(valid_dict(magnitude=31), "magnitude")
+
+
+@pytest.mark.parametrize("value", [5, -1, 2.0, None])
+def test_bad_num_ops_is_rejected(value: object) -> None:
+    reject(valid_dict(num_ops=value), "num_ops")
+
+
+def test_num_ops_zero_is_the_documented_lower_bound() -> None:
+    """0..4 is the documented range (the search spaces share it); RA with N=0 applies no op."""
+    zero = randaugment(0, 9)
+    assert Policy.from_dict(zero.to_dict()) == zero
+    assert zero.num_stages == 0
+    assert zero.table()["prob"].sum() == 0, "no stage applies an op"
+    assert randaugment(4, 9).num_stages == 4
+
+
+def test_wrong_schema_version_is_rejected() -> None:
+    message = reject(valid_dict(schema="policysearch.policy/v2"), "schema")
+    assert "policysearch.policy/v2" in message and SCHEMA in message
+    data = valid_dict()
+    del data["schema"]
+    assert "missing" in reject(data, "schema")
+
+
+def test_wrong_type_is_rejected() -> None:
+    message = reject(valid_dict(type="mixup"), "type")
+    assert "'mixup'" in message and "randaugment" in message
+
+
+@pytest.mark.parametrize("probability", [1.5, -0.1])
+def test_probability_out_of_range_is_rejected(probability: float) -> None:
+    data = autoaugment(AA_SUBS).to_dict()
+    data["sub_policies"][0][1][1] = probability
+    message = reject(data, "sub_policies[0][1] probability")
+    assert "outside 0..1" in message
+    with pytest.raises(PolicyFormatError, match="probability"):
+        autoaugment([[("Rotate", probability, 3)]])
+
+
+def test_other_malformed_fields_are_rejected() -> None:
+    reject(valid_dict(ops=[]), "ops")
+    reject(valid_dict(ops=["Rotate", "Rotate"]), "ops")
+    reject(valid_dict(fill=256), "fill")
+    reject(valid_dict(sub_policies=[]), "sub_policies")  # not a field of randaugment
+    reject(valid_dict(magnitude_scale={"bins": 11, "max": 10}), "magnitude_scale")
+    reject(valid_dict(base=[4]), "base")
+    data = valid_dict()
+    del data["magnitude"]
+    assert "missing" in reject(data, "magnitude")
+    with pytest.raises(PolicyFormatError, match="expected a JSON object"):
+        Policy.from_dict([1, 2], "test.json")
+
+
+def test_empty_file_says_empty(tmp_path: Path) -> None:
+    path = tmp_path / "empty.json"
+    path.write_text("  \n")
+    with pytest.raises(PolicyFormatError) as err:
+        read_policy(path)
+    assert str(path) in str(err.value) and "empty" in str(err.value)
+
+
+def test_truncated_file_says_truncated(tmp_path: Path) -> None:
+    text = randaugment(2, 9).to_json()
+    path = tmp_path / "cut.json"
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(PolicyFormatError) as err:
+        read_policy(path)
+    assert str(path) in str(err.value) and "truncated" in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFormatError, match="not found"):
+        read_policy(tmp_path / "nope.json")
+
+
+def test_nan_in_the_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "nan.json"
+    path.write_text(randaugment(2, 9).to_json().replace('"magnitude": 9', '"magnitude": NaN'))
+    with pytest.raises(PolicyFormatError, match="field 'magnitude'"):
+        read_policy(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def test_write_policy_leaves_no_temporary_file(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    write_policy(randaugment(2, 9), path)
+    write_policy(trivialaugment(), path)  # overwrite
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
+    assert read_policy(path) == trivialaugment()
+
+
+def test_failed_write_leaves_no_temporary_file_and_keeps_the_target(tmp_path: Path) -> None:
+    target = tmp_path / "policy.json"
+    (target / "inside").mkdir(parents=True)  # a directory where the file should go
+    with pytest.raises(OSError):
+        write_policy(randaugment(2, 9), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["policy.json"]
+    assert (target / "inside").is_dir()
+
+
+# ----------------------------------------------------------------------------------------------
+# load_policy: the file as a Keras layer
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("load_policy checks run under the TensorFlow backend")
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (8, 32, 32, 3)).astype("uint8")
+
+
+def as_np(x: object) -> np.ndarray:
+    import keras
+
+    return keras.ops.convert_to_numpy(x)
+
+
+def crop_flip_versions(image: np.ndarray, padding: int) -> list[np.ndarray]:
+    """Every zero-padded crop of ``image``, flipped or not."""
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+    out = []
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            crop = padded[dy:dy + h, dx:dx + w]
+            out += [crop, crop[:, ::-1]]
+    return out
+
+
+def test_loaded_layer_passes_through_at_inference_and_augments_in_training(
+        tmp_path: Path, images: np.ndarray) -> None:
+    path = write_policy(randaugment(2, 15, ops=["Rotate", "Posterize", "Invert"]),
+                        tmp_path / "p.json")
+    layer = load_policy(path, seed=0)
+    assert layer.policy == read_policy(path)
+    assert layer.crop_padding == 0 and not layer.flip
+
+    inference = as_np(layer(images, training=False))
+    assert inference.dtype == np.float32
+    assert np.array_equal(inference, images.astype("float32"))
+
+    train = as_np(layer(images, training=True))
+    assert train.shape == images.shape
+    assert train.min() >= 0 and train.max() <= 255
+    changed = [not np.array_equal(a, b) for a, b in zip(train, images.astype("float32"))]
+    assert all(changed), "Rotate, Posterize 15 and Invert change every noise image"
+
+
+def test_load_policy_base_applies_the_files_crop_and_flip(
+        tmp_path: Path, images: np.ndarray) -> None:
+    data = no_augment().to_dict()
+    data["base"] = {"crop_padding": 4, "flip": True}
+    path = tmp_path / "base.json"
+    path.write_text(json.dumps(data))
+
+    plain = load_policy(path, seed=0)
+    assert plain.crop_padding == 0 and not plain.flip
+    assert np.array_equal(as_np(plain(images, training=True)), images.astype("float32"))
+
+    layer = load_policy(path, base=True, seed=0)
+    assert layer.crop_padding == 4 and layer.flip
+    assert np.array_equal(as_np(layer(images, training=False)), images.astype("float32"))
+    out = as_np(layer(images, training=True))
+    assert not np.array_equal(out, images.astype("float32"))
+    for augmented, image in zip(out, images.astype("float32")):
+        assert any(np.array_equal(augmented, v) for v in crop_flip_versions(image, 4)), \
+            "the base only crops (zero padding) and flips"
+
+
+def test_none_policy_without_base_leaves_images_unchanged_in_training(
+        tmp_path: Path, images: np.ndarray) -> None:
+    path = write_policy(no_augment(), tmp_path / "none.json")
+    for layer in (load_policy(path, seed=1), load_policy(path, base=True, seed=1)):
+        assert layer.crop_padding == 0 and not layer.flip
+        out = as_np(layer(images, training=True))
+        assert np.array_equal(out, images.astype("float32"))
+
+
+def test_round_trip_is_exact_for_long_floats(tmp_path: Path) -> None:
+    """Optuna proposes 0.7000000000000001 for a 0.1-step range: the JSON form rounds it, and
+    the policy in memory must equal the one read back from its file."""
+    policy = autoaugment([[("Rotate", 0.1 * 7, 12.123456789)]])
+    assert read_policy(write_policy(policy, tmp_path / "p.json")) == policy
+    assert policy.sub_policies[0][0][1:] == (0.7, 12.1235)
+    ra = randaugment(2, 9.000001, magnitude_std=0.1 + 0.2)
+    assert Policy.from_dict(json.loads(ra.to_json())) == ra
+
+
+def test_binary_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "image.json"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    with pytest.raises(PolicyFormatError) as err:
+        read_policy(path)
+    assert str(path) in str(err.value) and "not a JSON text file" in str(err.value)

@@ -1,0 +1,234 @@
+"""Search spaces: every shipped space samples valid policies with a real Optuna study, parameter
+names never change between trials, malformed spaces are refused with the file and key named."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+
+from policysearch.augment.ops import MAX_LEVEL, RANDAUGMENT_OPS
+from policysearch.errors import ConfigError
+from policysearch.policy import Policy, no_augment, randaugment, trivialaugment
+from policysearch.spaces import BASELINES, SPACES_DIR, available_spaces, load_space
+
+SHIPPED = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def sample_policies(space_name: str, sampler: optuna.samplers.BaseSampler,
+                    n: int = 20) -> tuple[list[Policy], list[set[str]]]:
+    space = load_space(space_name)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sampler,
+                                direction="maximize")
+    policies, names = [], []
+    for i in range(n):
+        trial = study.ask()
+        policy = space.sample(trial)
+        policies.append(policy)
+        names.append(set(trial.params))
+        study.tell(trial, float(i % 7) / 7)  # any objective; TPE needs values to model
+    return policies, names
+
+
+def test_shipped_spaces_are_listed() -> None:
+    assert available_spaces() == SHIPPED
+    assert {"randaugment", "randaugment_subset", "trivialaugment_subset",
+            "autoaugment"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_space_loads(name: str) -> None:
+    space = load_space(name)
+    assert space.name == name
+    assert space.path == str(SPACES_DIR / f"{name}.yaml")
+    assert space.type in ("randaugment", "trivialaugment", "autoaugment")
+    assert space.description
+    assert any(d.searched for d in space.fields.values())
+    summary = space.summary()
+    assert summary["name"] == name and summary["type"] == space.type
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_sampled_policies_are_valid_and_within_the_space(name: str, sampler: str) -> None:
+    space = load_space(name)
+    make = {"random": lambda: optuna.samplers.RandomSampler(seed=3),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=3, n_startup_trials=5)}[sampler]
+    policies, _ = sample_policies(name, make())
+    assert len(policies) == 20
+    for policy in policies:
+        assert policy.type == space.type
+        assert Policy.from_dict(policy.to_dict()) == policy
+        assert Policy.from_dict(policy.to_dict()).key() == policy.key()
+        f = space.fields
+        if policy.type in ("randaugment", "trivialaugment"):
+            ops = f["ops"]
+            allowed = ops.value if ops.kind == "fixed" else ops.choices
+            assert set(policy.ops) <= set(allowed)
+            if ops.kind == "subset":
+                assert len(policy.ops) >= ops.min_size
+        if policy.type == "randaugment":
+            assert 0 <= policy.magnitude <= MAX_LEVEL
+            assert f["num_ops"].low <= policy.num_ops <= f["num_ops"].high
+            assert f["magnitude"].low <= policy.magnitude <= f["magnitude"].high
+            assert float(policy.magnitude).is_integer(), "int distribution"
+            assert policy.magnitude_std == f["magnitude_std"].value
+        if policy.type == "autoaugment":
+            assert len(policy.sub_policies) == f["sub_policies"].value
+            for sub in policy.sub_policies:
+                assert len(sub) == f["steps"].value
+                for op, p, m in sub:
+                    assert op in f["op"].choices
+                    assert 0 <= p <= 1 and 0 <= m <= MAX_LEVEL
+    if space.fields.get("ops") is not None and space.fields["ops"].kind == "subset":
+        assert len({p.ops for p in policies}) > 1, "the op subset is searched"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_parameter_names_are_fixed_across_trials(name: str) -> None:
+    """Multivariate TPE models parameters jointly only when every trial has the same ones:
+    no parameter may be sampled independently ("sampled independently" warnings)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("error", message=".*sampled independently.*")
+        sampler = optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=5)
+        _, names = sample_policies(name, sampler)
+    assert all(n == names[0] for n in names), "same parameter names in every trial"
+    assert names[0], "the space searches something"
+
+
+def test_parameter_names_of_the_op_subset_space() -> None:
+    _, names = sample_policies("randaugment_subset", optuna.samplers.RandomSampler(seed=0), 2)
+    assert names[0] == {"num_ops", "magnitude"} | {f"op_{op}" for op in RANDAUGMENT_OPS}
+
+
+def test_too_few_ops_are_completed_to_min_size() -> None:
+    """A trial that switches every op off still gets min_size ops (in table order)."""
+    space = load_space("randaugment_subset")
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    params = {f"op_{op}": False for op in RANDAUGMENT_OPS} | {"num_ops": 2, "magnitude": 9}
+    study.enqueue_trial(params)
+    policy = space.sample(study.ask())
+    assert policy.ops == RANDAUGMENT_OPS[:2]
+
+
+# ----------------------------------------------------------------------------------------------
+# Malformed spaces
+
+
+def write_space(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def refused(path: Path | str, *needles: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        load_space(str(path))
+    message = str(err.value)
+    assert str(path) in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+def test_unknown_op_names_file_and_key(tmp_path: Path) -> None:
+    path = write_space(tmp_path, "type: randaugment\nops: [Rotate, Blur]\n")
+    refused(path, "key 'ops'", "unknown op 'Blur'")
+    path = write_space(tmp_path, "type: autoaugment\nop: {choice: [Rotate, Warp]}\n", "aa.yaml")
+    refused(path, "key 'op'", "unknown op 'Warp'")
+
+
+@pytest.mark.parametrize("text, key", [
+    ("num_ops: {normal: [1, 3]}", "num_ops"),
+    ("num_ops: {int: [1, 3], float: [1, 3]}", "num_ops"),
+    ("num_ops: {int: [3, 1]}", "num_ops"),
+    ("num_ops: {int: [1, 9]}", "num_ops"),
+    ("num_ops: {float: [1, 3]}", "num_ops"),
+    ("num_ops: {int: [1, 3], step: 0.5}", "num_ops"),
+    ("num_ops: {int: [1, 4], step: 2, log: true}", "num_ops"),
+    ("magnitude: {int: [0, 31]}", "magnitude"),
+    ("magnitude: {float: [0, 30], log: true}", "magnitude"),
+    ("magnitude: {float: [1, 30], step: 1, log: true}", "magnitude"),
+    ("magnitude: {float: [0, 30], step: -1}", "magnitude"),
+    ("magnitude: {float: [0, 30], bins: 31}", "magnitude"),
+    ("magnitude: {choice: [1, 2]}", "magnitude"),
+    ("magnitude: {}", "magnitude"),
+    ("magnitude: nine", "magnitude"),
+    ("magnitude_std: 31", "magnitude_std"),
+    ("ops: {choice: all}", "ops"),
+    ("ops: {int: [0, 3]}", "ops"),
+    ("epochs: 3", "epochs"),
+])
+def test_bad_distribution_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write_space(tmp_path, f"type: randaugment\n{text}\n")
+    refused(path, f"key '{key}'")
+
+
+def test_every_accepted_distribution_samples(tmp_path: Path) -> None:
+    """What the loader accepts, Optuna can sample (no error deferred to the search)."""
+    path = write_space(tmp_path, "type: randaugment\n"
+                       "num_ops: {int: [1, 4], step: 1, log: true}\n"
+                       "magnitude: {float: [1, 30], log: true}\n"
+                       "magnitude_std: {float: [0, 2], step: 0.5}\n"
+                       "ops: {subset: [Rotate, ShearX, Cutout, Invert], min_size: 1}\n")
+    space = load_space(str(path))
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        policy = space.sample(study.ask())
+        assert 1 <= policy.num_ops <= 4 and 1 <= policy.magnitude <= 30
+        assert policy.magnitude_std in (0, 0.5, 1, 1.5, 2)
+        assert set(policy.ops) <= {"Rotate", "ShearX", "Cutout", "Invert"}
+
+
+def test_min_size_too_large_names_file_and_key(tmp_path: Path) -> None:
+    path = write_space(tmp_path, "type: trivialaugment\n"
+                       "ops: {subset: [Rotate, ShearX], min_size: 3}\n")
+    refused(path, "key 'ops'", "min_size", "1..2", "3")
+
+
+def test_autoaugment_shape_must_be_fixed(tmp_path: Path) -> None:
+    path = write_space(tmp_path, "type: autoaugment\nsub_policies: {int: [1, 5]}\n")
+    refused(path, "key 'sub_policies'", "fixed")
+    path = write_space(tmp_path, "type: autoaugment\nsteps: 5\n", "steps.yaml")
+    refused(path, "key 'steps'")
+
+
+def test_bad_type_names_file_and_key(tmp_path: Path) -> None:
+    refused(write_space(tmp_path, "type: mixup\n"), "key 'type'", "'mixup'")
+    refused(write_space(tmp_path, "- a list\n", "list.yaml"), "mapping")
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
+    path = write_space(tmp_path, "type: randaugment\nops: [Rotate, ShearX\nnum_ops: 2\n")
+    refused(path, "not valid YAML", "line")
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    refused(tmp_path / "missing.yaml", "no file")
+    with pytest.raises(ConfigError) as err:
+        load_space("no_such_space")
+    assert "no_such_space" in str(err.value)
+    assert "randaugment_subset" in str(err.value), "lists the shipped spaces"
+
+
+# ----------------------------------------------------------------------------------------------
+# Baselines
+
+
+def test_baselines() -> None:
+    assert set(BASELINES) == {"crop_flip", "randaugment_n2_m9", "trivialaugment"}
+    assert BASELINES["crop_flip"] == no_augment()
+    assert BASELINES["crop_flip"].type == "none"
+    ra = BASELINES["randaugment_n2_m9"]
+    assert ra == randaugment(2, 9)
+    assert (ra.num_ops, ra.magnitude, ra.magnitude_std) == (2, 9, 0)
+    assert ra.ops == RANDAUGMENT_OPS and len(ra.ops) == 14
+    ta = BASELINES["trivialaugment"]
+    assert ta == trivialaugment() and ta.ops == RANDAUGMENT_OPS
+    assert [b.label for b in BASELINES.values()] == ["crop+flip", "RA(N=2,M=9)", "TA"]
