@@ -22,8 +22,10 @@ from typing import Any
 from policysearch.errors import StorageError
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
-HEARTBEAT_INTERVAL = 10
-GRACE_PERIOD = 30
+# Seconds between a running trial's heartbeats; a trial silent for 3 beats lost its worker.
+# ``POLICYSEARCH_HEARTBEAT_SECONDS`` shortens it (tests of dead workers).
+HEARTBEAT_INTERVAL = max(1, int(os.environ.get("POLICYSEARCH_HEARTBEAT_SECONDS", "10")))
+GRACE_PERIOD = 3 * HEARTBEAT_INTERVAL
 
 
 def normalize_url(url: str) -> str:
@@ -61,15 +63,16 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif full.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
-    kwargs: dict[str, Any] = {}
-    if heartbeat:
-        kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
-                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1)}
-    try:
-        import warnings
+    import warnings
 
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # heartbeat arguments are marked experimental
+            kwargs: dict[str, Any] = {}
+            if heartbeat:
+                kwargs = {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD,
+                          "heartbeat_stale_trial_callback":
+                              RetryHeartbeatStaleTrialCallback(max_retry=1)}
             return optuna.storages.RDBStorage(full, engine_kwargs=engine_kwargs, **kwargs)
     except ModuleNotFoundError as err:
         raise StorageError(f"storage {_redact(url)}: the database driver is not installed "
@@ -108,7 +111,8 @@ def budget_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
         return
     import sqlalchemy
 
-    engine = storage.engine
+    # a study's storage is Optuna's cache in front of the RDBStorage
+    engine = getattr(storage, "_backend", storage).engine
     key = _lock_key(study_name)
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":

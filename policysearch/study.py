@@ -245,7 +245,7 @@ class Runner:
     """What one process needs to run trials: data, the compiled trainer, the tracker."""
 
     def __init__(self, handle: StudyHandle, tracker: Any | None, worker: str = "w0",
-                 log: Any = print) -> None:
+                 log: Any = print, splits: Any = None) -> None:
         from policysearch.data import load_splits
 
         self.handle = handle
@@ -254,9 +254,9 @@ class Runner:
         self.worker = worker
         self.log = log
         exp = self.experiment
-        self.splits = load_splits(exp.dataset, train_size=exp.data.train_size,
-                                  val_size=exp.data.val_size, seed=exp.data.split_seed,
-                                  data_dir=exp.data.data_dir)
+        self.splits = splits or load_splits(
+            exp.dataset, train_size=exp.data.train_size, val_size=exp.data.val_size,
+            seed=exp.data.split_seed, data_dir=exp.data.data_dir)
         self._trainer: Any = None
         self.started = time.monotonic()
 
@@ -354,6 +354,9 @@ class Runner:
                     state = "PRUNED"
             except Interrupted as stop:
                 self._finish(trial, "FAIL", None, f"interrupted by {stop}", result)
+                # queued again, so a resumed search runs it (a baseline is never sampled)
+                study.enqueue_trial(trial.params, user_attrs={"baseline": baseline}
+                                    if baseline else None)
                 raise
             except Exception as err:  # recorded as the trial's failure; the search goes on
                 state, reason = "FAIL", _failure_reason(err)
@@ -696,12 +699,19 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     uri = resolve_uri(tracking_uri)
     tracker = Tracker(uri, mlflow_experiment or mlflow_experiment_name(experiment), study_name)
     tracker.connect()
+    from policysearch.data import load_splits
+
+    # Load the data before the study exists, so a bad dataset leaves nothing behind.
+    exp = experiment
+    splits = load_splits(exp.dataset, train_size=exp.data.train_size,
+                         val_size=exp.data.val_size, seed=exp.data.split_seed,
+                         data_dir=exp.data.data_dir)
     handle = open_study(storage_url, study_name, experiment, space,
                         total_trials=_budget(experiment))
     study = handle.study
     study.set_user_attr("mlflow_experiment", tracker.experiment_name)
     configure_threads(workers)
-    runner = Runner(handle, tracker, "w0", log)
+    runner = Runner(handle, tracker, "w0", log, splits=splits)
     study.set_user_attr("image_shape", list(runner.splits.image_shape))
     params = {**experiment.flat(), **{f"space.{k}": v for k, v in space.summary().items()},
               "workers": workers}
@@ -798,6 +808,9 @@ def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, work
 
     handle = open_study(storage_url, study_name)
     study = handle.study
+    # the sampler was seeded with the study's seed, as in every worker: reseed it, or all workers
+    # propose the same policies (the search process keeps the seed: one worker is reproducible)
+    study.sampler.reseed_rng()
     uri = tracking_uri or study.user_attrs.get("mlflow_tracking_uri")
     tracker = None
     if uri and study.user_attrs.get("mlflow_experiment"):
