@@ -138,7 +138,8 @@ def cmd_show(args: argparse.Namespace) -> int:
                    f"{src.get('val_accuracy_std', 0):.4f} over {src.get('n_seeds')} seeds")
         base = src.get("best_baseline")
         if base:
-            _print(f"best baseline {base['name']}: {base['val_accuracy_mean']:.4f} ± "
+            name = base["name"].removeprefix("baseline ")
+            _print(f"best baseline {name}: {base['val_accuracy_mean']:.4f} ± "
                    f"{base['val_accuracy_std']:.4f}; gain {src.get('gain_over_best_baseline')} "
                    f"(std. error {src.get('gain_standard_error')}): {src.get('note', '')}")
     if args.epochs:
