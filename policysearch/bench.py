@@ -46,13 +46,13 @@ def per_op(images: Any, repeats: int) -> list[tuple[str, float]]:
             import jax
 
             jitted = jax.jit(call)
-            fn = lambda: jitted(x).block_until_ready()  # noqa: E731
+            fn = lambda f=jitted: f(x).block_until_ready()  # noqa: E731
         elif backend == "tensorflow":
             import tensorflow as tf
 
             tf.get_logger().setLevel("ERROR")  # one tf.function per op is intended
             compiled = tf.function(call)
-            fn = lambda: compiled(x).numpy()  # noqa: E731
+            fn = lambda f=compiled: f(x).numpy()  # noqa: E731
         else:
             fn = lambda: np.asarray(call(x))  # noqa: E731
         rows.append((name, 1000 * _timeit(fn, repeats)))

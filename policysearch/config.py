@@ -8,6 +8,7 @@ problem.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -251,6 +252,9 @@ def _check(value: Any, kind: Any, meta: Any, origin: str, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail(f"expected an integer, got {value!r}")
     elif base is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail(f"expected a number, got {value!r}")
         value = float(value)

@@ -104,6 +104,8 @@ class Policy:
         core = self.to_dict()
         for name in ("magnitude_scale", "base", "source", "schema"):
             core.pop(name, None)
+        if "ops" in core:  # drawn uniformly: the order of the list means nothing
+            core["ops"] = sorted(core["ops"])
         return json.dumps(core, sort_keys=True)
 
     # -- reading -------------------------------------------------------------------------------

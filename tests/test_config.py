@@ -185,3 +185,10 @@ def test_missing_experiment_errors_clearly(tmp_path: Path) -> None:
     assert str(EXPERIMENTS_DIR / "no-such-experiment.yaml") in message
     with pytest.raises(ConfigError, match="no file"):
         load_experiment(str(tmp_path / "gone.yaml"))
+
+
+def test_exponent_numbers_are_numbers(tmp_path: Path) -> None:
+    # YAML 1.1 reads 1e-3 (no dot) as a string; a float field takes it as the number it is.
+    exp = load_experiment(str(write(tmp_path, "trainer: {lr: 1e-3, weight_decay: 5e-4}\n")))
+    assert exp.trainer.lr == pytest.approx(0.001)
+    assert exp.trainer.weight_decay == pytest.approx(0.0005)
