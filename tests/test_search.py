@@ -92,6 +92,25 @@ def test_search_runs_budget_exports_and_resumes(tiny: dict[str, Path], tmp_path:
     # Re-evaluation seeds differ from the search's trial seeds.
     assert not {r["seed"] for r in rows} & {t.user_attrs["seed"] for t in trials}
 
+    # The default local MLflow store holds the same structure as a tracking server: one
+    # parent run for the study, one nested run per trial with its per-epoch curve.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = [r for r in runs if r.data.tags.get("policysearch.role") == "study"]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id
+                and r.data.tags.get("policysearch.role") in ("search", "baseline")]
+    assert len(children) == 5
+    done = [r for r in children if r.data.tags.get("optuna.trial_number") == "0"][0]
+    assert len(client.get_metric_history(done.info.run_id, "val_accuracy")) == 2
+
+    # `validate` (the only reader of the test split) prints the table.
+    val = run_cli(tmp_path, "validate", str(tmp_path / "s1.json"), "--experiment",
+                  str(tiny["config"]), "--epochs", "1", "--seeds", "1")
+    assert "| policy | test accuracy (mean ± std)" in val.stdout and "crop+flip" in val.stdout
+
     # Running the same command again resumes: nothing is re-run, the same policy comes out.
     again = _search(tmp_path, tiny, "s1")
     assert "resumed" in again.stdout and "5/5 trials done" in again.stdout
