@@ -168,6 +168,12 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         target[last] = value
     experiment = _build(Experiment, raw, origin, "")
     experiment.source = origin
+    from policysearch.spaces import BASELINES
+
+    unknown = [b for b in experiment.search.baselines if b not in BASELINES]
+    if unknown:
+        raise ConfigError(f"{origin}: key 'search.baselines': unknown {unknown[0]!r}; "
+                          f"expected some of {', '.join(BASELINES)}")
     if experiment.validate.train_size is None:
         experiment.validate.train_size = experiment.data.train_size
     return experiment

@@ -319,11 +319,32 @@ class Runner:
                 if not waiting and counted >= total:
                     return ran
                 trial = study.ask()
+                # A first beat at once: a worker that dies before its heartbeat thread starts
+                # still leaves a trial that goes stale and is retried.
+                with contextlib.suppress(Exception):
+                    study._storage.record_heartbeat(trial._trial_id)
             self.run_trial(trial)
             ran += 1
 
     def run_trial(self, trial: Any) -> None:
-        """Train one proposed policy, report it to Optuna, then render it to MLflow."""
+        """Train one proposed policy, report it to Optuna, then render it to MLflow.
+
+        Interrupted at any point, a running trial is failed and queued again (the resumed search
+        runs it; a baseline is never sampled), so no trial is left running."""
+        try:
+            self._run_trial(trial)
+        except Interrupted as stop:
+            frozen = self.handle.study._storage.get_trial(trial._trial_id)
+            if frozen.state.name == "RUNNING":
+                self._finish(trial, "FAIL", None, f"interrupted by {stop}", None)
+                baseline = frozen.user_attrs.get("baseline")
+                self.handle.study.enqueue_trial(frozen.params, user_attrs={"baseline": baseline}
+                                                if baseline else None)
+            else:  # stopped while logging a finished trial
+                self.render(frozen)
+            raise
+
+    def _run_trial(self, trial: Any) -> None:
         study = self.handle.study
         baseline = trial.user_attrs.get("baseline")
         policy = BASELINES[baseline] if baseline else self.handle.space.sample(trial)
@@ -352,12 +373,6 @@ class Runner:
                 value = result.final_accuracy
                 if result.stopped_early:
                     state = "PRUNED"
-            except Interrupted as stop:
-                self._finish(trial, "FAIL", None, f"interrupted by {stop}", result)
-                # queued again, so a resumed search runs it (a baseline is never sampled)
-                study.enqueue_trial(trial.params, user_attrs={"baseline": baseline}
-                                    if baseline else None)
-                raise
             except Exception as err:  # recorded as the trial's failure; the search goes on
                 state, reason = "FAIL", _failure_reason(err)
         self._finish(trial, state, value, reason, result)
@@ -545,8 +560,14 @@ def reevaluate(runner: Runner, top_k: int, seeds: int) -> dict[str, Any]:
     if best_baseline is not None:
         plan.append((best_baseline, "baseline"))
     stored = study.user_attrs.get("reevaluation", {"rows": []})
-    rows = list(stored["rows"])
-    done = {(r["key"], r["seed"]) for r in rows}
+    # Keys are recomputed from the stored policies, so rows survive a change of key format.
+    rows: list[dict[str, Any]] = []
+    done: set[tuple[str, int]] = set()
+    for r in stored["rows"]:
+        row = {**r, "key": Policy.from_dict(r["policy"]).key()}
+        if (row["key"], row["seed"]) not in done:  # first result per (policy, seed) counts
+            done.add((row["key"], row["seed"]))
+            rows.append(row)
     epochs = runner.experiment.trainer.epochs
     for trial, role in plan:
         policy = Policy.from_dict(trial.user_attrs["policy"])

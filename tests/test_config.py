@@ -192,3 +192,8 @@ def test_exponent_numbers_are_numbers(tmp_path: Path) -> None:
     exp = load_experiment(str(write(tmp_path, "trainer: {lr: 1e-3, weight_decay: 5e-4}\n")))
     assert exp.trainer.lr == pytest.approx(0.001)
     assert exp.trainer.weight_decay == pytest.approx(0.0005)
+
+
+def test_unknown_baseline_is_named(tmp_path: Path) -> None:
+    refused(write(tmp_path, "search: {baselines: [crop_flip, autoaugment_v0]}\n"),
+            "search.baselines", "autoaugment_v0")

@@ -1,0 +1,263 @@
+"""Several workers on one study in a real PostgreSQL: exact budgets, dead workers, signals.
+
+Every worker is a real ``policysearch`` process (TensorFlow, Optuna on PostgreSQL, MLflow on
+SQLite in a temporary folder). ``POLICYSEARCH_HEARTBEAT_SECONDS=1`` makes a dead worker's trial
+stale after 3 seconds instead of 30. Each test uses its own study (a uuid) and deletes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import write_image_folder
+
+BASELINES = ["crop_flip", "randaugment_n2_m9"]
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "data": {"train_size": 36, "val_size": 18, "split_seed": 0},
+    "base_augment": {"crop_padding": 2, "flip": True},
+    "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
+                "model": {"widths": [8, 16], "convs_per_stage": 1}},
+    "search": {"space": "randaugment_subset", "trials": 2, "sampler": "tpe",
+               "pruner": "hyperband", "seed": 0, "baselines": BASELINES},
+    "reevaluate": {"top_k": 0, "seeds": 1},
+}
+BUDGET = len(BASELINES) + TINY["search"]["trials"]
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A 3-class 16x16 dataset, a way to write experiment files for it, a shared MLflow store."""
+    root = tmp_path_factory.mktemp("distributed")
+    dataset = write_image_folder(root / "data", classes=3, per_class=24, size=16,
+                                 test_per_class=6)
+
+    def experiment(name: str, **sections: dict[str, Any]) -> Path:
+        config = {**TINY, "dataset": str(dataset)}
+        for key, values in sections.items():
+            config[key] = {**config[key], **values}
+        path = root / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+               POLICYSEARCH_CACHE_DIR=str(root / "cache"), POLICYSEARCH_HEARTBEAT_SECONDS="1")
+    return {"root": root, "experiment": experiment, "config": experiment("tiny"), "env": env,
+            "tracking": f"sqlite:///{root}/mlflow.db"}
+
+
+@pytest.fixture
+def study_name(postgres_url: str) -> Iterator[str]:
+    """A fresh study name; the study is deleted afterwards."""
+    import optuna
+
+    from policysearch.storage import normalize_url
+
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    yield name
+    with contextlib.suppress(KeyError):  # never created
+        optuna.delete_study(study_name=name, storage=normalize_url(postgres_url))
+
+
+def _cli(tiny: dict[str, Any], *args: str) -> list[str]:
+    return [sys.executable, "-m", "policysearch", *args]
+
+
+def run_cli(tiny: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_cli(tiny, *args), cwd=tiny["root"], env=tiny["env"],
+                          capture_output=True, text=True, timeout=600)
+
+
+def start_cli(tiny: dict[str, Any], log: Path, *args: str) -> subprocess.Popen[str]:
+    """Start a command in the background; stdout and stderr go to ``log`` and ``log.err``."""
+    return subprocess.Popen(_cli(tiny, *args), cwd=tiny["root"], env=tiny["env"], text=True,
+                            stdout=log.open("w"), stderr=log.with_suffix(".err").open("w"))
+
+
+def search_args(tiny: dict[str, Any], url: str, name: str, config: Path | None = None,
+                *extra: str) -> list[str]:
+    return ["search", "--experiment", str(config or tiny["config"]), "--storage", url,
+            "--study-name", name, "--export", str(tiny["root"] / f"{name}.json"),
+            "--tracking-uri", tiny["tracking"], *extra]
+
+
+def trials_of(url: str, name: str) -> list[Any]:
+    import optuna
+
+    from policysearch.storage import normalize_url
+
+    return optuna.load_study(study_name=name, storage=normalize_url(url)).get_trials()
+
+
+def wait_for(what: str, check: Callable[[], Any], proc: subprocess.Popen[str],
+             deadline_s: float = 300) -> Any:
+    """Poll ``check`` until it returns something truthy; fail if ``proc`` exits first."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except KeyError:  # the study does not exist yet
+            found = None
+        if found:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"the process exited ({proc.returncode}) before {what}")
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def assert_exact_budget(trials: list[Any], budget: int) -> list[Any]:
+    """The finished trials are exactly the budget, each baseline once; none left running."""
+    finished = [t for t in trials if t.state.name in FINISHED]
+    assert len(finished) == budget, [(t.number, t.state.name) for t in trials]
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+    names = sorted(t.user_attrs["baseline"] for t in finished if t.user_attrs.get("baseline"))
+    assert names == sorted(BASELINES)
+    return finished
+
+
+def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_url: str,
+                                                  study_name: str) -> None:
+    trials = 3  # 2 baselines + 3 searched, shared by the search process and 2 spawned workers
+    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, None,
+                                      "--workers", "3", "--trials", str(trials)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    done = trials_of(postgres_url, study_name)
+    assert len(done) == len(BASELINES) + trials, [(t.number, t.state.name) for t in done]
+    assert all(t.state.name in FINISHED for t in done)
+    assert_exact_budget(done, len(BASELINES) + trials)
+    # Workers do not propose the same policies (each samples with its own random stream).
+    searched = [tuple(sorted(t.params.items())) for t in done if not t.user_attrs.get("baseline")]
+    assert len(set(searched)) == len(searched), searched
+    # Every worker came up, joined the same study and stopped at the budget; what each says
+    # it ran is what the study records it ran.
+    by_worker: dict[str, int] = {}
+    for t in done:
+        by_worker[t.user_attrs["worker"]] = by_worker.get(t.user_attrs["worker"], 0) + 1
+    for worker in ("w1", "w2"):
+        assert f"[{worker}] done: ran {by_worker.get(worker, 0)} trial(s)" in proc.stdout
+    assert (tiny["root"] / f"{study_name}.json").exists()
+
+
+def test_killed_worker_trial_is_failed_and_retried(tiny: dict[str, Any], postgres_url: str,
+                                                   study_name: str, tmp_path: Path) -> None:
+    from policysearch.config import load_experiment
+    from policysearch.spaces import load_space
+    from policysearch.study import open_study
+
+    experiment = load_experiment(str(tiny["config"]))
+    open_study(postgres_url, study_name, experiment, load_space(experiment.search.space),
+               total_trials=BUDGET)
+    victim = start_cli(tiny, tmp_path / "victim.log", "worker", "--study-name", study_name,
+                       "--storage", postgres_url, "--worker-id", "victim")
+    try:
+        claimed = wait_for("the victim claims a trial", lambda: [
+            t for t in trials_of(postgres_url, study_name)
+            if t.state.name == "RUNNING" and t.user_attrs.get("worker") == "victim"], victim)
+        victim.send_signal(signal.SIGKILL)
+        assert victim.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+    lost = claimed[0].number
+
+    # Another worker (the search, resumed) fails the silent trial, retries it, and finishes
+    # exactly the budget.
+    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"trial {lost} lost its worker" in proc.stdout
+    trials = trials_of(postgres_url, study_name)
+    assert trials[lost].state.name == "FAIL"
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == lost]
+    assert len(retries) == 1 and retries[0].state.name in FINISHED
+    assert retries[0].user_attrs["worker"] == "w0"
+    assert retries[0].user_attrs.get("baseline") == trials[lost].user_attrs.get("baseline")
+    assert_exact_budget(trials, BUDGET)
+
+
+def test_sigterm_interrupts_cleanly_and_resumes(tiny: dict[str, Any], postgres_url: str,
+                                                study_name: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    args = search_args(tiny, postgres_url, study_name)
+    search = start_cli(tiny, tmp_path / "search.log", *args)
+    try:
+        def one_done_one_running() -> bool:
+            states = [t.state.name for t in trials_of(postgres_url, study_name)]
+            return "COMPLETE" in states and "RUNNING" in states
+
+        wait_for("a finished and a running trial", one_done_one_running, search)
+        search.send_signal(signal.SIGTERM)
+        code = search.wait(timeout=120)
+    finally:
+        if search.poll() is None:
+            search.kill()
+    stderr = (tmp_path / "search.err").read_text()
+    assert code == 143, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    trials = trials_of(postgres_url, study_name)
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    stopped = [t for t in trials if "interrupted" in t.user_attrs.get("fail_reason", "")]
+    assert len(stopped) == 1 and stopped[0].state.name == "FAIL"
+    # ... and queued again, so that the resumed search runs it (a baseline above all).
+    queued = [t for t in trials if t.state.name == "WAITING"]
+    assert len(queued) == 1 and queued[0].params == stopped[0].params
+    assert queued[0].user_attrs.get("baseline") == stopped[0].user_attrs.get("baseline")
+
+    import optuna
+
+    from policysearch.storage import normalize_url
+
+    attrs = optuna.load_study(study_name=study_name,
+                              storage=normalize_url(postgres_url)).user_attrs
+    client = MlflowClient(tracking_uri=tiny["tracking"])
+    parent = client.get_run(attrs["mlflow_parent_run_id"])
+    assert parent.info.status == "KILLED"
+    runs = client.search_runs([parent.info.experiment_id],
+                              f"tags.`optuna.study_name` = '{study_name}'")
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+
+    # The same command resumes and finishes the budget; the interrupted trial does not count.
+    again = run_cli(tiny, *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed" in again.stdout
+    assert_exact_budget(trials_of(postgres_url, study_name), BUDGET)
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_diverging_trial_fails_with_its_reason(tiny: dict[str, Any], postgres_url: str,
+                                               study_name: str) -> None:
+    # A learning rate this large overflows float32: the loss becomes NaN in the 2nd epoch.
+    config = tiny["experiment"]("diverge", trainer={"lr": 1.0e30},
+                                search={"baselines": ["crop_flip"], "max_failures": 0})
+    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, config))
+    trials = trials_of(postgres_url, study_name)
+    assert len(trials) == 1 and trials[0].state.name == "FAIL"
+    reason = trials[0].user_attrs["fail_reason"]
+    assert "training loss became" in reason, reason
+    # Reported: on the trial's progress line, then one line saying why nothing was exported.
+    assert f"trial 0 fail ({reason})" in proc.stdout
+    assert "stopping: 1 trials failed" in proc.stdout
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "no trial completed" in proc.stderr.strip().splitlines()[-1]
+    # The MLflow trial run carries the reason too.
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tiny["tracking"])
+    runs = client.search_runs(
+        [client.get_experiment_by_name("policysearch-data").experiment_id],
+        f"tags.`optuna.study_name` = '{study_name}' and tags.`policysearch.role` = 'baseline'")
+    assert [(r.info.status, r.data.tags.get("fail_reason")) for r in runs] == [("FAILED", reason)]
