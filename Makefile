@@ -66,7 +66,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check policysearch tests examples
 
 test: $(STAMP) lint
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 	KERAS_BACKEND=jax $(VENV)/bin/python -m pytest -q -m backends $(PYTEST_ARGS)
 
 bench: $(STAMP)

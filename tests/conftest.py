@@ -133,3 +133,27 @@ def postgres_url() -> str:
     except Exception as err:  # not reachable here
         _unavailable(f"PostgreSQL at {url} unreachable: {err}")
     return url
+
+
+TINY_EXPERIMENT: dict = {
+    "name": "tiny",
+    "data": {"train_size": 36, "val_size": 18, "split_seed": 0},
+    "base_augment": {"crop_padding": 2, "flip": True},
+    "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
+                "model": {"widths": [8, 16], "convs_per_stage": 1}},
+    "search": {"space": "randaugment_subset", "trials": 2, "sampler": "tpe",
+               "pruner": "hyperband", "seed": 0},
+    "reevaluate": {"top_k": 1, "seeds": 2},
+}
+"""An experiment that trains in seconds on a ``write_image_folder`` dataset (16x16, 3 classes)."""
+
+
+def tiny_experiment(path: Path, dataset: Path, **sections: dict) -> Path:
+    """Write ``TINY_EXPERIMENT`` for ``dataset`` to ``path``; ``sections`` update its sections."""
+    import yaml
+
+    config = {**TINY_EXPERIMENT, "dataset": str(dataset)}
+    for key, values in sections.items():
+        config[key] = {**config.get(key, {}), **values}
+    path.write_text(yaml.safe_dump(config))
+    return path

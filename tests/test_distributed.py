@@ -19,21 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import write_image_folder
+from conftest import tiny_experiment, write_image_folder
 
 BASELINES = ["crop_flip", "randaugment_n2_m9"]
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "data": {"train_size": 36, "val_size": 18, "split_seed": 0},
-    "base_augment": {"crop_padding": 2, "flip": True},
-    "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
-                "model": {"widths": [8, 16], "convs_per_stage": 1}},
-    "search": {"space": "randaugment_subset", "trials": 2, "sampler": "tpe",
-               "pruner": "hyperband", "seed": 0, "baselines": BASELINES},
-    "reevaluate": {"top_k": 0, "seeds": 1},
-}
-BUDGET = len(BASELINES) + TINY["search"]["trials"]
+TRIALS = 2
+BUDGET = len(BASELINES) + TRIALS
 FINISHED = ("COMPLETE", "PRUNED")
 
 
@@ -45,12 +35,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                                  test_per_class=6)
 
     def experiment(name: str, **sections: dict[str, Any]) -> Path:
-        config = {**TINY, "dataset": str(dataset)}
-        for key, values in sections.items():
-            config[key] = {**config[key], **values}
-        path = root / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        return path
+        sections = {**sections, "search": {"trials": TRIALS, "baselines": BASELINES,
+                                           **sections.get("search", {})},
+                    "reevaluate": {"top_k": 0, "seeds": 1, **sections.get("reevaluate", {})}}
+        return tiny_experiment(root / f"{name}.yaml", dataset, **sections)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",

@@ -15,22 +15,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_image_folder
+from conftest import tiny_experiment, write_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TINY = {
-    "name": "tiny",
-    "data": {"train_size": 36, "val_size": 18, "split_seed": 0},
-    "base_augment": {"crop_padding": 2, "flip": True},
-    "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
-                "model": {"widths": [8, 16], "convs_per_stage": 1}},
-    "search": {"space": "randaugment_subset", "trials": 2, "sampler": "tpe",
-               "pruner": "hyperband", "seed": 0},
-    "reevaluate": {"top_k": 1, "seeds": 2},
-    "validate": {"epochs": 1, "seeds": 2},
-    "smoke": {"search": {"trials": 1}},
-}
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -54,8 +42,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     dataset = write_image_folder(root / "data", classes=3, per_class=24, size=16,
                                  test_per_class=6)
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "dataset": str(dataset)}))
+    config = tiny_experiment(root / "tiny.yaml", dataset,
+                             validate={"epochs": 1, "seeds": 2},
+                             smoke={"search": {"trials": 1}})
     return {"root": root, "dataset": dataset, "config": config}
 
 

@@ -20,19 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import free_port, write_image_folder
+from conftest import free_port, tiny_experiment, write_image_folder
 
-TINY: dict[str, Any] = {
-    "name": "tiny",
-    "data": {"train_size": 36, "val_size": 18, "split_seed": 0},
-    "base_augment": {"crop_padding": 2, "flip": True},
-    "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
-                "model": {"widths": [8, 16], "convs_per_stage": 1}},
-    "search": {"space": "randaugment_subset", "trials": 1, "sampler": "tpe", "pruner": "none",
-               "seed": 0, "baselines": ["crop_flip"]},
-    "reevaluate": {"top_k": 1, "seeds": 1},
-}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -89,8 +78,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("tracking")
     dataset = write_image_folder(root / "data", classes=3, per_class=24, size=16,
                                  test_per_class=6)
-    config = root / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "dataset": str(dataset)}))
+    config = tiny_experiment(root / "tiny.yaml", dataset, reevaluate={"top_k": 1, "seeds": 1},
+                             search={"trials": 1, "pruner": "none", "baselines": ["crop_flip"]})
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
                POLICYSEARCH_CACHE_DIR=str(root / "cache"))
