@@ -130,7 +130,10 @@ def test_key_is_equal_for_equal_policies_and_ignores_provenance() -> None:
     assert a.key() == b.key()
     assert a.key() == a.key() == randaugment(2, 9).key()
     assert json.loads(a.key()) == {"type": "randaugment", "num_ops": 2, "magnitude": 9,
-                                   "magnitude_std": 0, "ops": list(a.ops), "fill": 128}
+                                   "magnitude_std": 0, "ops": sorted(a.ops), "fill": 128}
+    # Ops are drawn uniformly: their order in the list does not change the policy's key.
+    assert randaugment(2, 9, ["Rotate", "ShearX"]).key() == \
+        randaugment(2, 9, ["ShearX", "Rotate"]).key()
     assert a.key() == json.dumps(json.loads(a.key()), sort_keys=True), "keys are sorted"
 
 
