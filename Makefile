@@ -46,7 +46,7 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
-	$(VENV)/bin/python -c "import policysearch, keras, optuna, mlflow, tensorflow" \
+	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/python -c "import policysearch, keras, optuna, mlflow, tensorflow" \
 		|| { echo "make: the environment in $(VENV) is incomplete" >&2; exit 1; }
 	touch $@
 
