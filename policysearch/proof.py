@@ -62,6 +62,8 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
 
 
 def _search_stats(study: Any) -> dict[str, Any]:
+    from policysearch.study import reevaluation_rows
+
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
     for t in trials:
@@ -69,7 +71,7 @@ def _search_stats(study: Any) -> dict[str, Any]:
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     trial_seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    rows = (study.user_attrs.get("reevaluation") or {}).get("rows", [])
+    rows = reevaluation_rows(study)
     reeval_seconds = round(sum(float(r.get("seconds", 0.0)) for r in rows), 1)
     return {"study": study.study_name, "trials": len(trials), "states": states,
             "trial_phase_seconds": round(trial_seconds, 1),

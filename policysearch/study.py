@@ -549,6 +549,21 @@ def choose_winner(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def reevaluation_rows(study: Any) -> list[dict[str, Any]]:
+    """The stored re-evaluation results, one per (policy, seed): the first result counts.
+
+    Keys are recomputed from the stored policies, so rows survive a change of key format.
+    """
+    rows: list[dict[str, Any]] = []
+    done: set[tuple[str, int]] = set()
+    for r in (study.user_attrs.get("reevaluation") or {}).get("rows", []):
+        row = {**r, "key": Policy.from_dict(r["policy"]).key()}
+        if (row["key"], row["seed"]) not in done:
+            done.add((row["key"], row["seed"]))
+            rows.append(row)
+    return rows
+
+
 def reevaluate(runner: Runner, top_k: int, seeds: int) -> dict[str, Any]:
     """Re-train the top-k candidates and the best baseline with ``seeds`` seeds each.
 
@@ -559,15 +574,8 @@ def reevaluate(runner: Runner, top_k: int, seeds: int) -> dict[str, Any]:
     plan = [(t, "candidate") for t in top]
     if best_baseline is not None:
         plan.append((best_baseline, "baseline"))
-    stored = study.user_attrs.get("reevaluation", {"rows": []})
-    # Keys are recomputed from the stored policies, so rows survive a change of key format.
-    rows: list[dict[str, Any]] = []
-    done: set[tuple[str, int]] = set()
-    for r in stored["rows"]:
-        row = {**r, "key": Policy.from_dict(r["policy"]).key()}
-        if (row["key"], row["seed"]) not in done:  # first result per (policy, seed) counts
-            done.add((row["key"], row["seed"]))
-            rows.append(row)
+    rows = reevaluation_rows(study)
+    done = {(r["key"], r["seed"]) for r in rows}
     epochs = runner.experiment.trainer.epochs
     for trial, role in plan:
         policy = Policy.from_dict(trial.user_attrs["policy"])
