@@ -1,7 +1,9 @@
 """Experiment configs: YAML files in ``experiments/``, validated into dataclasses.
 
-An experiment names the dataset, the proxy trainer, the search budget, the re-evaluation and
-the validation budget. Its ``smoke`` section holds overrides that shrink it to a minute-long
+An experiment names the dataset and two training budgets: the *target* (the training the
+exported policy is meant for: ``validate`` and ``fidelity`` train it) and the *proxy* (the cheaper
+training that scores each trial: ``data.train_size`` and ``trainer``). Then the search budget, the
+race that chooses the winner on the selection split, and the validation seeds. Its ``smoke`` section holds overrides that shrink it to a minute-long
 run (``--smoke``); command-line flags override both. Errors name the file, the key and the
 problem.
 """
@@ -32,16 +34,18 @@ def _f(default: Any, *, low: float | None = None, high: float | None = None,
 
 @dataclass
 class DataConfig:
-    train_size: int | None = _f(10000, low=1, doc="training images per trial (null: all)")
-    val_size: int = _f(5000, low=1, doc="validation images, carved from the training part")
+    train_size: int | None = _f(10000, low=1, doc="proxy training images per trial (null: all)")
+    val_size: int = _f(5000, low=1, doc="search validation images (trials optimise them)")
+    selection_size: int = _f(1000, low=1, doc="selection images (the race chooses the winner)")
     split_seed: int = _f(0, low=0)
     data_dir: str | None = _f(None, doc="folder holding cifar10-images.tar.gz")
 
 
 @dataclass
 class ModelConfig:
-    widths: list[int] = _f([16, 32, 64], doc="channels of each conv stage")
-    convs_per_stage: int = _f(1, low=1)
+    name: str = _f("cnn", choices=("cnn", "resnet"), doc="a name in policysearch.models.MODELS")
+    widths: list[int] = _f([16, 32, 64], doc="channels of each stage")
+    depth: int = _f(1, low=1, doc="convs (cnn) or residual blocks (resnet) per stage")
 
 
 @dataclass
@@ -59,6 +63,7 @@ class TrainerConfig:
     weight_decay: float = _f(5e-4, low=0.0)
     label_smoothing: float = _f(0.1, low=0.0, high=1.0)
     warmup_epochs: float = _f(1.0, low=0.0)
+    validate_every: int = _f(1, low=1, doc="epochs between validations (the last is always)")
     placement: str = _f("auto", choices=("auto", "data", "model"),
                         doc="where augmentation runs: tf.data map (data), train step (model)")
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -77,16 +82,38 @@ class SearchConfig:
 
 
 @dataclass
-class ReevaluateConfig:
-    top_k: int = _f(3, low=0, doc="candidates re-trained before export")
-    seeds: int = _f(3, low=1)
+class TargetConfig:
+    train_size: int | None = _f(None, low=1, doc="training images (null: all outside the "
+                                "validation and selection splits)")
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+
+
+@dataclass
+class RaceConfig:
+    top_k: int = _f(3, low=1, doc="searched candidates raced against the best baseline")
+    min_seeds: int = _f(3, low=2, doc="seeds every contender gets (paired by seed)")
+    max_seeds: int = _f(6, low=2, doc="seeds a close contender may reach")
+    confidence: float = _f(0.95, low=0.5, high=0.999, doc="one-sided level of the lower bound")
+    budget: str = _f("proxy", choices=("proxy", "target"), doc="which training the race runs")
 
 
 @dataclass
 class ValidateConfig:
-    epochs: int = _f(30, low=1)
-    seeds: int = _f(5, low=1)
-    train_size: int | None = _f(None, low=1, doc="null: the search's train_size")
+    seeds: int = _f(5, low=2, doc="seeds per policy at the target budget (paired)")
+
+
+@dataclass
+class FidelityConfig:
+    seeds: int = _f(3, low=2, doc="seeds per policy and budget")
+    panel: list[str] = _f([], doc="policies (baseline names or RA(N,M) strings); [] = default")
+
+
+@dataclass
+class Budget:
+    """One training budget: how many images and how they are trained."""
+
+    train_size: int | None
+    trainer: TrainerConfig
 
 
 @dataclass
@@ -96,11 +123,26 @@ class Experiment:
     data: DataConfig = field(default_factory=DataConfig)
     base_augment: BaseAugmentConfig = field(default_factory=BaseAugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    reevaluate: ReevaluateConfig = field(default_factory=ReevaluateConfig)
+    race: RaceConfig = field(default_factory=RaceConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
     smoke: dict[str, Any] = _f({}, doc="overrides applied with --smoke")
     source: str = field(default="", metadata={"internal": True})
+
+    @property
+    def proxy_budget(self) -> Budget:
+        """What each trial trains."""
+        return Budget(self.data.train_size, self.trainer)
+
+    @property
+    def target_budget(self) -> Budget:
+        """The training the exported policy is meant for."""
+        return Budget(self.target.train_size, self.target.trainer)
+
+    def budget(self, name: str) -> Budget:
+        return self.proxy_budget if name == "proxy" else self.target_budget
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -166,6 +208,11 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         for parent in parents:
             target = target.setdefault(parent, {})
         target[last] = value
+    # the target's trainer is the proxy's, with the target's own keys on top
+    target = raw.get("target", {})
+    if isinstance(target, dict) and isinstance(target.get("trainer", {}), dict):
+        proxy_trainer = raw.get("trainer", {}) if isinstance(raw.get("trainer"), dict) else {}
+        raw["target"] = {**target, "trainer": _merge(proxy_trainer, target.get("trainer", {}))}
     experiment = _build(Experiment, raw, origin, "")
     experiment.source = origin
     from policysearch.spaces import BASELINES
@@ -174,8 +221,9 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     if unknown:
         raise ConfigError(f"{origin}: key 'search.baselines': unknown {unknown[0]!r}; "
                           f"expected some of {', '.join(BASELINES)}")
-    if experiment.validate.train_size is None:
-        experiment.validate.train_size = experiment.data.train_size
+    if experiment.race.max_seeds < experiment.race.min_seeds:
+        raise ConfigError(f"{origin}: key 'race.max_seeds': {experiment.race.max_seeds} is below "
+                          f"race.min_seeds ({experiment.race.min_seeds})")
     return experiment
 
 

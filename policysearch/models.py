@@ -1,7 +1,8 @@
-"""The proxy model: a small, fast CNN that ranks augmentation policies."""
+"""Models by name: ``MODELS`` maps a name to a builder; sizes come from ``ModelConfig``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -9,8 +10,8 @@ from keras import layers
 
 
 def build_cnn(image_shape: tuple[int, int, int], num_classes: int, widths: list[int],
-              convs_per_stage: int = 1, seed: int = 0) -> keras.Model:
-    """Conv-BN-ReLU stages (``convs_per_stage`` 3x3 convs, then a 2x2 max-pool), global
+              depth: int = 1, seed: int = 0) -> keras.Model:
+    """Conv-BN-ReLU stages (``depth`` 3x3 convs, then a 2x2 max-pool), global
     average pool, linear head.
 
     Inputs are float images in [0, 255]; weights are drawn from ``seed``.
@@ -19,7 +20,7 @@ def build_cnn(image_shape: tuple[int, int, int], num_classes: int, widths: list[
     inputs = keras.Input(image_shape, name="images")
     x = layers.Rescaling(2.0 / 255.0, offset=-1.0)(inputs)
     for stage, width in enumerate(widths):
-        for conv in range(convs_per_stage):
+        for conv in range(depth):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False,
                               name=f"conv{stage}_{conv}")(x)
             x = layers.BatchNormalization(momentum=0.9, name=f"bn{stage}_{conv}")(x)
@@ -28,6 +29,18 @@ def build_cnn(image_shape: tuple[int, int, int], num_classes: int, widths: list[
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, outputs, name="proxy_cnn")
+
+
+Builder = Callable[..., keras.Model]
+MODELS: dict[str, Builder] = {"cnn": build_cnn}
+"""Model builders: ``builder(image_shape, num_classes, widths, depth, seed)``."""
+
+
+def build_model(config: Any, image_shape: tuple[int, int, int], num_classes: int,
+                seed: int = 0) -> keras.Model:
+    """The model ``config`` (a ``ModelConfig``) names, with weights drawn from ``seed``."""
+    return MODELS[config.name](image_shape, num_classes, list(config.widths), config.depth,
+                               seed=seed)
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):

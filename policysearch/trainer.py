@@ -24,7 +24,7 @@ import numpy as np
 
 from policysearch.augment.layer import PolicyAugmentation
 from policysearch.config import BaseAugmentConfig, TrainerConfig
-from policysearch.models import WarmupLinearDecay, build_cnn
+from policysearch.models import WarmupLinearDecay, build_model
 from policysearch.policy import Policy
 
 EpochCallback = Callable[[int, float, float], bool]
@@ -93,8 +93,7 @@ class ProxyTrainer:
         self.placement = resolve_placement(config.placement)
         self.backend = keras.backend.backend()
 
-        self.network = build_cnn(self.image_shape, num_classes, config.model.widths,
-                                 config.model.convs_per_stage, seed=0)
+        self.network = build_model(config.model, self.image_shape, num_classes, seed=0)
         self.augment: PolicyAugmentation | None = None
         if self.placement == "model":
             self.augment = self._augmentation(None, dynamic=True)
@@ -170,9 +169,7 @@ class ProxyTrainer:
 
     def _reset(self, seed: int) -> None:
         """Fresh weights drawn from ``seed``, a fresh optimizer state; nothing recompiles."""
-        model = self.config.model
-        fresh = build_cnn(self.image_shape, self.num_classes, model.widths, model.convs_per_stage,
-                          seed=seed)
+        fresh = build_model(self.config.model, self.image_shape, self.num_classes, seed=seed)
         self.network.set_weights(fresh.get_weights())
         for variable, value in zip(self.optimizer.variables, self._optimizer_start):
             variable.assign(value)

@@ -137,13 +137,15 @@ def postgres_url() -> str:
 
 TINY_EXPERIMENT: dict = {
     "name": "tiny",
-    "data": {"train_size": 36, "val_size": 18, "split_seed": 0},
+    "data": {"train_size": 36, "val_size": 18, "selection_size": 18, "split_seed": 0},
     "base_augment": {"crop_padding": 2, "flip": True},
     "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
-                "model": {"widths": [8, 16], "convs_per_stage": 1}},
+                "model": {"widths": [8, 16], "depth": 1}},
     "search": {"space": "randaugment_subset", "trials": 2, "sampler": "tpe",
                "pruner": "hyperband", "seed": 0},
-    "reevaluate": {"top_k": 1, "seeds": 2},
+    "target": {"train_size": 36, "trainer": {"epochs": 2}},
+    "race": {"top_k": 1, "min_seeds": 2, "max_seeds": 2},
+    "validate": {"seeds": 2},
 }
 """An experiment that trains in seconds on a ``write_image_folder`` dataset (16x16, 3 classes)."""
 
