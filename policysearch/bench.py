@@ -87,17 +87,17 @@ def tfdata_throughput(images: Any, batch: int, num_ops: int, seconds: float) -> 
 def epoch_times(x: Any, y: Any, epochs: int) -> dict[str, float]:
     from policysearch import no_augment, randaugment
     from policysearch.config import BaseAugmentConfig, TrainerConfig
-    from policysearch.trainer import ProxyTrainer
+    from policysearch.splits import Split
+    from policysearch.trainer import Trainer
 
-    cfg = TrainerConfig(epochs=epochs, batch_size=256)
-    trainer = ProxyTrainer(cfg, BaseAugmentConfig(crop_padding=4, flip=True), x.shape[1:], 10,
-                           len(x))
+    cfg = TrainerConfig(epochs=epochs, batch_size=256, validate_every=epochs)
+    trainer = Trainer(cfg, BaseAugmentConfig(crop_padding=4, flip=True), x.shape[1:], 10, len(x))
     out = {}
-    val = slice(0, 512)
-    trainer.train(no_augment(), x, y, x[val], y[val], 0)  # compile
+    train, val = Split(x, y), Split(x[:512], y[:512])
+    trainer.train(no_augment(), train, val, 0)  # compile
     for label, policy in (("crop+flip", no_augment()), ("crop+flip + RA(N=2,M=9)",
                                                          randaugment(2, 9))):
-        result = trainer.train(policy, x, y, x[val], y[val], 1)
+        result = trainer.train(policy, train, val, 1)
         out[label] = result.seconds / epochs
     out["placement"] = trainer.placement  # type: ignore[assignment]
     return out

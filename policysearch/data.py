@@ -4,7 +4,7 @@ A dataset is named (``cifar10``) or a path to a folder or ``.tar.gz`` laid out a
 ``train/<class>/*.<image>`` and ``test/<class>/*.<image>``. Decoded arrays are cached as ``.npz``
 files (zip CRCs detect a truncated or corrupt cache, which is then rebuilt). The training and
 test parts are cached apart, and the search loads only the training part: the test split is
-read by ``validate`` alone.
+read by ``validate`` alone (``policysearch.splits`` carves the training part).
 """
 
 from __future__ import annotations
@@ -39,22 +39,6 @@ class Part:
     classes: tuple[str, ...]
 
 
-@dataclass
-class Splits:
-    """What the search sees: a training subset and a validation split, both from ``train``."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    classes: tuple[str, ...]
-    dataset: str
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
-
-
 def data_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """Where named datasets are looked for: ``data_dir``, then ``$POLICYSEARCH_DATA_DIR``."""
     dirs = [Path(d) for d in (data_dir, os.environ.get("POLICYSEARCH_DATA_DIR")) if d]
@@ -83,45 +67,6 @@ def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None =
     decoded = _decode(source, part)
     _write_cache(path, decoded)
     return decoded
-
-
-def load_splits(dataset: str, *, train_size: int | None, val_size: int, seed: int = 0,
-                data_dir: str | os.PathLike[str] | None = None) -> Splits:
-    """The search's data: a seeded, stratified validation split carved from the training part,
-    and a stratified training subset (``train_size`` images, ``None`` for all the rest)."""
-    part = load_part(dataset, "train", data_dir)
-    train_idx, val_idx = split_indices(part.y, train_size=train_size, val_size=val_size, seed=seed)
-    return Splits(part.x[train_idx], part.y[train_idx], part.x[val_idx], part.y[val_idx],
-                  part.classes, dataset)
-
-
-def split_indices(labels: np.ndarray, *, train_size: int | None, val_size: int,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint, class-stratified index sets (train, validation), both seeded."""
-    n = len(labels)
-    if val_size < 1 or val_size >= n:
-        raise DataError(f"val_size={val_size} must be between 1 and {n - 1} "
-                        f"(the training part has {n} images)")
-    if train_size is not None and not 1 <= train_size <= n - val_size:
-        raise DataError(f"train_size={train_size} must be between 1 and {n - val_size} "
-                        f"(the training part has {n} images, {val_size} go to validation)")
-    rng = np.random.default_rng(seed)
-    val = _stratified(labels, np.arange(n), val_size, rng)
-    rest = np.setdiff1d(np.arange(n), val)
-    train = rest if train_size is None else _stratified(labels, rest, train_size, rng)
-    return np.sort(train), np.sort(val)
-
-
-def _stratified(labels: np.ndarray, pool: np.ndarray, size: int,
-                rng: np.random.Generator) -> np.ndarray:
-    """``size`` indices from ``pool`` with class proportions kept (largest remainders)."""
-    classes, counts = np.unique(labels[pool], return_counts=True)
-    exact = counts * size / len(pool)
-    take = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - take), kind="stable")[: size - take.sum()]:
-        take[i] += 1
-    chosen = [rng.permutation(pool[labels[pool] == c])[:k] for c, k in zip(classes, take)]
-    return np.concatenate(chosen)
 
 
 # ----------------------------------------------------------------------------------------------

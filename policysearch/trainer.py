@@ -1,6 +1,6 @@
-"""The proxy trainer: one compiled model that scores many policies.
+"""The trainer: one compiled model that scores many policies at one budget.
 
-Compiling costs far more than a proxy trial, so a ``ProxyTrainer`` builds and compiles its model
+Compiling costs far more than a proxy trial, so a ``Trainer`` builds and compiles its model
 once; each ``train`` call re-initialises the weights (copied from a freshly seeded model, never
 rebuilt), resets the optimizer, and sets the policy, whose parameters are tensors.
 
@@ -26,9 +26,11 @@ from policysearch.augment.layer import PolicyAugmentation
 from policysearch.config import BaseAugmentConfig, TrainerConfig
 from policysearch.models import WarmupLinearDecay, build_model
 from policysearch.policy import Policy
+from policysearch.splits import Split
 
 EpochCallback = Callable[[int, float, float], bool]
-"""Called after each epoch with (epoch, train loss, validation accuracy); True stops training."""
+"""Called after each validated epoch with (epoch, train loss, validation accuracy), epochs
+counted from 1; True stops training."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -39,6 +41,7 @@ class TrainingDiverged(RuntimeError):
 class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    val_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -77,19 +80,23 @@ def resolve_placement(placement: str) -> str:
     return placement
 
 
-class ProxyTrainer:
-    """Trains the proxy CNN with a policy and reports validation accuracy per epoch."""
+class Trainer:
+    """Trains one model configuration with a policy and reports validation accuracy.
+
+    Common random numbers: the same seed gives the same initial weights, the same batch order
+    and the same augmentation draws per batch, whatever the policy.
+    """
 
     def __init__(self, config: TrainerConfig, base: BaseAugmentConfig,
-                 image_shape: tuple[int, int, int], num_classes: int, train_size: int,
-                 epochs: int | None = None) -> None:
+                 image_shape: tuple[int, int, int], num_classes: int, train_size: int) -> None:
         self.config = config
         self.base = base
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
-        self.epochs = epochs or config.epochs
+        self.epochs = config.epochs
         self.batch_size = min(config.batch_size, train_size)
-        self.steps_per_epoch = max(train_size // self.batch_size, 1)
+        # every image once per epoch: the last batch is completed from the next shuffle
+        self.steps_per_epoch = max(math.ceil(train_size / self.batch_size), 1)
         self.placement = resolve_placement(config.placement)
         self.backend = keras.backend.backend()
 
@@ -125,30 +132,28 @@ class ProxyTrainer:
 
     # -- one trial -------------------------------------------------------------------------------
 
-    def train(self, policy: Policy, x_train: np.ndarray, y_train: np.ndarray,
-              x_val: np.ndarray, y_val: np.ndarray, seed: int,
+    def train(self, policy: Policy, train: Split, val: Split, seed: int,
               on_epoch: EpochCallback | None = None) -> TrainResult:
-        """Train from fresh weights (drawn from ``seed``) with ``policy``; validate each epoch."""
+        """Train from fresh weights (drawn from ``seed``) with ``policy``; validate on ``val``
+        every ``validate_every`` epochs and after the last."""
         self._reset(seed)
         if self.augment is not None:
             self.augment.set_policy(policy)
             self.augment.set_seed(seed)
-        order = np.random.default_rng(seed).permutation(len(x_train))
-        order = order[: self.steps_per_epoch * self.batch_size]
-        x, y = x_train[order], self._onehot(y_train[order])
-        val = (x_val, self._onehot(y_val))
+        order = np.random.default_rng(seed).permutation(len(train))
+        order = np.resize(order, self.steps_per_epoch * self.batch_size)
+        x, y = train.x[order], self._onehot(train.y[order])
         result = TrainResult()
-        callback = _EpochHook(result, on_epoch)
+        callback = _EpochHook(result, on_epoch, (val.x, self._onehot(val.y)), self.batch_size,
+                              self.config.validate_every, self.epochs)
         start = time.perf_counter()
         if self.placement == "data" or has_tensorflow():
             dataset = self._dataset(policy, x, y, seed)
             self.model.fit(dataset, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
-                           validation_data=val, validation_batch_size=self.batch_size,
                            callbacks=[callback], verbose=0)
         else:
             keras.utils.set_random_seed(seed)
             self.model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
-                           validation_data=val, validation_batch_size=self.batch_size,
                            callbacks=[callback], verbose=0)
         result.seconds = time.perf_counter() - start
         if callback.diverged:
@@ -156,10 +161,10 @@ class ProxyTrainer:
                                    f"{len(result.train_loss)}")
         return result
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Accuracy of the current weights on ``(x, y)`` (no augmentation)."""
-        out = self.model.evaluate(x, self._onehot(y), batch_size=self.batch_size, verbose=0,
-                                  return_dict=True)
+    def evaluate(self, split: Split) -> float:
+        """Accuracy of the current weights on ``split`` (no augmentation)."""
+        out = self.model.evaluate(split.x, self._onehot(split.y), batch_size=self.batch_size,
+                                  verbose=0, return_dict=True)
         return float(out["accuracy"])
 
     # -- internals -------------------------------------------------------------------------------
@@ -206,21 +211,43 @@ class ProxyTrainer:
 
 
 class _EpochHook(keras.callbacks.Callback):
-    def __init__(self, result: TrainResult, on_epoch: EpochCallback | None) -> None:
+    """Records the loss, validates every ``every`` epochs and after the last, stops on NaN or
+    when ``on_epoch`` says so."""
+
+    def __init__(self, result: TrainResult, on_epoch: EpochCallback | None,
+                 val: tuple[np.ndarray, np.ndarray], batch_size: int, every: int,
+                 epochs: int) -> None:
         super().__init__()
         self.result = result
         self.on_epoch = on_epoch
+        self.val = val
+        self.batch_size = batch_size
+        self.every = every
+        self.epochs = epochs
         self.diverged: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        loss = float(logs.get("loss", float("nan")))
-        accuracy = float(logs.get("val_accuracy", float("nan")))
+        loss = float((logs or {}).get("loss", float("nan")))
         self.result.train_loss.append(loss)
-        self.result.val_accuracy.append(accuracy)
         if not math.isfinite(loss):
             self.diverged = "NaN" if math.isnan(loss) else "infinite"
             self.model.stop_training = True
-        elif self.on_epoch is not None and self.on_epoch(epoch, loss, accuracy):
+            return
+        done = epoch + 1
+        if done % self.every and done != self.epochs:
+            return
+        out = self.model.evaluate(*self.val, batch_size=self.batch_size, verbose=0,
+                                  return_dict=True)
+        accuracy = float(out["accuracy"])
+        self.result.val_accuracy.append(accuracy)
+        self.result.val_epochs.append(done)
+        if self.on_epoch is not None and self.on_epoch(done, loss, accuracy):
             self.result.stopped_early = True
             self.model.stop_training = True
+
+
+def trainer_for(experiment: Any, budget: str, splits: Any) -> Trainer:
+    """A compiled ``Trainer`` for the experiment's ``proxy`` or ``target`` budget."""
+    config = experiment.budget(budget).trainer
+    return Trainer(config, experiment.base_augment, splits.image_shape, len(splits.classes),
+                   len(splits.training(budget)))
