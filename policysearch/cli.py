@@ -40,9 +40,9 @@ def _print(*args: Any) -> None:
 def cmd_search(args: argparse.Namespace) -> int:
     _quiet()
     from policysearch.config import load_experiment
+    from policysearch.search.orchestrate import mlflow_experiment_name, run_search
     from policysearch.spaces import load_space
     from policysearch.storage import default_storage
-    from policysearch.study import run_search
 
     overrides = {
         "data.data_dir": args.data_dir,
@@ -57,57 +57,82 @@ def cmd_search(args: argparse.Namespace) -> int:
         "search.sampler": args.sampler,
         "search.pruner": args.pruner,
         "search.seed": args.seed,
-        "reevaluate.top_k": args.top_k,
-        "reevaluate.seeds": args.reeval_seeds,
+        "race.top_k": args.top_k,
+        "race.min_seeds": args.min_seeds,
+        "race.max_seeds": args.max_seeds,
+        "race.budget": args.race_budget,
     }
     experiment = load_experiment(args.experiment, dataset=args.dataset, smoke=args.smoke,
                                  overrides=overrides)
     space = load_space(experiment.search.space)
-    study_name = args.study_name or _default_study_name(experiment.name, space.name, args.smoke)
+    study_name = args.study_name or default_study_name(experiment, space.name, args.smoke)
     export_path = Path(args.export or f"policies/{study_name}.json")
-    run_search(experiment, space, storage_url=args.storage or default_storage(),
-               study_name=study_name, export_path=export_path, tracking_uri=args.tracking_uri,
-               mlflow_experiment=args.mlflow_experiment, workers=args.workers,
-               devices=args.devices.split(",") if args.devices else None,
-               system_metrics=args.system_metrics, log=_print)
-    _print(f"policy: {export_path}   (load it with policysearch.load_policy({str(export_path)!r}))")
-    _print("MLflow: run `make ui` and open the experiment "
-           f"'policysearch-{Path(experiment.dataset).name}'")
+    mlflow_experiment = args.mlflow_experiment or mlflow_experiment_name(experiment.dataset)
+    policy = run_search(experiment, space, storage_url=args.storage or default_storage(),
+                        study_name=study_name, export_path=export_path,
+                        tracking_uri=args.tracking_uri, mlflow_experiment=mlflow_experiment,
+                        workers=args.workers,
+                        devices=args.devices.split(",") if args.devices else None,
+                        system_metrics=args.system_metrics, log=_print)
+    if policy is not None:
+        _print(f"policy: {export_path}")
+        _print(load_hint(policy, export_path))
+    _print(f"MLflow: run `make ui` and open the experiment {mlflow_experiment!r}")
     return 0
 
 
-def _default_study_name(experiment: str, space: str, smoke: bool) -> str:
-    return f"{experiment}-{space}" + ("-smoke" if smoke else "")
+def load_hint(policy: Any, path: Path) -> str:
+    """How to use the exported file; crop+flip alone is a layer that adds nothing by itself."""
+    if policy.type == "none":
+        return ("the winner is crop+flip alone: keep your training's crop and flip, or load "
+                f"them with policysearch.load_policy({str(path)!r}, base=True)")
+    return (f"load it with policysearch.load_policy({str(path)!r}) (add base=True for the "
+            "search's crop and flip), or policysearch.load_transform(...) outside Keras")
+
+
+def default_study_name(experiment: Any, space: str, smoke: bool) -> str:
+    """The experiment's name, or the dataset's for a folder searched with the defaults."""
+    from policysearch.data import slug
+
+    name = experiment.name if experiment.source != "defaults" else slug(experiment.dataset)
+    return f"{name}-{space}" + ("-smoke" if smoke else "")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     _quiet()
+    from policysearch.search.orchestrate import run_worker
     from policysearch.storage import default_storage
-    from policysearch.study import run_worker
 
     run_worker(args.study_name, args.storage or default_storage(), args.tracking_uri,
-               args.worker_id, log=_print)
+               args.worker_id, deadline=args.deadline, log=_print)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     _quiet()
-    from policysearch.config import load_experiment
+    from policysearch.config import experiment_from_dict, load_experiment, with_overrides
     from policysearch.policy import read_policy
     from policysearch.validate import table, validate
 
     policy = read_policy(args.policy)
-    name = args.experiment or policy.source.get("experiment_file")
-    dataset = args.dataset or policy.source.get("dataset")
-    experiment = load_experiment(name, dataset=dataset, overrides={
-        "data.data_dir": args.data_dir, "validate.train_size": args.train_size})
-    epochs = args.epochs or experiment.validate.epochs
-    seeds = args.seeds or experiment.validate.seeds
-    result = validate(policy, experiment, epochs=epochs, seeds=seeds,
-                      tracking_uri=args.tracking_uri, log=_print)
+    overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
+                 "target.train_size": args.train_size, "target.trainer.epochs": args.epochs,
+                 "validate.seeds": args.seeds}
+    stored = policy.source.get("experiment_config")
+    if args.experiment or not isinstance(stored, dict):
+        experiment = load_experiment(args.experiment, dataset=args.dataset or
+                                     policy.source.get("dataset"), overrides=overrides)
+    else:  # the experiment that found the policy, as it was
+        origin = f"{args.policy} (source.experiment_config)"
+        experiment = with_overrides(experiment_from_dict(stored, origin),
+                                    {"dataset": args.dataset, **overrides}, origin)
+    seeds = experiment.validate.seeds
+    result = validate(policy, experiment, seeds=seeds, tracking_uri=args.tracking_uri,
+                      log=_print)
     _print("")
-    _print(f"test accuracy on {result['test_size']} test images after {epochs} epochs on "
-           f"{result['train_size']} training images ({seeds} seeds each):")
+    _print(f"test accuracy on {result['test_size']} test images after {result['epochs']} epochs "
+           f"on {result['train_size']} training images (the target budget; {seeds} seeds each, "
+           "paired by seed):")
     _print(table(result["summary"]))
     if args.out:
         import json
@@ -133,15 +158,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if src:
         _print(f"found on {src.get('dataset')} by study {src.get('study')!r} "
                f"(space {src.get('space')}, trial {src.get('trial')})")
-        if src.get("val_accuracy_mean") is not None:
-            _print(f"validation accuracy {src['val_accuracy_mean']:.4f} ± "
-                   f"{src.get('val_accuracy_std', 0):.4f} over {src.get('n_seeds')} seeds")
-        base = src.get("best_baseline")
-        if base:
-            name = base["name"].removeprefix("baseline ")
-            _print(f"best baseline {name}: {base['val_accuracy_mean']:.4f} ± "
-                   f"{base['val_accuracy_std']:.4f}; gain {src.get('gain_over_best_baseline')} "
-                   f"(std. error {src.get('gain_standard_error')}): {src.get('note', '')}")
+        if src.get("decision"):
+            _print(f"decision: {src['decision']}")
+        if src.get("reason"):
+            _print(f"why: {src['reason']}")
     if args.epochs:
         from policysearch.explain import explain
 
@@ -201,7 +221,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_sync(args: argparse.Namespace) -> int:
     _quiet()
     from policysearch.storage import default_storage
-    from policysearch.study import sync_mlflow
+    from policysearch.tracking.sync import sync_mlflow
 
     sync_mlflow(args.study_name, args.storage or default_storage(), args.tracking_uri,
                 log=_print)
@@ -223,6 +243,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from policysearch.search.samplers import PRUNERS, SAMPLERS
+
     parser = argparse.ArgumentParser(prog="policysearch", description=__doc__.splitlines()[0])
     from policysearch._version import __version__
 
@@ -245,10 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--placement", choices=("auto", "data", "model"),
                    help="run augmentation in the tf.data pipeline or in the train step")
     p.add_argument("--seed", type=int, help="sampler and trial seed")
-    p.add_argument("--sampler", choices=("tpe", "random", "qmc"))
-    p.add_argument("--pruner", choices=("hyperband", "median", "none"))
-    p.add_argument("--top-k", type=int, help="candidates re-trained before export")
-    p.add_argument("--reeval-seeds", type=int, help="seeds per re-trained candidate")
+    p.add_argument("--sampler", choices=tuple(SAMPLERS))
+    p.add_argument("--pruner", choices=tuple(PRUNERS))
+    p.add_argument("--top-k", type=int, help="searched candidates raced against the baseline")
+    p.add_argument("--min-seeds", type=int, help="seeds every contender of the race gets")
+    p.add_argument("--max-seeds", type=int, help="seeds a close contender may reach")
+    p.add_argument("--race-budget", choices=("proxy", "target"),
+                   help="which training the race runs (default: the experiment's)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db, "
                    "or POLICYSEARCH_STORAGE)")
     p.add_argument("--study-name", help="name of the study; an existing one is resumed")
@@ -269,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage")
     p.add_argument("--tracking-uri")
     p.add_argument("--worker-id", default=f"{os.uname().nodename}-{os.getpid()}")
+    p.add_argument("--deadline", type=float, help="stop claiming trials after this Unix time")
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("validate", help="test accuracy of a policy against the baselines "
@@ -277,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset")
     p.add_argument("--experiment")
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--train-size", type=int)
+    p.add_argument("--epochs", type=int, help="target training epochs (default: the "
+                   "experiment's target)")
+    p.add_argument("--seeds", type=int, help="seeds per policy (paired)")
+    p.add_argument("--train-size", type=int, help="target training images")
+    p.add_argument("--val-size", type=int, help="validation images (a small dataset needs few)")
     p.add_argument("--tracking-uri")
     p.add_argument("--out", help="also write the results as JSON")
     p.set_defaults(func=cmd_validate)
@@ -334,17 +362,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"policysearch: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except BaseException as err:
-        from policysearch.study import Interrupted
+        from policysearch.search.worker import Interrupted
 
         if isinstance(err, (Interrupted, KeyboardInterrupt)):
             signum = getattr(err, "signum", 2)
             print(f"policysearch: interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'}); the "
                   "study is saved: run the same command to resume", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED.get(signum, 130)
-        if isinstance(err, ValueError) and err.__class__.__module__ == "builtins":
-            print(f"policysearch: error: {err}", file=sys.stderr, flush=True)
-            return 2
-        raise
+        raise  # a bug: keep its traceback
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 An experiment names the dataset and two training budgets: the *target* (the training the
 exported policy is meant for: ``validate`` and ``fidelity`` train it) and the *proxy* (the cheaper
 training that scores each trial: ``data.train_size`` and ``trainer``). Then the search budget, the
-race that chooses the winner on the selection split, and the validation seeds. Its ``smoke`` section holds overrides that shrink it to a minute-long
-run (``--smoke``); command-line flags override both. Errors name the file, the key and the
-problem.
+race that chooses the winner on the selection split, and the validation seeds. Its ``smoke``
+section holds overrides that shrink it to a minute-long run (``--smoke``); command-line flags
+override both. Errors name the file, the key and the problem.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.errors import ConfigError
+from policysearch.search.samplers import PRUNERS, SAMPLERS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
@@ -74,8 +75,8 @@ class SearchConfig:
     space: str = _f("randaugment_subset", doc="a name in search_spaces/ or a YAML path")
     trials: int = _f(40, low=0, doc="searched trials, besides the baselines")
     timeout_minutes: float | None = _f(None, low=0.0)
-    sampler: str = _f("tpe", choices=("tpe", "random", "cmaes", "qmc", "gp"))
-    pruner: str = _f("hyperband", choices=("hyperband", "median", "none"))
+    sampler: str = _f("tpe", choices=tuple(SAMPLERS))
+    pruner: str = _f("hyperband", choices=tuple(PRUNERS))
     seed: int = _f(0, low=0)
     baselines: list[str] = _f(["crop_flip", "randaugment_n2_m9", "trivialaugment"])
     max_failures: int = _f(10, low=0, doc="stop after this many failed trials")
@@ -200,14 +201,7 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         if not isinstance(smoke_overrides, dict):
             raise ConfigError(f"{origin}: key 'smoke': expected a mapping")
         raw = _merge(raw, smoke_overrides)
-    for key, value in (overrides or {}).items():
-        if value is None:
-            continue
-        target = raw
-        *parents, last = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[last] = value
+    _set_dotted(raw, overrides or {})
     # the target's trainer is the proxy's, with the target's own keys on top
     target = raw.get("target", {})
     if isinstance(target, dict) and isinstance(target.get("trainer", {}), dict):
@@ -224,6 +218,34 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     if experiment.race.max_seeds < experiment.race.min_seeds:
         raise ConfigError(f"{origin}: key 'race.max_seeds': {experiment.race.max_seeds} is below "
                           f"race.min_seeds ({experiment.race.min_seeds})")
+    return experiment
+
+
+def with_overrides(experiment: Experiment, overrides: dict[str, Any],
+                   origin: str) -> Experiment:
+    """``experiment`` with dotted keys replaced (``None`` values are ignored), re-validated."""
+    raw = experiment.to_dict()
+    _set_dotted(raw, overrides)
+    rebuilt = _build(Experiment, raw, origin, "")
+    rebuilt.source = experiment.source
+    return rebuilt
+
+
+def _set_dotted(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = raw
+        *parents, last = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[last] = value
+
+
+def experiment_from_dict(data: dict[str, Any], origin: str) -> Experiment:
+    """An experiment from its ``to_dict()`` form (a study's or a policy's stored config)."""
+    experiment = _build(Experiment, data, origin, "")
+    experiment.source = origin
     return experiment
 
 

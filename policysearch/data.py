@@ -59,7 +59,7 @@ def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None =
     if source is None:
         return _cifar10_from_keras(part)
     key = _fingerprint(source)
-    name = f"{_slug(dataset)}-{key[:16]}-{part}.npz"
+    name = f"{slug(dataset)}-{key[:16]}-{part}.npz"
     path = cache_dir() / name
     cached = _read_cache(path)
     if cached is not None:
@@ -123,7 +123,7 @@ def _fingerprint(source: Path) -> str:
     return h.hexdigest()
 
 
-def _slug(dataset: str) -> str:
+def slug(dataset: str) -> str:
     name = Path(dataset).name or "dataset"
     for suffix in (".tar.gz", ".tgz", ".tar"):
         name = name.removesuffix(suffix)

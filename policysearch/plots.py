@@ -92,18 +92,20 @@ def _figure(width: float = 7.0, height: float = 4.0) -> Any:
 def history_figure(trials: Sequence[Any]) -> Any:
     """Validation accuracy of every finished trial, the best so far, and the baselines."""
     fig, ax = _figure()
+    from policysearch.search.record import queued_baseline
+
     search = [(t.number, t.value) for t in trials
-              if t.value is not None and not t.user_attrs.get("baseline")]
+              if t.value is not None and not queued_baseline(t)]
     if search:
         xs, ys = zip(*search)
         ax.scatter(xs, ys, s=14, color="tab:blue", label="searched trial")
         ax.plot(xs, np.maximum.accumulate(ys), color="tab:blue", alpha=0.6,
                 label="best searched so far")
     colors = ["tab:red", "tab:orange", "tab:green", "tab:purple"]
-    baselines = [t for t in trials if t.user_attrs.get("baseline") and t.value is not None]
+    baselines = [t for t in trials if queued_baseline(t) and t.value is not None]
     for i, t in enumerate(baselines):
         ax.axhline(t.value, color=colors[i % len(colors)], linestyle="--", linewidth=1,
-                   label=f"baseline {t.user_attrs['baseline']}")
+                   label=f"baseline {queued_baseline(t)}")
     ax.set_xlabel("trial")
     ax.set_ylabel("validation accuracy")
     ax.set_title("Optimization history")
@@ -144,7 +146,7 @@ def op_effect_figure(effects: dict[str, tuple[float, float, int, int]]) -> Any:
 def op_effects(trials: Sequence[Any]) -> dict[str, tuple[float, float, int, int]]:
     """Per op of a subset space: (mean value in, mean value out, count in, count out)."""
     effects = {}
-    done = [t for t in trials if t.value is not None and not t.user_attrs.get("baseline")]
+    done = [t for t in trials if t.value is not None and t.params]
     names = sorted({k[3:] for t in done for k in t.params if k.startswith("op_")})
     for name in names:
         ins = [t.value for t in done if t.params.get(f"op_{name}") is True]
@@ -161,3 +163,23 @@ def figure_png(fig: Any) -> bytes:
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def study_figures(study: Any) -> dict[str, Any]:
+    """The study's plots by file name: history, parameter importance, each op in or out."""
+    trials = study.get_trials(deepcopy=False)
+    figures = {"optimization_history.png": history_figure(trials)}
+    searched = [t for t in trials if t.state.name == "COMPLETE" and t.params]
+    if len(searched) >= 3:
+        import optuna
+
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (ValueError, RuntimeError):  # too few or too uniform trials
+            importances = {}
+        if importances:
+            figures["param_importances.png"] = importance_figure(importances)
+    effects = op_effects(trials)
+    if effects:
+        figures["op_in_out.png"] = op_effect_figure(effects)
+    return figures

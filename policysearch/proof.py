@@ -30,9 +30,10 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     """Run the whole experiment; returns the path of the results file."""
     from policysearch.config import load_experiment
     from policysearch.policy import write_policy
+    from policysearch.search.orchestrate import run_search
+    from policysearch.search.store import open_study
     from policysearch.spaces import load_space
     from policysearch.storage import default_storage
-    from policysearch.study import open_study, run_search
     from policysearch.validate import validate
 
     experiment = load_experiment(name, smoke=smoke, overrides={"data.data_dir": data_dir})
@@ -49,8 +50,12 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     study = open_study(storage_url, study_name).study
     search = _search_stats(study)
     log(f"experiment: validating {policy.label} against the baselines on the test split")
-    result = validate(policy, experiment, epochs=experiment.validate.epochs,
-                      seeds=experiment.validate.seeds, tracking_uri=tracking_uri, log=log)
+    if policy is None:  # exported by another process of the same study
+        from policysearch.policy import read_policy
+
+        policy = read_policy(policy_path)
+    result = validate(policy, experiment, seeds=experiment.validate.seeds,
+                      tracking_uri=tracking_uri, log=log)
     write_policy(policy, policy_path)
     raw = {"experiment": experiment.to_dict(), "search": search, "validate": result,
            "machine": machine(), "command": command(name, smoke), "code": _git_commit(),
@@ -62,7 +67,7 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
 
 
 def _search_stats(study: Any) -> dict[str, Any]:
-    from policysearch.study import reevaluation_rows
+    from policysearch.search.record import read_study
 
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
@@ -71,7 +76,7 @@ def _search_stats(study: Any) -> dict[str, Any]:
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     trial_seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    rows = reevaluation_rows(study)
+    rows = read_study(study).race_rows
     reeval_seconds = round(sum(float(r.get("seconds", 0.0)) for r in rows), 1)
     return {"study": study.study_name, "trials": len(trials), "states": states,
             "trial_phase_seconds": round(trial_seconds, 1),
@@ -127,25 +132,26 @@ def _git_commit() -> str | None:
 
 
 def targets(summary: list[dict[str, Any]]) -> list[str]:
-    """The issue's two targets, each stated as met or missed and by how much."""
+    """The issue's targets, each stated as met or missed and by how much (paired by seed)."""
     rows = {s["role"]: s for s in summary}
     lines = []
     crop = rows.get("crop_flip")
-    if crop is not None:
-        gain = crop["gain"]
-        verdict = ("met" if gain >= TARGET_GAIN_OVER_CROP_FLIP else
-                   f"missed by {100 * (TARGET_GAIN_OVER_CROP_FLIP - gain):.2f} pts")
-        lines.append(f"- Beat crop-and-flip by at least 3 points: gain {100 * gain:+.2f} ± "
-                     f"{100 * crop['gain_se']:.2f} pts: **{verdict}**.")
+    if crop is not None and "gain" in crop:
+        met = crop["gain"] >= TARGET_GAIN_OVER_CROP_FLIP and crop["p_value"] < 0.05
+        verdict = "met" if met else "missed"
+        lines.append(f"- Beat crop+flip by at least 3 points, paired one-sided p < 0.05: gain "
+                     f"{100 * crop['gain']:+.2f} pts (95 % lower bound "
+                     f"{100 * crop['gain_lower']:+.2f}, p = {crop['p_value']:.3g}): "
+                     f"**{verdict}**.")
     strong = [rows[r] for r in ("randaugment_n2_m9", "trivialaugment") if r in rows]
+    strong = [s for s in strong if "gain" in s]
     if strong:
         best = max(strong, key=lambda s: s["mean"])
-        noise = 2 * best["gain_se"]
-        verdict = ("met" if best["gain"] > noise else
-                   f"missed by {100 * (noise - best['gain']):.2f} pts")
+        verdict = "met" if best["p_value"] < 0.05 and best["gain"] > 0 else "missed"
         lines.append(f"- Beat the better of RandAugment N=2 M=9 and TrivialAugment "
-                     f"({best['label']}) by more than the seed noise (2 std. errors = "
-                     f"{100 * noise:.2f} pts): gain {100 * best['gain']:+.2f} pts: "
+                     f"({best['label']}), paired one-sided p < 0.05: gain "
+                     f"{100 * best['gain']:+.2f} pts (95 % lower bound "
+                     f"{100 * best['gain_lower']:+.2f}, p = {best['p_value']:.3g}): "
                      f"**{verdict}**.")
     return lines
 
@@ -175,7 +181,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         f"- Search: study `{search['study']}`, space `{experiment.search.space}`, "
         f"{search['trials']} trials ({states}), {experiment.trainer.epochs} proxy epochs; "
         f"trials took {_minutes(search['trial_phase_seconds'])}, re-evaluation of the top "
-        f"{experiment.reevaluate.top_k} × {experiment.reevaluate.seeds} seeds took "
+        f"{experiment.race.top_k} and the best baseline ({experiment.race.min_seeds}-"
+        f"{experiment.race.max_seeds} seeds, {experiment.race.budget} budget) took "
         f"{_minutes(search['reevaluation_seconds'])}",
         f"- Validation: {result['epochs']} epochs, {result['seeds']} seeds per policy, took "
         f"{_minutes(result['seconds'])}",
@@ -184,8 +191,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         "",
         table(result["summary"]),
         "",
-        "Gain: the searched policy's mean minus the baseline's mean; its uncertainty is the "
-        "standard error of that difference over seeds.",
+        "Gain: the exported policy's accuracy minus the baseline's at the same seed, averaged "
+        "over seeds; the lower bound is the one-sided 95 % paired t bound.",
         "",
         "## Targets",
         "",
@@ -200,7 +207,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         *policy.describe(*(result["image_shape"][:2])),
         "```",
         "",
-        f"Search decision (validation data only): {policy.source.get('note') or 'n/a'}",
+        f"Search decision (selection split only): {policy.source.get('decision') or 'n/a'} "
+        f"{policy.source.get('reason') or ''}",
         "",
         "## Config",
         "",

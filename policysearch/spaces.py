@@ -21,7 +21,7 @@ distribution shared by every step: parameters ``sp{i}_op{j}``, ``sp{i}_p{j}``, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,8 @@ class SearchSpace:
     fields: dict[str, Dist]
     description: str = ""
     path: str = ""
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    """The space as written (stored in the study, so joiners rebuild the same space)."""
 
     def sample(self, trial: Any) -> Policy:
         f = self.fields
@@ -192,7 +194,8 @@ def parse_space(raw: Any, origin: str, name: str) -> SearchSpace:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail("description", "expected a string")
-    return SearchSpace(name=name, type=kind, fields=fields, description=description, path=origin)
+    return SearchSpace(name=name, type=kind, fields=fields, description=description, path=origin,
+                       raw=dict(raw))
 
 
 def _ops(key: str, value: Any, fail: Any) -> tuple[str, ...]:

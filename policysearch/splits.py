@@ -40,6 +40,8 @@ class Splits:
     selection: Split
     classes: tuple[str, ...]
     dataset: str
+    fingerprint: str = ""
+    """Of the training part's pixels, labels and class names: changes with the data."""
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -99,4 +101,14 @@ def load_splits(experiment: Any) -> Splits:
                   target_size=exp.target.train_size, proxy_size=exp.data.train_size,
                   seed=exp.data.split_seed)
     parts = {role: Split(part.x[i], part.y[i]) for role, i in index.items()}
-    return Splits(**parts, classes=part.classes, dataset=exp.dataset)
+    return Splits(**parts, classes=part.classes, dataset=exp.dataset,
+                  fingerprint=fingerprint(part.x, part.y, part.classes))
+
+
+def fingerprint(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> str:
+    import hashlib
+
+    h = hashlib.sha256(repr((x.shape, list(classes))).encode())
+    h.update(np.ascontiguousarray(y).tobytes())
+    h.update(np.ascontiguousarray(x).tobytes())
+    return h.hexdigest()[:32]

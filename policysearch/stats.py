@@ -56,7 +56,7 @@ class PairedGain:
 
     def describe(self, unit: float = 100.0, suffix: str = " pts") -> str:
         """``+2.10 pts (95 % lower bound +0.40, n=5, p=0.02)``."""
-        level = round(100 * self.confidence)
+        level = f"{100 * self.confidence:.3g}"
         return (f"{unit * self.mean:+.2f}{suffix} ({level} % lower bound "
                 f"{unit * self.lower:+.2f}{suffix}, n={self.n}, p={self.p_value:.3g})")
 

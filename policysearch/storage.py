@@ -75,14 +75,14 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
                               RetryHeartbeatStaleTrialCallback(max_retry=1)}
             return optuna.storages.RDBStorage(full, engine_kwargs=engine_kwargs, **kwargs)
     except ModuleNotFoundError as err:
-        raise StorageError(f"storage {_redact(url)}: the database driver is not installed "
+        raise StorageError(f"storage {redact(url)}: the database driver is not installed "
                            f"({err.name})") from None
     except Exception as err:  # sqlalchemy.exc.* and driver errors
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise StorageError(f"storage {_redact(url)}: cannot connect ({reason})") from None
+        raise StorageError(f"storage {redact(url)}: cannot connect ({reason})") from None
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """Hide a password in a URL."""
     if "://" in url and "@" in url.split("://", 1)[1]:
         scheme, rest = url.split("://", 1)

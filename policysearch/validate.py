@@ -1,39 +1,54 @@
 """Validation: the only place the test split is read.
 
-A policy and the baselines are each trained with several seeds at a larger budget than the
-proxy, on the same training images the search used, and scored on the test split.
+The policy and the baselines are each trained at the *target* budget (the training the policy
+is meant for) with the same seeds, on the target's training images, and scored on the test
+split. Gains are paired by seed (every policy at seed ``s`` starts from the same weights and
+sees the same batches), with one-sided lower bounds.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from typing import Any
 
+import numpy as np
+
 from policysearch.config import Experiment
+from policysearch.errors import DataError
 from policysearch.policy import Policy
 from policysearch.spaces import BASELINES
+from policysearch.stats import paired, summarize
+
+VALIDATE_SEED_BASE = 20_000
 
 
-def validate(policy: Policy, experiment: Experiment, *, epochs: int, seeds: int,
+def load_test_split(experiment: Experiment, classes: tuple[str, ...]) -> Any:
+    """The test part, its labels mapped to the training classes by name."""
+    from policysearch.data import load_part
+    from policysearch.splits import Split
+
+    test = load_part(experiment.dataset, "test", experiment.data.data_dir)
+    if tuple(test.classes) != tuple(classes):
+        missing = sorted(set(classes) - set(test.classes))
+        extra = sorted(set(test.classes) - set(classes))
+        raise DataError(f"dataset {experiment.dataset}: test classes differ from the training "
+                        f"classes (missing in test: {', '.join(missing) or 'none'}; not in "
+                        f"train: {', '.join(extra) or 'none'})")
+    index = {name: i for i, name in enumerate(classes)}
+    mapping = np.array([index[name] for name in test.classes])
+    return Split(test.x, mapping[test.y])
+
+
+def validate(policy: Policy, experiment: Experiment, *, seeds: int,
              tracking_uri: str | None = None, log: Any = print) -> dict[str, Any]:
-    """Train ``policy`` and the baselines; return test accuracy per policy and seed."""
-    import numpy as np
-
-    from policysearch.data import load_part, split_indices
-    from policysearch.study import VALIDATE_SEED_BASE
-    from policysearch.trainer import ProxyTrainer
+    """Train ``policy`` and the baselines at the target budget; test accuracy per seed."""
+    from policysearch.splits import load_splits
+    from policysearch.trainer import trainer_for
 
     exp = experiment
-    train = load_part(exp.dataset, "train", exp.data.data_dir)
-    train_idx, val_idx = split_indices(train.y, train_size=exp.validate.train_size,
-                                       val_size=exp.data.val_size, seed=exp.data.split_seed)
-    test = load_part(exp.dataset, "test", exp.data.data_dir)
-    x_train, y_train = train.x[train_idx], train.y[train_idx]
-    x_val, y_val = train.x[val_idx], train.y[val_idx]
-    trainer = ProxyTrainer(exp.trainer, exp.base_augment, x_train.shape[1:], len(train.classes),
-                           len(x_train), epochs=epochs)
+    splits = load_splits(exp)
+    test = load_test_split(exp, splits.classes)
+    trainer = trainer_for(exp, "target", splits)
     entries = [("policy", policy.label, policy)]
     for name in exp.search.baselines:
         baseline = BASELINES[name]
@@ -41,53 +56,59 @@ def validate(policy: Policy, experiment: Experiment, *, epochs: int, seeds: int,
             entries.append((name, baseline.label, baseline))
     rows = []
     started = time.monotonic()
-    for role, label, candidate in entries:
-        for s in range(seeds):
-            seed = VALIDATE_SEED_BASE + s
-            result = trainer.train(candidate, x_train, y_train, x_val, y_val, seed)
-            accuracy = trainer.evaluate(test.x, test.y)
+    budget = exp.target_budget
+    for s in range(seeds):
+        seed = VALIDATE_SEED_BASE + s
+        for role, label, candidate in entries:
+            result = trainer.train(candidate, splits.target, splits.val, seed)
+            accuracy = trainer.evaluate(test)
             rows.append({"role": role, "label": label, "key": candidate.key(),
-                         "policy": candidate.to_dict(), "seed": seed, "epochs": epochs,
-                         "accuracy": accuracy, "val_accuracy": result.final_accuracy,
+                         "policy": candidate.to_dict(), "seed": seed, "budget": "target",
+                         "epochs": budget.trainer.epochs, "accuracy": accuracy,
+                         "val_accuracy": result.final_accuracy,
                          "seconds": round(result.seconds, 2)})
             log(f"validate: {label} seed {seed}: test {accuracy:.4f} "
                 f"({result.seconds:.0f}s, {time.monotonic() - started:.0f}s so far)")
     summary = summarize_rows(rows)
     _track(policy, exp, rows, tracking_uri, log)
-    return {"rows": rows, "summary": summary, "epochs": epochs, "seeds": seeds,
-            "train_size": len(x_train), "test_size": len(test.x),
+    return {"rows": rows, "summary": summary, "epochs": budget.trainer.epochs, "seeds": seeds,
+            "train_size": len(splits.target), "test_size": len(test),
             "seconds": time.monotonic() - started, "dataset": exp.dataset,
-            "image_shape": list(np.asarray(x_train.shape[1:]))}
+            "image_shape": list(splits.image_shape)}
 
 
-def summarize_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean ± std per policy, and the gain of the policy over each baseline ± its std. error."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+def summarize_rows(rows: list[dict[str, Any]], confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Mean ± std per policy, and the policy's paired gain over each baseline."""
+    by_role: dict[str, dict[int, float]] = {}
+    labels: dict[str, str] = {}
     for row in rows:
-        groups.setdefault(row["role"], []).append(row)
+        by_role.setdefault(row["role"], {})[row["seed"]] = row["accuracy"]
+        labels[row["role"]] = row["label"]
     out = []
-    for role, items in groups.items():
-        values = [r["accuracy"] for r in items]
-        mean = statistics.fmean(values)
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        out.append({"role": role, "label": items[0]["label"], "mean": mean, "std": std,
-                    "n": len(values)})
-    policy = next((s for s in out if s["role"] == "policy"), None)
-    for s in out:
-        if policy is not None and s is not policy:
-            s["gain"] = policy["mean"] - s["mean"]
-            s["gain_se"] = math.sqrt(policy["std"] ** 2 / policy["n"] + s["std"] ** 2 / s["n"])
+    policy = by_role.get("policy", {})
+    for role, values in by_role.items():
+        s = summarize(list(values.values()))
+        entry: dict[str, Any] = {"role": role, "label": labels[role], "mean": s.mean,
+                                 "std": s.std, "n": s.n}
+        if role != "policy" and len(set(policy) & set(values)) >= 2:
+            gain = paired(policy, values, confidence)
+            entry.update(gain=gain.mean, gain_lower=gain.lower, gain_upper=gain.upper,
+                         gain_std=gain.std, p_value=gain.p_value)
+        out.append(entry)
     return out
 
 
 def table(summary: list[dict[str, Any]]) -> str:
     """The results as a Markdown table."""
-    lines = ["| policy | test accuracy (mean ± std) | seeds | policy's gain (± std. error) |",
-             "|---|---|---|---|"]
+    lines = ["| policy | test accuracy (mean ± std) | seeds | policy's paired gain | "
+             "95 % lower bound | one-sided p |", "|---|---|---|---|---|---|"]
     for s in summary:
-        gain = (f"{100 * s['gain']:+.2f} ± {100 * s['gain_se']:.2f} pts" if "gain" in s
-                else "—")
         name = s["label"] if s["role"] == "policy" else f"{s['label']} (baseline {s['role']})"
+        if "gain" in s:
+            gain = (f"{100 * s['gain']:+.2f} pts | {100 * s['gain_lower']:+.2f} pts | "
+                    f"{s['p_value']:.3g}")
+        else:
+            gain = "— | — | —"
         lines.append(f"| {name} | {100 * s['mean']:.2f} ± {100 * s['std']:.2f} % | {s['n']} "
                      f"| {gain} |")
     return "\n".join(lines)
@@ -95,23 +116,30 @@ def table(summary: list[dict[str, Any]]) -> str:
 
 def _track(policy: Policy, exp: Experiment, rows: list[dict[str, Any]],
            tracking_uri: str | None, log: Any) -> None:
-    """Nest the validation runs under the study's parent run when the policy names one."""
+    """Nest the validation runs under the study's run when the policy names one (a view:
+    any failure only warns)."""
     from policysearch.errors import TrackingError
-    from policysearch.study import mlflow_experiment_name
-    from policysearch.tracking import Tracker
+    from policysearch.search.orchestrate import mlflow_experiment_name
+    from policysearch.tracking import StudyView, Tracker
 
     source = policy.source
     uri = tracking_uri or source.get("mlflow_tracking_uri")
-    tracker = Tracker(uri, mlflow_experiment_name(exp), source.get("study", "validate"))
+    tracker = Tracker(uri, mlflow_experiment_name(exp.dataset), source.get("study", "validate"))
     try:
         tracker.connect()
     except TrackingError as err:
         log(f"warning: {err}; the validation results are printed only")
         return
-    parent = source.get("mlflow_run_id")
-    if not parent or not tracker._run_exists(parent):
+
+    def parent() -> str:
+        run_id = source.get("mlflow_run_id")
+        if run_id and tracker.run_exists(run_id):
+            return run_id
         run = tracker.client.create_run(tracker.experiment_id, run_name="validate",
                                         tags={"policysearch.role": "validate-group"})
-        parent = run.info.run_id
-        tracker.client.set_terminated(parent, "FINISHED")
-    tracker.log_evaluations(parent, "validate", rows)
+        tracker.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    run_id = tracker.safe("the validation run", parent)
+    if run_id:
+        StudyView(tracker, None).log_evaluations("validate", rows, parent=run_id)

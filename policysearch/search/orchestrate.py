@@ -1,0 +1,256 @@
+"""The whole search, start to end: data, study, workers, race, export.
+
+``run_search`` loads the data (before the study exists, so bad data leaves nothing behind),
+creates or resumes the study, runs trials in this process and in ``workers - 1`` spawned ones,
+waits for every trial still held by another worker, races the best candidates on the selection
+split and exports the winner once (whichever process gets there first under the study's lock).
+``run_worker`` is what a joining worker runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from policysearch.config import Experiment
+from policysearch.errors import PolicySearchError
+from policysearch.policy import Policy
+from policysearch.search.provenance import export_policy
+from policysearch.search.race import Contender, contenders, race
+from policysearch.search.record import read_study, update_study
+from policysearch.search.store import StudyHandle, new_record, open_study
+from policysearch.search.worker import (
+    Runner,
+    configure_threads,
+    device_for,
+    interruptible,
+    spawn_workers,
+    stop_workers,
+)
+from policysearch.spaces import SearchSpace
+from policysearch.storage import budget_lock, redact
+
+
+def mlflow_experiment_name(dataset: str) -> str:
+    from policysearch.data import slug
+
+    return f"policysearch-{slug(dataset)}"
+
+
+def _view(uri: str, name: str, study_name: str, study: Any) -> Any:
+    from policysearch.tracking import StudyView, Tracker
+
+    tracker = Tracker(uri, name, study_name)
+    tracker.connect()
+    return StudyView(tracker, study)
+
+
+def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
+               study_name: str, export_path: Path, tracking_uri: str | None,
+               mlflow_experiment: str | None = None, workers: int = 1,
+               devices: list[str] | None = None, system_metrics: bool = False,
+               log: Any = print) -> Policy | None:
+    """Run (or resume) a whole search and export its winner; ``None`` when another process
+    of the same study exported it."""
+    from policysearch.splits import load_splits
+    from policysearch.tracking import tracking_uri as resolve_uri
+
+    uri = resolve_uri(tracking_uri)
+    experiment_name = mlflow_experiment or mlflow_experiment_name(experiment.dataset)
+    from policysearch.tracking import Tracker
+
+    Tracker(uri, experiment_name, study_name).connect()  # refuse to start if MLflow is away
+    device = device_for(0, devices)
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
+    splits = load_splits(experiment)
+    total = len(experiment.search.baselines) + experiment.search.trials
+    record = new_record(experiment, space, fingerprint=splits.fingerprint,
+                        image_shape=splits.image_shape, classes=splits.classes,
+                        total_trials=total)
+    handle = open_study(storage_url, study_name, record, experiment=experiment)
+    study = handle.study
+    view = _view(uri, experiment_name, study_name, study)
+    configure_threads(workers)
+    runner = Runner(handle, splits, view, "w0", log)
+    params = {**experiment.flat(), **{f"space.{k}": v for k, v in space.summary().items()},
+              "workers": workers}
+    parent = view.start_study(params, {"storage": redact(storage_url),
+                                       "dataset": experiment.dataset})
+    monitor = None
+    if system_metrics and parent:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(parent, sampling_interval=5)
+        monitor.start()
+    verb = "created" if handle.created else "resumed"
+    done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
+    log(f"study {study_name!r} {verb} in {redact(storage_url)}: {done}/{total} trials done "
+        f"({len(experiment.search.baselines)} baselines + {experiment.search.trials} searched); "
+        f"space {space.name}; {workers} worker(s)")
+    log(describe_budgets(experiment, splits))
+    log(f"MLflow: {uri}, experiment {experiment_name!r}, run {parent}")
+    timeout = experiment.search.timeout_minutes
+    deadline = time.time() + 60 * timeout if timeout else None
+    procs = spawn_workers(study_name, storage_url, workers - 1, uri, devices, deadline)
+    status = "FAILED"
+    try:
+        with interruptible():
+            run_until_settled(runner, deadline, procs)
+            stop_workers(procs)
+            policy = select_and_export(handle, runner, view, export_path, uri, log)
+        status = "FINISHED"
+        return policy
+    except BaseException as err:
+        from policysearch.search.worker import Interrupted
+
+        status = "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
+        raise
+    finally:
+        stop_workers(procs)
+        if monitor is not None:
+            monitor.finish()
+        view.end_study(status)
+
+
+def describe_budgets(experiment: Experiment, splits: Any) -> str:
+    """The first lines' statement of what the search is for."""
+    def one(name: str) -> str:
+        b = experiment.budget(name)
+        m = b.trainer.model
+        return (f"{len(splits.training(name))} images x {b.trainer.epochs} epochs, "
+                f"{m.name} {'/'.join(map(str, m.widths))}x{m.depth}")
+
+    return (f"target (what the policy is for): {one('target')}; proxy (scores each trial): "
+            f"{one('proxy')}; search validation {len(splits.val)} images, selection "
+            f"{len(splits.selection)} images (the race), test split: never read")
+
+
+def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) -> None:
+    """Run trials here until the budget, then wait for trials other workers still hold (a
+    killed worker's trial goes stale after the grace period and is retried here)."""
+    from optuna.storages import fail_stale_trials
+
+    from policysearch.storage import GRACE_PERIOD
+
+    study = runner.handle.study
+    told = False
+    while True:
+        runner.run(deadline)
+        fail_stale_trials(study)
+        held = [t for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"]
+        waiting = any(t.state.name == "WAITING" for t in study.get_trials(deepcopy=False))
+        alive = any(p.poll() is None for p in procs)
+        if not held and not waiting and not alive:
+            return
+        if deadline is not None and time.time() > deadline and not alive and not held:
+            return
+        if held and not told:
+            numbers = ", ".join(str(t.number) for t in held)
+            runner.log(f"waiting for trial(s) {numbers} still held by other workers (a dead "
+                       f"worker's trial is failed after {GRACE_PERIOD}s without heartbeat and "
+                       "retried)")
+            told = True
+        time.sleep(1.0)
+
+
+def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_path: Path,
+                      uri: str | None, log: Any) -> Policy | None:
+    """Race the best candidates on the selection split and export the winner (once)."""
+    study = handle.study
+    exp = handle.experiment
+    entrants = contenders(study, exp.race.top_k)
+    if not any(c.role != "reference" for c in entrants):
+        raise PolicySearchError(f"study {handle.name!r}: no trial completed, nothing to "
+                                "export; see the failure reasons above")
+    decision = race_on_selection(handle, runner, entrants, log).to_dict()
+    view.log_evaluations("race", read_study(study).race_rows)
+    with budget_lock(study._storage, handle.storage_url, study.study_name):
+        current = read_study(study)
+        if (current.exported_for == current.total_trials and current.exported_policy
+                and Path(current.exported_policy).exists() and current.decision is not None):
+            log(f"study {handle.name!r} was exported by {current.exported_by} to "
+                f"{current.exported_policy}; not exporting it again")
+            print_decision(current.decision, log)
+            return None
+        policy = export_policy(handle, decision, export_path, uri)
+        update_study(study, decision=decision, exported_policy=str(export_path),
+                     exported_by=f"{runner.worker}@{os.uname().nodename}:{os.getpid()}",
+                     exported_for=current.total_trials)
+    view.log_summary(decision, policy.to_json(), sample(runner))
+    print_decision(decision, log)
+    return policy
+
+
+def sample(runner: Runner) -> Any:
+    from policysearch.tracking.view import sample_images
+
+    return sample_images(runner.splits, 4)
+
+
+def race_on_selection(handle: StudyHandle, runner: Runner, entrants: list[Contender],
+                      log: Any) -> Any:
+    """The race, resumable: every (policy, seed) result is kept in the study record."""
+    from policysearch.trainer import trainer_for
+
+    exp = handle.experiment
+    budget = exp.race.budget
+    rows = list(read_study(handle.study).race_rows)
+    known = {(r["key"], r["seed"]): r["accuracy"] for r in rows if r["budget"] == budget}
+    splits = runner.splits
+    trainer = runner.trainer if budget == "proxy" else trainer_for(exp, budget, splits)
+    log(f"race on the selection split ({len(splits.selection)} images, {budget} budget): "
+        + ", ".join(c.label for c in entrants))
+
+    def evaluate(c: Contender, seed: int) -> float:
+        with interruptible():
+            result = trainer.train(Policy.from_dict(c.policy), splits.training(budget),
+                                   splits.selection, seed)
+        row = {"key": c.key, "label": c.label, "policy": c.policy, "role": c.role,
+               "seed": seed, "budget": budget, "accuracy": result.final_accuracy,
+               "seconds": round(result.seconds, 2)}
+        rows.append(row)
+        update_study(handle.study, race_rows=rows)
+        log(f"race: {c.label} seed {seed}: selection accuracy {row['accuracy']:.4f}")
+        return row["accuracy"]
+
+    return race(entrants, evaluate, exp.race, known, log)
+
+
+def print_decision(decision: dict[str, Any], log: Any) -> None:
+    log(f"race ({decision['split']} split, {decision['budget']} budget, "
+        f"{decision['test']}):")
+    for row in sorted(decision["table"], key=lambda r: -r["mean"]):
+        gain = row.get("gain_over_baseline")
+        text = (f"  gain over the baseline {100 * gain['mean']:+.2f} pts, lower bound "
+                f"{100 * gain['lower']:+.2f}" if gain else "")
+        out = f", out after {row['out_after']} seeds" if row.get("out_after") else ""
+        log(f"  {row['role']:9s} {row['label']:40s} {100 * row['mean']:.2f} ± "
+            f"{100 * row['std']:.2f} % (n={row['n']}{out}){text}")
+    log(f"decision: {decision['reason']}")
+    log(decision["sentence"])
+
+
+def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, worker_id: str,
+               deadline: float | None = None, log: Any = print) -> int:
+    """Join a study (its stored config) and run trials until its budget is reached."""
+    from policysearch.splits import load_splits
+
+    handle = open_study(storage_url, study_name)
+    record = handle.record
+    splits = load_splits(handle.experiment)
+    if splits.fingerprint != record.data_fingerprint:
+        raise PolicySearchError(f"study {study_name!r}: this machine's copy of "
+                                f"{handle.experiment.dataset!r} differs from the study's data")
+    uri = tracking_uri or record.mlflow_tracking_uri
+    view = None
+    if uri and record.mlflow_experiment:
+        view = _view(uri, record.mlflow_experiment, study_name, handle.study)
+    configure_threads(int(os.environ.get("POLICYSEARCH_WORKERS", "1")))
+    runner = Runner(handle, splits, view, worker_id, log)
+    with interruptible():
+        ran = runner.run(deadline)
+    log(f"[{worker_id}] done: ran {ran} trial(s)")
+    return ran

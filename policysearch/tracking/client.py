@@ -1,0 +1,162 @@
+"""The MLflow client side: reach the store, create runs, log batches; failures only warn.
+
+Default store: ``sqlite:///runs/mlflow.db`` (artifacts in ``runs/mlartifacts``), or
+``$MLFLOW_TRACKING_URI`` (a team's tracking server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# Fail fast instead of retrying for minutes when the server is away.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # keeps progress readable
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+from policysearch._version import __version__  # noqa: E402
+from policysearch.errors import TrackingError  # noqa: E402
+
+DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
+DEFAULT_ARTIFACTS = "runs/mlartifacts"
+ROLE = "policysearch.role"
+TRIAL = "optuna.trial_number"
+STUDY = "optuna.study_name"
+PARENT = "mlflow.parentRunId"
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5, cwd=Path(__file__).parent)
+        if commit.returncode == 0:
+            return f"{__version__}+{commit.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+class Tracker:
+    """Logs a study to MLflow; a failure to log warns and never stops the search."""
+
+    def __init__(self, uri: str | None, experiment: str, study_name: str) -> None:
+        self.uri = tracking_uri(uri)
+        self.experiment_name = experiment
+        self.study_name = study_name
+        self.missed: list[str] = []
+        self._client: Any = None
+        self._experiment_id: str | None = None
+
+    # -- setup -----------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            if self.uri.startswith("sqlite:///"):
+                Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
+                                                                       exist_ok=True)
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def connect(self) -> None:
+        """Reach the store and find or create the experiment; one clear error if it cannot."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                experiment = self.client.get_experiment_by_name(self.experiment_name)
+                if experiment is None:
+                    location = None
+                    if not self.uri.startswith(("http://", "https://", "databricks")):
+                        location = Path(DEFAULT_ARTIFACTS).resolve().joinpath(
+                            self.experiment_name).as_uri()
+                    self._experiment_id = self.client.create_experiment(
+                        self.experiment_name, artifact_location=location)
+                else:
+                    self._experiment_id = experiment.experiment_id
+        except Exception as err:
+            raise TrackingError(f"MLflow tracking store {self.uri} is unreachable "
+                                f"({reason(err)}); start it or set MLFLOW_TRACKING_URI") from None
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self.connect()
+        return self._experiment_id  # type: ignore[return-value]
+
+    def safe(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fn()
+        except Exception as err:
+            self.missed.append(what)
+            print(f"warning: MLflow: {what} not logged ({reason(err)}); the study is safe in the "
+                  f"Optuna storage: run `policysearch sync-mlflow --study-name {self.study_name}`"
+                  " later", flush=True)
+            return None
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:
+            return False
+
+    def log_png(self, run_id: str, png: bytes, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(png)
+            self.client.log_artifact(run_id, str(path))
+
+    def trial_runs(self, parent_id: str) -> dict[int, Any]:
+        """Trial number -> its nested run under ``parent_id`` (the finished one if several)."""
+        runs = self.children(parent_id, "search") | self.children(parent_id, "baseline")
+        out: dict[int, Any] = {}
+        for run in runs.values():
+            number = int(run.data.tags.get(TRIAL, -1))
+            if number not in out or out[number].info.status == "RUNNING":
+                out[number] = run
+        return out
+
+    def children(self, parent_id: str, role: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        token = None
+        query = f"tags.`{PARENT}` = '{parent_id}' and tags.`{ROLE}` = '{role}'"
+        while True:
+            page = self.client.search_runs([self.experiment_id], query, max_results=1000,
+                                           page_token=token)
+            found.update({r.info.run_id: r for r in page})
+            token = page.token
+            if not token:
+                return found
+
+def ms(when: Any) -> int:
+    return int(when.timestamp() * 1000) if when is not None else 0
+
+
+def param(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+def reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else type(err).__name__
+    return first[:200]

@@ -1,0 +1,66 @@
+"""``sync-mlflow``: log what an unreachable tracking server missed, from the Optuna storage.
+
+It needs no data: trial runs are rendered from their records (without the sample grid, which
+needs the images), the race runs from the stored rows, and the study run's summary and
+description from the stored decision. Running it twice logs nothing twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policysearch.errors import PolicySearchError
+
+
+def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
+                log: Any = print) -> int:
+    """Log every finished trial MLflow lacks, the race and the summary; returns how many
+    trials were logged."""
+    from policysearch.search.orchestrate import mlflow_experiment_name
+    from policysearch.search.store import open_study
+    from policysearch.storage import redact
+    from policysearch.tracking.client import Tracker
+    from policysearch.tracking.client import tracking_uri as resolve
+    from policysearch.tracking.view import StudyView
+
+    handle = open_study(storage_url, study_name)
+    record = handle.record
+    uri = resolve(tracking_uri or record.mlflow_tracking_uri)
+    tracker = Tracker(uri, record.mlflow_experiment
+                      or mlflow_experiment_name(handle.experiment.dataset), study_name)
+    tracker.connect()
+    view = StudyView(tracker, handle.study)
+    parent = record.mlflow_parent_run_id
+    if parent is None or not tracker.run_exists(parent):
+        from policysearch.search.record import update_study
+
+        update_study(handle.study, mlflow_parent_run_id=None)
+        view.start_study(handle.experiment.flat(), {"storage": redact(storage_url),
+                                                    "dataset": handle.experiment.dataset})
+        view.end_study("FINISHED")
+    parent = view.parent
+    runs = tracker.trial_runs(parent) if parent else {}
+    count = 0
+    for trial in handle.study.get_trials(deepcopy=False):
+        if trial.state.name not in ("COMPLETE", "PRUNED", "FAIL"):
+            continue
+        run = runs.get(trial.number)
+        if run is None or run.info.status == "RUNNING":
+            view.finish_trial(trial)
+            count += 1
+    record = handle.record
+    if record.race_rows:
+        view.log_evaluations("race", record.race_rows)
+    if record.decision is not None:
+        policy_json = None
+        if record.exported_policy:
+            from pathlib import Path
+
+            path = Path(record.exported_policy)
+            policy_json = path.read_text() if path.is_file() else None
+        view.log_summary(record.decision, policy_json, None)
+    if tracker.missed:
+        raise PolicySearchError(f"MLflow at {uri}: {len(tracker.missed)} item(s) still not "
+                                "logged; is the tracking server up?")
+    log(f"synced {count} trial(s) of study {study_name!r} to {uri}")
+    return count
