@@ -28,7 +28,9 @@ def test_shipped_experiments_load(name: str) -> None:
     assert exp.trainer.model.widths == raw["trainer"]["model"]["widths"]
     assert exp.search.trials == raw["search"]["trials"]
     assert isinstance(exp.trainer.lr, float) and isinstance(exp.trainer.warmup_epochs, float)
-    assert exp.validate.train_size == exp.data.train_size, "null means the search's size"
+    assert exp.target.train_size == raw["target"]["train_size"] >= exp.data.train_size
+    assert exp.target.trainer.model == exp.trainer.model, "the target inherits the proxy's keys"
+    assert exp.data.selection_size == raw["data"]["selection_size"]
     assert set(exp.search.baselines) <= set(BASELINES)
     load_space(exp.search.space)  # the named space exists
     assert exp.smoke == raw["smoke"]
@@ -37,7 +39,7 @@ def test_shipped_experiments_load(name: str) -> None:
 def test_reduced_experiment_follows_the_autoaugment_protocol() -> None:
     exp = load_experiment("cifar10-reduced")
     assert exp.data.train_size == 4000
-    assert exp.validate.epochs > exp.trainer.epochs
+    assert exp.target_budget.trainer.epochs > exp.proxy_budget.trainer.epochs
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -47,12 +49,12 @@ def test_smoke_overrides_apply(name: str) -> None:
     raw = yaml.safe_load((EXPERIMENTS_DIR / f"{name}.yaml").read_text())["smoke"]
     assert smoke.data.train_size == raw["data"]["train_size"] < full.data.train_size
     assert smoke.data.val_size == raw["data"]["val_size"]
-    assert smoke.trainer.epochs == raw["trainer"]["epochs"] == 1
+    assert smoke.trainer.epochs == raw["trainer"]["epochs"] <= 2
     assert smoke.trainer.batch_size == raw["trainer"]["batch_size"]
     assert smoke.search.trials == raw["search"]["trials"] < full.search.trials
-    assert smoke.reevaluate.top_k == raw["reevaluate"]["top_k"]
-    assert smoke.validate.epochs == raw["validate"]["epochs"]
-    assert smoke.validate.train_size == smoke.data.train_size
+    assert smoke.race.top_k == raw["race"]["top_k"]
+    assert smoke.target.trainer.epochs == raw["target"]["trainer"]["epochs"]
+    assert smoke.validate.seeds == raw["validate"]["seeds"]
     # what the smoke section leaves alone stays as in the file
     assert smoke.trainer.lr == full.trainer.lr
     assert smoke.trainer.model == full.trainer.model
@@ -73,7 +75,7 @@ def test_overrides_apply_after_smoke() -> None:
     assert exp.search.sampler == "random"
     assert exp.data.data_dir == "/somewhere"
     assert exp.trainer.model.widths == [8, 16]
-    assert exp.data.val_size == 256, "the smoke value stays"
+    assert exp.data.val_size == 200, "the smoke value stays"
 
 
 def test_dataset_argument_picks_the_experiment_file_or_defaults(tmp_path: Path) -> None:
@@ -81,9 +83,25 @@ def test_dataset_argument_picks_the_experiment_file_or_defaults(tmp_path: Path) 
     other = load_experiment(dataset=str(tmp_path / "flowers"))
     assert other.source == "defaults"
     assert other.dataset == str(tmp_path / "flowers")
-    assert other.to_dict() == {**Experiment().to_dict(), "dataset": str(tmp_path / "flowers"),
-                               "validate": {**Experiment().to_dict()["validate"],
-                                            "train_size": Experiment().data.train_size}}
+    assert other.to_dict() == {**Experiment().to_dict(), "dataset": str(tmp_path / "flowers")}
+
+
+def test_target_inherits_the_proxy_trainer_and_overrides_its_own_keys(tmp_path: Path) -> None:
+    exp = load_experiment(str(write(tmp_path, "trainer:\n  epochs: 10\n  lr: 0.3\n"
+                                              "target:\n  train_size: 500\n"
+                                              "  trainer: {epochs: 40}\n")))
+    assert exp.proxy_budget.trainer.epochs == 10 and exp.target_budget.trainer.epochs == 40
+    assert exp.target_budget.trainer.lr == 0.3 and exp.target_budget.train_size == 500
+
+
+@pytest.mark.parametrize("text, key", [
+    ("race:\n  min_seeds: 1\n", "race.min_seeds"),  # a paired interval needs 2 seeds
+    ("race:\n  min_seeds: 4\n  max_seeds: 3\n", "race.max_seeds"),
+    ("validate:\n  seeds: 1\n", "validate.seeds"),
+    ("race:\n  top_k: 0\n", "race.top_k"),
+])
+def test_evidence_needs_seeds(tmp_path: Path, text: str, key: str) -> None:
+    refused(write(tmp_path, text), key)
 
 
 def test_flat_gives_dotted_keys() -> None:
@@ -117,7 +135,7 @@ def refused(path: Path, key: str, *needles: str, **kwargs: object) -> str:
 def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
     refused(write(tmp_path, "trainer:\n  epoch: 3\n"), "trainer.epoch", "unknown key", "epochs")
     refused(write(tmp_path, "colour: red\n"), "colour", "unknown key")
-    refused(write(tmp_path, "trainer:\n  model:\n    depth: 3\n"), "trainer.model.depth")
+    refused(write(tmp_path, "trainer:\n  model:\n    deep: 3\n"), "trainer.model.deep")
 
 
 @pytest.mark.parametrize("text, key, needle", [

@@ -1,4 +1,4 @@
-"""Datasets: folders and archives, the decoded cache, errors that name the culprit, splits."""
+"""Datasets: folders and archives, the decoded cache, errors that name the culprit."""
 
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from policysearch.data import (
     CIFAR10_CLASSES,
     cache_dir,
     load_part,
-    load_splits,
-    split_indices,
 )
 from policysearch.errors import DataError
 
@@ -163,7 +161,7 @@ def test_missing_dataset_names_the_path(tmp_path: Path, cache: Path) -> None:
         load_part(str(missing), "train")
     assert str(missing) in str(err.value)
     with pytest.raises(DataError, match="no such folder"):
-        load_splits(str(missing), train_size=None, val_size=2)
+        load_part(str(missing), "test")
 
 
 def test_empty_or_malformed_sources_are_refused(tmp_path: Path, cache: Path) -> None:
@@ -178,84 +176,6 @@ def test_empty_or_malformed_sources_are_refused(tmp_path: Path, cache: Path) -> 
     text.write_text("x")
     with pytest.raises(DataError, match="expected a folder or a .tar.gz"):
         load_part(str(text), "train")
-
-
-# ----------------------------------------------------------------------------------------------
-# Splits
-
-
-LABELS = np.array([0] * 100 + [1] * 50 + [2] * 30 + [3] * 20)  # 200 images, imbalanced
-np.random.default_rng(7).shuffle(LABELS)
-
-
-def test_splits_are_disjoint_and_stratified() -> None:
-    train, val = split_indices(LABELS, train_size=60, val_size=40, seed=0)
-    assert len(val) == 40 and len(train) == 60
-    assert not set(train) & set(val)
-    assert np.bincount(LABELS[val]).tolist() == [20, 10, 6, 4]
-    assert np.bincount(LABELS[train]).tolist() == [30, 15, 9, 6]
-    assert list(train) == sorted(train) and list(val) == sorted(val)
-
-
-def test_all_the_rest_is_training_when_train_size_is_none() -> None:
-    train, val = split_indices(LABELS, train_size=None, val_size=40, seed=0)
-    assert sorted(np.concatenate([train, val]).tolist()) == list(range(len(LABELS)))
-    assert np.bincount(LABELS[train]).tolist() == [80, 40, 24, 16]
-
-
-def test_uneven_sizes_keep_proportions_within_one() -> None:
-    train, val = split_indices(LABELS, train_size=33, val_size=17, seed=4)
-    for idx, size in ((val, 17), (train, 33)):
-        counts = np.bincount(LABELS[idx], minlength=4)
-        assert counts.sum() == size
-        expected = np.bincount(LABELS) * size / len(LABELS)
-        assert np.all(np.abs(counts - expected) < 1)
-
-
-def test_splits_are_seeded() -> None:
-    a = split_indices(LABELS, train_size=60, val_size=40, seed=0)
-    b = split_indices(LABELS, train_size=60, val_size=40, seed=0)
-    c = split_indices(LABELS, train_size=60, val_size=40, seed=1)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    assert not np.array_equal(a[1], c[1])
-    assert not np.array_equal(a[0], c[0])
-
-
-@pytest.mark.parametrize("train_size, val_size, shown", [
-    (None, 0, "val_size=0"),
-    (None, 200, "val_size=200"),
-    (None, -3, "val_size=-3"),
-    (0, 40, "train_size=0"),
-    (161, 40, "train_size=161"),
-])
-def test_bad_split_sizes_name_the_value(train_size: int | None, val_size: int,
-                                        shown: str) -> None:
-    with pytest.raises(DataError) as err:
-        split_indices(LABELS, train_size=train_size, val_size=val_size, seed=0)
-    assert shown in str(err.value)
-    assert "200 images" in str(err.value)
-
-
-def test_largest_split_sizes_are_accepted() -> None:
-    train, val = split_indices(LABELS, train_size=1, val_size=199, seed=0)
-    assert len(train) == 1 and len(val) == 199
-
-
-def test_load_splits_never_returns_test_images(tmp_path: Path, cache: Path) -> None:
-    root = write_image_folder(tmp_path / "ds", classes=3, per_class=10, size=8,
-                              test_per_class=5)
-    splits = load_splits(str(root), train_size=12, val_size=9, seed=0)
-    train_part = load_part(str(root), "train")
-    test_part = load_part(str(root), "test")
-    assert splits.x_train.shape == (12, 8, 8, 3) and splits.x_val.shape == (9, 8, 8, 3)
-    assert splits.image_shape == (8, 8, 3)
-    assert splits.classes == train_part.classes and splits.dataset == str(root)
-    assert np.bincount(splits.y_val).tolist() == [3, 3, 3]
-    assert np.bincount(splits.y_train).tolist() == [4, 4, 4]
-    seen = {x.tobytes() for x in np.concatenate([splits.x_train, splits.x_val])}
-    assert len(seen) == 21, "no image twice"
-    assert seen <= {x.tobytes() for x in train_part.x}
-    assert not seen & {x.tobytes() for x in test_part.x}, "no test image in the search's data"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,8 +199,3 @@ def test_cifar10_archive(data_dir: Path) -> None:
         warnings.simplefilter("error")
         again = load_part("cifar10", "train", data_dir)  # from the cache
     assert np.array_equal(again.y, train.y) and np.array_equal(again.x[::997], train.x[::997])
-
-    splits = load_splits("cifar10", train_size=4000, val_size=2000, seed=0, data_dir=data_dir)
-    assert splits.x_train.shape == (4000, 32, 32, 3) and splits.x_val.shape == (2000, 32, 32, 3)
-    assert np.bincount(splits.y_train).tolist() == [400] * 10
-    assert np.bincount(splits.y_val).tolist() == [200] * 10

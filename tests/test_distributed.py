@@ -37,7 +37,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     def experiment(name: str, **sections: dict[str, Any]) -> Path:
         sections = {**sections, "search": {"trials": TRIALS, "baselines": BASELINES,
                                            **sections.get("search", {})},
-                    "reevaluate": {"top_k": 0, "seeds": 1, **sections.get("reevaluate", {})}}
+                    "race": {"top_k": 1, "min_seeds": 2, "max_seeds": 2,
+                             **sections.get("race", {})}}
         return tiny_experiment(root / f"{name}.yaml", dataset, **sections)
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
@@ -112,7 +113,7 @@ def assert_exact_budget(trials: list[Any], budget: int) -> list[Any]:
     finished = [t for t in trials if t.state.name in FINISHED]
     assert len(finished) == budget, [(t.number, t.state.name) for t in trials]
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
-    names = sorted(t.user_attrs["baseline"] for t in finished if t.user_attrs.get("baseline"))
+    names = sorted(t.user_attrs["ps.baseline"] for t in finished if t.user_attrs.get("ps.baseline"))
     assert names == sorted(BASELINES)
     return finished
 
@@ -128,13 +129,13 @@ def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_
     assert all(t.state.name in FINISHED for t in done)
     assert_exact_budget(done, len(BASELINES) + trials)
     # Workers do not propose the same policies (each samples with its own random stream).
-    searched = [tuple(sorted(t.params.items())) for t in done if not t.user_attrs.get("baseline")]
+    searched = [tuple(sorted(t.params.items())) for t in done if not t.user_attrs.get("ps.baseline")]
     assert len(set(searched)) == len(searched), searched
     # Every worker came up, joined the same study and stopped at the budget; what each says
     # it ran is what the study records it ran.
     by_worker: dict[str, int] = {}
     for t in done:
-        by_worker[t.user_attrs["worker"]] = by_worker.get(t.user_attrs["worker"], 0) + 1
+        by_worker[t.user_attrs["ps.worker"]] = by_worker.get(t.user_attrs["ps.worker"], 0) + 1
     for worker in ("w1", "w2"):
         assert f"[{worker}] done: ran {by_worker.get(worker, 0)} trial(s)" in proc.stdout
     assert (tiny["root"] / f"{study_name}.json").exists()
@@ -143,18 +144,23 @@ def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_
 def test_killed_worker_trial_is_failed_and_retried(tiny: dict[str, Any], postgres_url: str,
                                                    study_name: str, tmp_path: Path) -> None:
     from policysearch.config import load_experiment
+    from policysearch.search.store import new_record, open_study
     from policysearch.spaces import load_space
-    from policysearch.study import open_study
+    from policysearch.splits import load_splits
 
+    os.environ["POLICYSEARCH_CACHE_DIR"] = tiny["env"]["POLICYSEARCH_CACHE_DIR"]
     experiment = load_experiment(str(tiny["config"]))
-    open_study(postgres_url, study_name, experiment, load_space(experiment.search.space),
-               total_trials=BUDGET)
+    splits = load_splits(experiment)
+    record = new_record(experiment, load_space(experiment.search.space),
+                        fingerprint=splits.fingerprint, image_shape=splits.image_shape,
+                        classes=splits.classes, total_trials=BUDGET)
+    open_study(postgres_url, study_name, record, experiment=experiment)
     victim = start_cli(tiny, tmp_path / "victim.log", "worker", "--study-name", study_name,
                        "--storage", postgres_url, "--worker-id", "victim")
     try:
         claimed = wait_for("the victim claims a trial", lambda: [
             t for t in trials_of(postgres_url, study_name)
-            if t.state.name == "RUNNING" and t.user_attrs.get("worker") == "victim"], victim)
+            if t.state.name == "RUNNING" and t.user_attrs.get("ps.worker") == "victim"], victim)
         victim.send_signal(signal.SIGKILL)
         assert victim.wait(timeout=60) == -signal.SIGKILL
     finally:
@@ -171,8 +177,13 @@ def test_killed_worker_trial_is_failed_and_retried(tiny: dict[str, Any], postgre
     assert trials[lost].state.name == "FAIL"
     retries = [t for t in trials if t.system_attrs.get("failed_trial") == lost]
     assert len(retries) == 1 and retries[0].state.name in FINISHED
-    assert retries[0].user_attrs["worker"] == "w0"
-    assert retries[0].user_attrs.get("baseline") == trials[lost].user_attrs.get("baseline")
+    assert retries[0].user_attrs["ps.worker"] == "w0"
+    assert retries[0].user_attrs.get("ps.baseline") == trials[lost].user_attrs.get("ps.baseline")
+    # The retry logs into a run of its own, never into the dead trial's run.
+    assert retries[0].user_attrs["ps.mlflow_run_id"] != trials[lost].user_attrs.get(
+        "ps.mlflow_run_id")
+    # The search waited for the held trial instead of racing and exporting around it.
+    assert proc.stdout.index(f"trial {lost} lost its worker") < proc.stdout.index("race on")
     assert_exact_budget(trials, BUDGET)
 
 
@@ -198,12 +209,12 @@ def test_sigterm_interrupts_cleanly_and_resumes(tiny: dict[str, Any], postgres_u
     assert "interrupted" in stderr and "Traceback" not in stderr
     trials = trials_of(postgres_url, study_name)
     assert not [t for t in trials if t.state.name == "RUNNING"]
-    stopped = [t for t in trials if "interrupted" in t.user_attrs.get("fail_reason", "")]
+    stopped = [t for t in trials if "interrupted" in (t.user_attrs.get("ps.fail_reason") or "")]
     assert len(stopped) == 1 and stopped[0].state.name == "FAIL"
     # ... and queued again, so that the resumed search runs it (a baseline above all).
     queued = [t for t in trials if t.state.name == "WAITING"]
     assert len(queued) == 1 and queued[0].params == stopped[0].params
-    assert queued[0].user_attrs.get("baseline") == stopped[0].user_attrs.get("baseline")
+    assert queued[0].user_attrs.get("ps.baseline") == stopped[0].user_attrs.get("ps.baseline")
 
     import optuna
 
@@ -212,7 +223,7 @@ def test_sigterm_interrupts_cleanly_and_resumes(tiny: dict[str, Any], postgres_u
     attrs = optuna.load_study(study_name=study_name,
                               storage=normalize_url(postgres_url)).user_attrs
     client = MlflowClient(tracking_uri=tiny["tracking"])
-    parent = client.get_run(attrs["mlflow_parent_run_id"])
+    parent = client.get_run(attrs["ps.mlflow_parent_run_id"])
     assert parent.info.status == "KILLED"
     runs = client.search_runs([parent.info.experiment_id],
                               f"tags.`optuna.study_name` = '{study_name}'")
@@ -234,7 +245,7 @@ def test_diverging_trial_fails_with_its_reason(tiny: dict[str, Any], postgres_ur
     proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, config))
     trials = trials_of(postgres_url, study_name)
     assert len(trials) == 1 and trials[0].state.name == "FAIL"
-    reason = trials[0].user_attrs["fail_reason"]
+    reason = trials[0].user_attrs["ps.fail_reason"]
     assert "training loss became" in reason, reason
     # Reported: on the trial's progress line, then one line saying why nothing was exported.
     assert f"trial 0 fail ({reason})" in proc.stdout

@@ -1,0 +1,134 @@
+"""The race and the export rule, on synthetic accuracies (the training is tested elsewhere).
+
+Accuracies are drawn as ``quality + seed effect + noise``: the seed effect is shared by every
+policy at that seed (what common random numbers buy), the noise is not.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from policysearch.config import RaceConfig
+from policysearch.policy import randaugment
+from policysearch.search.race import RACE_SEED_BASE, Contender, contenders, race
+from policysearch.search.record import TrialRecord, write_trial
+from policysearch.spaces import BASELINES
+from policysearch.stats import paired
+
+
+def entrant(name: str, role: str) -> Contender:
+    policy = BASELINES[name] if role != "candidate" else randaugment(1, int(name[2:]))
+    label = f"baseline {name}" if role != "candidate" else name
+    return Contender(policy.key(), label, policy.to_dict(), role)
+
+
+def simulate(quality: dict[str, float], noise: float, seed_spread: float = 0.03):
+    calls: list[tuple[str, int]] = []
+
+    def evaluate(c: Contender, seed: int) -> float:
+        calls.append((c.label, seed))
+        shared = np.random.default_rng(seed).normal(0, seed_spread)
+        own = np.random.default_rng([seed, zlib.crc32(c.label.encode())]).normal(0, noise)
+        return quality[c.label] + shared + own
+
+    return evaluate, calls
+
+
+CONFIG = RaceConfig(top_k=2, min_seeds=3, max_seeds=8, confidence=0.95)
+
+
+def entrants() -> list[Contender]:
+    return [entrant("RA9", "candidate"), entrant("RA5", "candidate"),
+            entrant("trivialaugment", "baseline"), entrant("crop_flip", "reference")]
+
+
+def test_a_clear_gain_is_exported_after_the_minimum_seeds() -> None:
+    evaluate, calls = simulate({"RA9": 0.60, "RA5": 0.50, "baseline trivialaugment": 0.52,
+                                "baseline crop_flip": 0.50}, noise=0.002)
+    decision = race(entrants(), evaluate, CONFIG, log=lambda _: None)
+    assert decision.searched_exported and decision.winner["label"] == "RA9"
+    assert decision.gain_over_baseline["lower"] > 0
+    assert decision.gain_over_crop_flip["lower"] > 0
+    assert decision.looks == 1 and len(decision.seeds) == 3
+    assert decision.sentence.startswith("RA9 changes accuracy over crop+flip by +9.")
+    assert "95 % lower bound" in decision.sentence and "selection split" in decision.sentence
+
+
+def test_a_gain_inside_the_noise_exports_the_baseline_and_says_why() -> None:
+    evaluate, _ = simulate({"RA9": 0.52, "RA5": 0.40, "baseline trivialaugment": 0.52,
+                            "baseline crop_flip": 0.46}, noise=0.02)
+    decision = race(entrants(), evaluate, CONFIG, log=lambda _: None)
+    assert not decision.searched_exported
+    assert decision.winner["label"] == "baseline trivialaugment"
+    assert "does not beat baseline trivialaugment beyond the seed noise" in decision.reason
+    assert decision.gain_over_baseline["lower"] <= 0
+
+
+def test_no_measurable_gain_keeps_crop_flip() -> None:
+    evaluate, _ = simulate({"RA9": 0.50, "RA5": 0.49, "baseline trivialaugment": 0.50,
+                            "baseline crop_flip": 0.50}, noise=0.01)
+    decision = race(entrants(), evaluate, CONFIG, log=lambda _: None)
+    assert decision.winner["label"] == "baseline crop_flip"
+    assert decision.sentence.startswith("No measurable gain over crop+flip")
+    assert "keep crop+flip" in decision.sentence
+
+
+def test_close_contenders_get_more_seeds_and_separated_ones_leave() -> None:
+    # RA9 and TrivialAugment are equally good: only more seeds can tell (they cannot).
+    evaluate, calls = simulate({"RA9": 0.52, "RA5": 0.30, "baseline trivialaugment": 0.52,
+                                "baseline crop_flip": 0.45}, noise=0.02)
+    decision = race(entrants(), evaluate, CONFIG, log=lambda _: None)
+    per = {label: len({s for l, s in calls if l == label}) for label, _ in calls}
+    assert per["RA5"] == CONFIG.min_seeds, "a clearly worse contender leaves after the minimum"
+    assert per["RA9"] > CONFIG.min_seeds, "the close pair gets more seeds"
+    assert per["RA9"] == per["baseline trivialaugment"] == per["baseline crop_flip"]
+    out = {row["label"]: row["out_after"] for row in decision.table}
+    assert out["RA5"] == CONFIG.min_seeds
+    assert decision.looks > 1 and decision.confidence > CONFIG.confidence  # Bonferroni
+    assert decision.winner["label"] == "baseline trivialaugment"
+
+
+def test_results_of_an_interrupted_race_are_reused() -> None:
+    quality = {"RA9": 0.60, "RA5": 0.50, "baseline trivialaugment": 0.52,
+               "baseline crop_flip": 0.50}
+    evaluate, first = simulate(quality, noise=0.002)
+    known = {}
+    for c in entrants():
+        for s in range(2):
+            known[(c.key, RACE_SEED_BASE + s)] = evaluate(c, RACE_SEED_BASE + s)
+    evaluate, again = simulate(quality, noise=0.002)
+    race(entrants(), evaluate, CONFIG, known=known, log=lambda _: None)
+    assert {s for _, s in again} == {RACE_SEED_BASE + 2}
+
+
+def test_paired_needs_two_seeds() -> None:
+    from policysearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 2 common seeds"):
+        paired({1: 0.5}, {1: 0.4})
+
+
+def test_a_searched_policy_equal_to_a_baseline_is_that_baseline() -> None:
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    policies = [("crop_flip", BASELINES["crop_flip"], 0.50),
+                ("trivialaugment", BASELINES["trivialaugment"], 0.52),
+                (None, BASELINES["randaugment_n2_m9"], 0.58),  # searched, equal to a baseline
+                (None, randaugment(1, 5), 0.55)]
+    for baseline, policy, value in policies:
+        trial = study.ask()
+        write_trial(trial, TrialRecord(policy=policy.to_dict(), label=policy.label, seed=1,
+                                       worker="w0", baseline=baseline))
+        study.tell(trial, value)
+    chosen = contenders(study, top_k=3)
+    keys = [c.key for c in chosen]
+    assert len(keys) == len(set(keys)), "one key, one row"
+    ra = [c for c in chosen if c.key == BASELINES["randaugment_n2_m9"].key()]
+    assert len(ra) == 1 and ra[0].role == "baseline"
+    assert [c.label for c in chosen if c.role == "candidate"] == ["RA(N=1,M=5)"]
+    assert [c.role for c in chosen].count("baseline") == 1  # the best one: RA(2,9)
+    assert chosen[-1].label == "baseline crop_flip" and chosen[-1].role == "reference"
