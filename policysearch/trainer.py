@@ -140,18 +140,15 @@ class Trainer:
         if self.augment is not None:
             self.augment.set_policy(policy)
             self.augment.set_seed(seed)
-        order = np.random.default_rng(seed).permutation(len(train))
-        order = np.resize(order, self.steps_per_epoch * self.batch_size)
-        x, y = train.x[order], self._onehot(train.y[order])
         result = TrainResult()
         callback = _EpochHook(result, on_epoch, (val.x, self._onehot(val.y)), self.batch_size,
                               self.config.validate_every, self.epochs)
         start = time.perf_counter()
         if self.placement == "data" or has_tensorflow():
-            dataset = self._dataset(policy, x, y, seed)
-            self.model.fit(dataset, epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
+            self.model.fit(self.batches(policy, train, seed), epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
                            callbacks=[callback], verbose=0)
         else:
+            x, y = self._epoch_images(train, seed)
             keras.utils.set_random_seed(seed)
             self.model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
                            callbacks=[callback], verbose=0)
@@ -180,14 +177,22 @@ class Trainer:
             variable.assign(value)
         keras.utils.set_random_seed(seed)
 
-    def _dataset(self, policy: Policy, x: np.ndarray, y: np.ndarray, seed: int) -> Any:
-        """Shuffled batches for all epochs; with placement ``data``, augmented in the map.
+    def _epoch_images(self, train: Split, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The images of one epoch in a seeded order (the last batch completed by wrapping)."""
+        order = np.random.default_rng(seed).permutation(len(train))
+        order = np.resize(order, self.steps_per_epoch * self.batch_size)
+        return train.x[order], self._onehot(train.y[order])
 
-        Each batch draws its augmentation from (seed, global batch index): the same seed gives
-        the same augmented batches, in any order of parallel map calls.
+    def batches(self, policy: Policy, train: Split, seed: int) -> Any:
+        """The ``tf.data`` batches of every epoch; with placement ``data``, augmented.
+
+        The order depends on ``seed`` only, whatever the policy (common random numbers). Each
+        batch draws its augmentation from (seed, global batch index): the same seed gives the
+        same augmented batches, in any order of parallel map calls.
         """
         import tensorflow as tf
 
+        x, y = self._epoch_images(train, seed)
         batch = self.batch_size
         ds = tf.data.Dataset.from_tensor_slices((x, y))
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
