@@ -145,8 +145,8 @@ class Trainer:
                               self.config.validate_every, self.epochs)
         start = time.perf_counter()
         if self.placement == "data" or has_tensorflow():
-            self.model.fit(self.batches(policy, train, seed), epochs=self.epochs, steps_per_epoch=self.steps_per_epoch,
-                           callbacks=[callback], verbose=0)
+            self.model.fit(self.batches(policy, train, seed), epochs=self.epochs,
+                           steps_per_epoch=self.steps_per_epoch, callbacks=[callback], verbose=0)
         else:
             x, y = self._epoch_images(train, seed)
             keras.utils.set_random_seed(seed)

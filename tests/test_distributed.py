@@ -129,7 +129,8 @@ def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_
     assert all(t.state.name in FINISHED for t in done)
     assert_exact_budget(done, len(BASELINES) + trials)
     # Workers do not propose the same policies (each samples with its own random stream).
-    searched = [tuple(sorted(t.params.items())) for t in done if not t.user_attrs.get("ps.baseline")]
+    searched = [tuple(sorted(t.params.items())) for t in done
+                if not t.user_attrs.get("ps.baseline")]
     assert len(set(searched)) == len(searched), searched
     # Every worker came up, joined the same study and stopped at the budget; what each says
     # it ran is what the study records it ran.
