@@ -20,6 +20,8 @@ from PIL import Image, ImageEnhance, ImageOps
 from policysearch.augment import OP_NAMES, OPS, apply_op
 from policysearch.augment.ops import arg_value
 
+pytestmark = pytest.mark.backends  # `make test` runs these under TensorFlow and under JAX
+
 FILL = (128, 128, 128)
 MAGNITUDES = (*range(31), 9.7, 22.5)  # every bin, and two magnitudes between bins
 PIL_OPS = [name for name in OP_NAMES if name != "Cutout"]
