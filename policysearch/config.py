@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.errors import ConfigError
+from policysearch.paths import EXPERIMENTS_DIR, PROJECT_ROOT  # noqa: F401  (re-exported)
 from policysearch.search.samplers import PRUNERS, SAMPLERS
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = PROJECT_ROOT / "experiments"
+from policysearch.spaces import BASELINES
 
 
 def _f(default: Any, *, low: float | None = None, high: float | None = None,
@@ -209,8 +208,6 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         raw["target"] = {**target, "trainer": _merge(proxy_trainer, target.get("trainer", {}))}
     experiment = _build(Experiment, raw, origin, "")
     experiment.source = origin
-    from policysearch.spaces import BASELINES
-
     unknown = [b for b in experiment.search.baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"{origin}: key 'search.baselines': unknown {unknown[0]!r}; "

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policysearch.config import PROJECT_ROOT, Experiment
+from policysearch.config import Experiment
+from policysearch.paths import PROJECT_ROOT, RESULTS_DIR
 
-RESULTS_DIR = PROJECT_ROOT / "experiments" / "results"
 TARGET_GAIN_OVER_CROP_FLIP = 0.03
 
 

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, RANDAUGMENT_OPS
-from policysearch.config import PROJECT_ROOT
 from policysearch.errors import ConfigError
+from policysearch.paths import SPACES_DIR
 from policysearch.policy import (
     MAX_STAGES,
     MAX_SUB_POLICIES,
@@ -37,8 +37,6 @@ from policysearch.policy import (
     randaugment,
     trivialaugment,
 )
-
-SPACES_DIR = PROJECT_ROOT / "search_spaces"
 
 BASELINES: dict[str, Policy] = {
     "crop_flip": no_augment(),
