@@ -39,6 +39,8 @@ def _print(*args: Any) -> None:
 
 def cmd_search(args: argparse.Namespace) -> int:
     _quiet()
+    if args.devices:  # before any framework starts: this process is worker 0
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.devices.split(",")[0]
     from policysearch.config import load_experiment
     from policysearch.search.orchestrate import mlflow_experiment_name, run_search
     from policysearch.spaces import load_space

@@ -122,7 +122,8 @@ def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_
                                                   study_name: str) -> None:
     trials = 3  # 2 baselines + 3 searched, shared by the search process and 2 spawned workers
     proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, None,
-                                      "--workers", "3", "--trials", str(trials)))
+                                      "--workers", "3", "--trials", str(trials),
+                                      "--devices", "4,5,6"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done = trials_of(postgres_url, study_name)
     assert len(done) == len(BASELINES) + trials, [(t.number, t.state.name) for t in done]
@@ -139,7 +140,22 @@ def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_
         by_worker[t.user_attrs["ps.worker"]] = by_worker.get(t.user_attrs["ps.worker"], 0) + 1
     for worker in ("w1", "w2"):
         assert f"[{worker}] done: ran {by_worker.get(worker, 0)} trial(s)" in proc.stdout
+    # --devices pins every process, the search's own included, one device each in turn.
+    pinned = {"w0": "4", "w1": "5", "w2": "6"}
+    assert all(t.user_attrs["ps.device"] == pinned[t.user_attrs["ps.worker"]] for t in done)
     assert (tiny["root"] / f"{study_name}.json").exists()
+
+
+def test_timeout_stops_every_worker(tiny: dict[str, Any], postgres_url: str,
+                                    study_name: str) -> None:
+    # a budget far beyond the time limit: both processes stop claiming at the deadline
+    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, None, "--workers", "2",
+                                      "--trials", "200", "--timeout", "0.5"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("time budget reached") == 2, proc.stdout
+    trials = trials_of(postgres_url, study_name)
+    assert 2 <= len(trials) < 40
+    assert not [t for t in trials if t.state.name == "RUNNING"]
 
 
 def test_killed_worker_trial_is_failed_and_retried(tiny: dict[str, Any], postgres_url: str,
