@@ -37,7 +37,17 @@ Backend = Any  # a Keras backend namespace: numpy, core, cast, shape, ...
 
 @dataclass(frozen=True)
 class OpSpec:
-    """One op: how a magnitude becomes its argument, and how the argument changes images."""
+    """One op: how a magnitude becomes its argument, how the argument changes images, and what
+    every reader outside the kernels needs to know about it (docs, summaries, exporters).
+
+    ``formula`` is the magnitude rule as a Python expression of the signed level ``m`` and the
+    image size ``h``, ``w`` (it equals ``level_to_arg`` at every bin; tests check this), so
+    exported code and docs quote the rule rather than restate it. ``torchvision`` is the call
+    that applies the op to a PIL image ``img`` at argument ``v`` with fill ``fill`` through
+    ``torchvision.transforms.v2.functional`` (``F``). ``timm`` names timm's ``AugmentOp`` with
+    the same PIL call, and ``timm_level`` gives its magnitude as an expression of the unsigned
+    level ``m`` (None: timm has no such op).
+    """
 
     name: str
     kind: str  # "identity" | "affine" | "pixel"
@@ -45,6 +55,26 @@ class OpSpec:
     level_to_arg: Callable[[Backend, Tensor, int, int], Tensor]
     signed: bool
     unit: str
+    default: bool = True
+    neutral: float | None = None
+    at_max: str = ""
+    reference: str = ""
+    formula: str = "0.0"
+    torchvision: str = "img"
+    timm: str | None = None
+    timm_level: str | None = None
+
+    def is_neutral(self, value: float, height: int, width: int) -> bool:
+        """Whether argument ``value`` leaves every image as it is."""
+        if self.kind == "identity":
+            return True
+        if self.neutral is None:
+            return False
+        if self.unit == "fraction of side":
+            return round(value * min(height, width)) == 0
+        if self.unit == "bits":
+            return value >= self.neutral
+        return value == self.neutral
 
     def arg(self, K: Backend, level: Tensor, sign: Tensor, height: int, width: int) -> Tensor:
         """Per-image argument for magnitudes ``level`` (B,) and signs ``sign`` (B,).
@@ -377,33 +407,99 @@ def _no_arg(K: Backend, level: Tensor, h: int, w: int) -> Tensor:
 
 
 
+_AFFINE = ("F.affine(img, angle=0.0, translate=[{tx}, {ty}], scale=1.0, shear=[{sx}, {sy}], "
+           "interpolation=NEAREST, fill=fill, center=[0.0, 0.0])")
+
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("Identity", "identity", None, _no_arg, False, ""),
-        OpSpec("ShearX", "affine", _shear_x, _linear(0.3), True, "shear"),
-        OpSpec("ShearY", "affine", _shear_y, _linear(0.3), True, "shear"),
-        OpSpec("TranslateX", "affine", _translate_x, _translate_x_arg, True, "pixels"),
-        OpSpec("TranslateY", "affine", _translate_y, _translate_y_arg, True, "pixels"),
-        OpSpec("Rotate", "affine", _rotate, _linear(30.0), True, "degrees"),
-        OpSpec("Brightness", "pixel", _brightness, _enhance_arg, True, "factor"),
-        OpSpec("Color", "pixel", _color, _enhance_arg, True, "factor"),
-        OpSpec("Contrast", "pixel", _contrast, _enhance_arg, True, "factor"),
-        OpSpec("Sharpness", "pixel", _sharpness, _enhance_arg, True, "factor"),
-        OpSpec("Posterize", "pixel", _posterize, _posterize_arg, False, "bits"),
-        OpSpec("Solarize", "pixel", _solarize, _solarize_arg, False, "threshold"),
-        OpSpec("AutoContrast", "pixel", _autocontrast, _no_arg, False, ""),
-        OpSpec("Equalize", "pixel", _equalize, _no_arg, False, ""),
-        OpSpec("Cutout", "pixel", _cutout, _linear(CUTOUT_MAX), False, "fraction of side"),
-        OpSpec("Invert", "pixel", _invert, _no_arg, False, ""),
+        OpSpec("Identity", "identity", None, _no_arg, False, "",
+               reference="—", at_max="", formula="0.0", torchvision="img",
+               timm="PosterizeOriginal", timm_level="10"),
+        OpSpec("ShearX", "affine", _shear_x, _linear(0.3), True, "shear", neutral=0.0,
+               at_max="0.3 (PIL affine (1, v, 0, 0, 1, 0))",
+               reference="`Image.transform(AFFINE, (1, v, 0, 0, 1, 0))`, nearest",
+               formula="m * (0.3 / 30)",
+               torchvision=_AFFINE.format(tx=0.0, ty=0.0, sx="math.degrees(math.atan(v))",
+                                          sy=0.0),
+               timm="ShearX", timm_level="m / 3"),
+        OpSpec("ShearY", "affine", _shear_y, _linear(0.3), True, "shear", neutral=0.0,
+               at_max="0.3 (PIL affine (1, 0, 0, v, 1, 0))",
+               reference="`Image.transform(AFFINE, (1, 0, 0, v, 1, 0))`, nearest",
+               formula="m * (0.3 / 30)",
+               torchvision=_AFFINE.format(tx=0.0, ty=0.0, sx=0.0,
+                                          sy="math.degrees(math.atan(v))"),
+               timm="ShearY", timm_level="m / 3"),
+        OpSpec("TranslateX", "affine", _translate_x, _translate_x_arg, True, "pixels",
+               neutral=0.0, at_max="150/331 of the image width, in pixels",
+               reference="`Image.transform(AFFINE, (1, 0, v, 0, 1, 0))`, nearest",
+               formula="m / 30 * (150 / 331) * w",
+               torchvision=_AFFINE.format(tx="-v", ty=0.0, sx=0.0, sy=0.0),
+               timm="TranslateXRel", timm_level="m / 3"),
+        OpSpec("TranslateY", "affine", _translate_y, _translate_y_arg, True, "pixels",
+               neutral=0.0, at_max="150/331 of the image height, in pixels",
+               reference="`Image.transform(AFFINE, (1, 0, 0, 0, 1, v))`, nearest",
+               formula="m / 30 * (150 / 331) * h",
+               torchvision=_AFFINE.format(tx=0.0, ty="-v", sx=0.0, sy=0.0),
+               timm="TranslateYRel", timm_level="m / 3"),
+        OpSpec("Rotate", "affine", _rotate, _linear(30.0), True, "degrees", neutral=0.0,
+               at_max="30 degrees", reference="`Image.rotate(v)`, nearest, about the centre",
+               formula="m * (30 / 30)",
+               torchvision="F.rotate(img, v, interpolation=NEAREST, fill=fill)",
+               timm="Rotate", timm_level="m / 3"),
+        OpSpec("Brightness", "pixel", _brightness, _enhance_arg, True, "factor", neutral=1.0,
+               at_max="0.9 (PIL enhance factor 1 + v)",
+               reference="`ImageEnhance.Brightness.enhance(1 ± v)`",
+               formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_brightness(img, v)",
+               timm="BrightnessIncreasing", timm_level="m / 3"),
+        OpSpec("Color", "pixel", _color, _enhance_arg, True, "factor", neutral=1.0,
+               at_max="0.9 (PIL enhance factor 1 + v)",
+               reference="`ImageEnhance.Color.enhance(1 ± v)`",
+               formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_saturation(img, v)",
+               timm="ColorIncreasing", timm_level="m / 3"),
+        OpSpec("Contrast", "pixel", _contrast, _enhance_arg, True, "factor", neutral=1.0,
+               at_max="0.9 (PIL enhance factor 1 + v)",
+               reference="`ImageEnhance.Contrast.enhance(1 ± v)`",
+               formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_contrast(img, v)",
+               timm="ContrastIncreasing", timm_level="m / 3"),
+        OpSpec("Sharpness", "pixel", _sharpness, _enhance_arg, True, "factor", neutral=1.0,
+               at_max="0.9 (PIL enhance factor 1 + v)",
+               reference="`ImageEnhance.Sharpness.enhance(1 ± v)`",
+               formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_sharpness(img, v)",
+               timm="SharpnessIncreasing", timm_level="m / 3"),
+        OpSpec("Posterize", "pixel", _posterize, _posterize_arg, False, "bits", neutral=8.0,
+               at_max="4 bits (8 - round(M / 7.5) bits kept)",
+               reference="`ImageOps.posterize(bits)`, bits = 8 − round(M / 7.5)",
+               formula="8.0 - round(m / 7.5)", torchvision="F.posterize(img, int(v))",
+               # PosterizeOriginal keeps int(0.4 L) + 4 bits: L = 11.25 - M / 3 gives
+               # 8 - round(M / 7.5), and never fewer than 4 bits.
+               timm="PosterizeOriginal", timm_level="11.25 - m / 3"),
+        OpSpec("Solarize", "pixel", _solarize, _solarize_arg, False, "threshold",
+               at_max="threshold 0 (255 - 255 M / 30; values at or above are inverted)",
+               reference="`ImageOps.solarize(threshold)`, threshold = 255 − 255·M/30",
+               formula="255.0 - m * (255 / 30)", torchvision="F.solarize(img, v)",
+               # timm's threshold int(25.6 L) equals ceil(255 - 8.5 M) for this L.
+               timm="Solarize", timm_level="(256 - 1e-9 - 8.5 * m) / 25.6"),
+        OpSpec("AutoContrast", "pixel", _autocontrast, _no_arg, False, "",
+               reference="`ImageOps.autocontrast`", torchvision="F.autocontrast(img)",
+               timm="AutoContrast", timm_level="0"),
+        OpSpec("Equalize", "pixel", _equalize, _no_arg, False, "",
+               reference="`ImageOps.equalize`", torchvision="F.equalize(img)",
+               timm="Equalize", timm_level="0"),
+        OpSpec("Cutout", "pixel", _cutout, _linear(CUTOUT_MAX), False, "fraction of side",
+               default=False, neutral=0.0, at_max="a square of 0.5 of the shorter side",
+               reference="a square of side round(v · min(H, W)) filled at a random centre",
+               formula="m * (0.5 / 30)", torchvision="cutout(img, v, fill)"),
+        OpSpec("Invert", "pixel", _invert, _no_arg, False, "", default=False,
+               reference="`ImageOps.invert`", torchvision="F.invert(img)",
+               timm="Invert", timm_level="0"),
     )
 }
 """Every op by name, in a fixed order: the index of an op is its position here."""
 
 OP_NAMES: tuple[str, ...] = tuple(OPS)
-RANDAUGMENT_OPS: tuple[str, ...] = OP_NAMES[:14]
+RANDAUGMENT_OPS: tuple[str, ...] = tuple(name for name, spec in OPS.items() if spec.default)
 """The 14 ops of torchvision's RandAugment (the default op set)."""
-OPTIONAL_OPS: tuple[str, ...] = OP_NAMES[14:]
 
 
 def check_op_names(names: Any) -> tuple[str, ...]:
