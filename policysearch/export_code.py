@@ -13,8 +13,9 @@ from policysearch.augment.ops import MAX_LEVEL, OPS
 from policysearch.policy import Policy
 
 
-def _level(expression: str, m: float) -> float:
-    return float(eval(expression, {"__builtins__": {}}, {"m": m}))  # our own table's text
+def level_value(expression: str, m: float) -> float:
+    """Evaluate an ``OpSpec`` expression (this package's own table text) at level ``m``."""
+    return float(eval(expression, {"__builtins__": {}}, {"m": m}))
 
 
 def _used_ops(policy: Policy) -> list[str]:
@@ -119,7 +120,7 @@ def torchvision_code(policy: Policy) -> str:
 # timm
 
 
-def _timm_op(name: str, prob: float, m: float, std: float = 0.0) -> str:
+def timm_op(name: str, prob: float, m: float, std: float = 0.0) -> str:
     """One ``AugmentOp`` at our level ``m``, jittered as our ``magnitude_std`` when ``std``.
 
     timm clips a jittered magnitude to [0, magnitude_max]: the top is the level of M = 0 or
@@ -127,8 +128,8 @@ def _timm_op(name: str, prob: float, m: float, std: float = 0.0) -> str:
     they give at level(30), as ours clip M at 30.
     """
     spec = OPS[name]
-    level = _level(spec.timm_level, m)
-    at0, at30 = _level(spec.timm_level, 0.0), _level(spec.timm_level, MAX_LEVEL)
+    level = level_value(spec.timm_level, m)
+    at0, at30 = level_value(spec.timm_level, 0.0), level_value(spec.timm_level, MAX_LEVEL)
     extra = ""
     if at0 != at30:
         top = max(at0, at30)
@@ -143,7 +144,7 @@ def _posterize_split() -> list[tuple[float, Fraction]]:
     """Posterize under M uniform in [0, 30): (timm level, probability) per number of bits."""
     edges = [Fraction(0), Fraction(15, 4), Fraction(45, 4), Fraction(75, 4), Fraction(105, 4),
              Fraction(30)]
-    return [(_level(OPS["Posterize"].timm_level, float((a + b) / 2)), (b - a) / 30)
+    return [(level_value(OPS["Posterize"].timm_level, float((a + b) / 2)), (b - a) / 30)
             for a, b in zip(edges, edges[1:])]
 
 
@@ -166,9 +167,9 @@ def _timm_uniform(policy: Policy) -> str:
                 "ops += [op('Solarize', 1.0, (t + 0.5) / 25.6) for t in range(1, 256)]\n"
                 f"weights += [{share} / 255] * 255\n")
         elif spec.neutral is None or spec.kind == "identity":
-            lines.append(f"ops.append({_timm_op(name, 1.0, 0.0)})\nweights.append({share})\n")
+            lines.append(f"ops.append({timm_op(name, 1.0, 0.0)})\nweights.append({share})\n")
         else:  # linear through 0: L = M / 3, uniform in [0, 10)
-            level = _level(spec.timm_level, MAX_LEVEL)
+            level = level_value(spec.timm_level, MAX_LEVEL)
             lines.append(f"ops.append(op({spec.timm!r}, 1.0, {level!r}, "
                          "magnitude_std=float('inf')))\n"
                          f"weights.append({share})\n")
@@ -190,11 +191,11 @@ def timm_code(policy: Policy) -> str:
         "    return AugmentOp(name, prob=prob, magnitude=magnitude, "
         "hparams={**HPARAMS, **hparams})\n\n\n")
     if policy.type == "randaugment":
-        ops = "".join(f"    {_timm_op(name, 1.0, policy.magnitude, policy.magnitude_std)},"
+        ops = "".join(f"    {timm_op(name, 1.0, policy.magnitude, policy.magnitude_std)},"
                       f"  # {name}\n" for name in policy.ops)
         return head + f"augment = RandAugment([\n{ops}], num_layers={policy.num_ops})\n"
     if policy.type == "trivialaugment":
         return head + _timm_uniform(policy)
-    subs = "".join("    [" + ", ".join(_timm_op(op, p, m) for op, p, m in sub) + "],\n"
+    subs = "".join("    [" + ", ".join(timm_op(op, p, m) for op, p, m in sub) + "],\n"
                    for sub in policy.sub_policies)
     return head + f"augment = AutoAugment([\n{subs}])\n"

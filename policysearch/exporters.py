@@ -16,6 +16,7 @@ the nearest stock form of the target with one line saying how far it is (``--app
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from policysearch.augment.ops import MAX_LEVEL, OPS
@@ -150,6 +151,15 @@ def _timm(policy: Policy) -> Export:
 # TF Model Garden
 
 
+def _tf_neutral(op: str, m: float) -> bool:
+    """Whether TF Model Garden's op leaves images as they are at its magnitude ``m`` (0..10)."""
+    if op in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "Cutout", "SolarizeAdd"):
+        return m == 0
+    if op in ("Color", "Contrast", "Brightness", "Sharpness"):
+        return m / 10 * 1.8 + 0.1 == 1.0
+    return op == "Solarize" and int(m / 10 * 256) >= 256
+
+
 def _tf_models(policy: Policy) -> Export:
     differences = [
         "TF Model Garden (official.vision.ops.augment) maps one magnitude m in 0..10 to every "
@@ -173,19 +183,16 @@ def _tf_models(policy: Policy) -> Export:
         steps = max((len(sub) for sub in subs), default=0)
         subs = [sub + [("Equalize", 0.0, 0)] * (steps - len(sub)) for sub in subs]  # never applied
         result.approximate = header + f"augment = tfm_augment.AutoAugment(policies={subs!r})"
-        result.distance = (f"the policy's {len(subs)} of {len(policy.sub_policies)} sub-policies "
-                           "that TF Model Garden's ops can name, at m = M / 3 on its scales; "
-                           f"this policy leaves {_percent(unchanged_probability(policy))} of "
-                           "images unchanged per epoch")
+        stock = [math.prod(1 - p + p * _tf_neutral(op, m) for op, p, m in sub) for sub in subs]
+        result.distance = _distance(f"TF Model Garden's AutoAugment with the {len(subs)} of "
+                                    f"{len(policy.sub_policies)} sub-policies its ops can name "
+                                    "(m = M / 3 on its scales)",
+                                    sum(stock) / max(len(stock), 1), policy)
         return result
     layers = policy.num_ops if policy.type == "randaugment" else 1
     available = len(TF_MODELS_OPS) - len(exclude)
-    # Per layer: the identity branch (1 of K + 1), or an op that is the identity at m:
-    # rotations, shears, translations and Cutout at m = 0, enhance factors at m = 5.
-    neutral = sum(1 for op in TF_MODELS_OPS if op not in exclude
-                  and ((m == 0 and op in ("Rotate", "ShearX", "ShearY", "TranslateX",
-                                          "TranslateY", "Cutout"))
-                       or (m == 5 and op in ("Color", "Contrast", "Brightness", "Sharpness"))))
+    # Per layer: the identity branch (1 of K + 1), or an op that is the identity at m.
+    neutral = sum(1 for op in TF_MODELS_OPS if op not in exclude and _tf_neutral(op, m))
     unchanged = ((1 + neutral) / (available + 1)) ** layers
     result.approximate = (header + f"augment = tfm_augment.RandAugment(num_layers={layers}, "
                           f"magnitude={m}, exclude_ops={exclude!r})")

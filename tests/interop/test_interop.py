@@ -26,9 +26,9 @@ pytest.importorskip("timm")
 
 from policysearch import read_policy  # noqa: E402
 from policysearch.augment import OP_NAMES, OPS, apply_op  # noqa: E402
-from policysearch.augment.pil import apply_pil  # noqa: E402
 from policysearch.augment.ops import arg_value  # noqa: E402
-from policysearch.export_code import _timm_op  # noqa: E402
+from policysearch.augment.pil import apply_pil  # noqa: E402
+from policysearch.export_code import timm_op  # noqa: E402
 from policysearch.transform import PolicyTransform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +114,7 @@ def test_timm_ops_equal_ours(name: str, cifar_images: np.ndarray, report: list) 
     images = cifar_images[:16]
     worst = 0.0
     for level in range(31):
-        augment_op = eval(_timm_op(name, 1.0, level), module.__dict__)
+        augment_op = eval(timm_op(name, 1.0, level), module.__dict__)
         for index, image in enumerate(images):
             random.seed(index)
             sign = -1.0 if random.random() > 0.5 else 1.0  # timm's _randomly_negate
