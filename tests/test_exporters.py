@@ -129,3 +129,9 @@ def test_cli_export_prints_runnable_code_and_approximations(tmp_path: Path) -> N
     refused = run(subset, "--to", "tf-models")
     assert refused.returncode == 2 and refused.stdout == ""
     assert len(refused.stderr.splitlines()) == 1 and "--approximate" in refused.stderr
+
+
+def test_policy_format_doc_holds_the_generated_op_table() -> None:
+    from policysearch.optable import markdown_table
+
+    assert markdown_table() in (ROOT / "docs" / "policy-format.md").read_text()
