@@ -68,7 +68,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "and both signs. Distribution rows compare 1,280 draws of the snippet with 1,280 of "
         "`load_transform` on real images (two-sample Kolmogorov-Smirnov on per-image mean "
         "|change|, changed-pixel share and mean value; the row shows the smallest p). Stock rows "
-        "run the `--approximate` form and measure the share of images it leaves unchanged.",
+        "run the `--approximate` form and measure the share of images it leaves unchanged. "
+        "Jittered rows export policies with `magnitude_std` in process (no shipped example has "
+        "one). tf-models-official is not part of the `interop` extra (it pins its own "
+        "TensorFlow and tf-keras): `export --to tf-models` prints no exact code, only a refusal "
+        "naming TF Model Garden's scales, so there is no TF snippet to run.",
         "",
         "| check | policy | target | result |",
         "|---|---|---|---|",

@@ -24,11 +24,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("timm")
 
-from policysearch import read_policy  # noqa: E402
+from policysearch import randaugment, read_policy  # noqa: E402
 from policysearch.augment import OP_NAMES, OPS, apply_op  # noqa: E402
 from policysearch.augment.ops import arg_value  # noqa: E402
 from policysearch.augment.pil import apply_pil  # noqa: E402
 from policysearch.export_code import timm_op  # noqa: E402
+from policysearch.exporters import export  # noqa: E402
 from policysearch.transform import PolicyTransform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,6 +148,39 @@ def test_snippet_distribution_matches_load_transform(policy: str, target: str,
     mine = np.stack([transform(i) for i in images])
     pvalues = ks_pvalues(statistics(images, theirs), statistics(images, mine))
     report.append({"check": "distribution (KS, min p)", "policy": policy, "target": target,
+                   "result": f"p = {min(pvalues.values()):.3f}"})
+    assert min(pvalues.values()) > P_MIN, pvalues
+
+
+JITTERED = {  # magnitude_std: timm's Gaussian per op, ours per stage (no shipped example has it)
+    "ra_mstd (N=2, M=14, std 4, 6 ops)": randaugment(
+        2, 14, ops=["Identity", "Rotate", "Color", "Posterize", "Solarize", "TranslateY"],
+        magnitude_std=4),
+    "ra_mstd_cutout (N=2, M=20, std 6, 4 ops)": randaugment(
+        2, 20, ops=["Cutout", "Invert", "ShearX", "Solarize"], magnitude_std=6),
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", list(JITTERED))
+def test_jittered_policies_match_in_distribution(name: str, target: str,
+                                                 cifar_images: np.ndarray, report: list) -> None:
+    result = export(JITTERED[name], target)
+    if not result.exact:
+        report.append({"check": "distribution (KS, min p)", "policy": name, "target": target,
+                       "result": "no exact route: " + "; ".join(result.differences)})
+        return
+    module = types.ModuleType("jittered")
+    exec(compile(result.code, name, "exec"), module.__dict__)
+    images = np.concatenate([cifar_images] * 20)
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    theirs = np.stack([np.asarray(module.augment(Image.fromarray(i))) for i in images])
+    transform = PolicyTransform(JITTERED[name], seed=1)
+    mine = np.stack([transform(i) for i in images])
+    pvalues = ks_pvalues(statistics(images, theirs), statistics(images, mine))
+    report.append({"check": "distribution (KS, min p)", "policy": name, "target": target,
                    "result": f"p = {min(pvalues.values()):.3f}"})
     assert min(pvalues.values()) > P_MIN, pvalues
 
