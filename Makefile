@@ -69,6 +69,12 @@ test: $(STAMP) lint
 	$(VENV)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 	KERAS_BACKEND=jax $(VENV)/bin/python -m pytest -q -m backends $(PYTEST_ARGS)
 
+.PHONY: test-interop
+test-interop: $(STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[interop]'
+	POLICYSEARCH_INTEROP_REPORT=docs/interop.md $(VENV)/bin/python -m pytest -q -o addopts="" \
+		tests/interop $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(VENV)/bin/python -m policysearch.bench $(call opt,--data-dir,$(DATA_DIR))
 

@@ -178,18 +178,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from policysearch.policy import read_policy
 
     result = export(read_policy(args.policy), args.to)
-    if result.exact or args.approximate:
-        if not result.exact:
-            _print(f"# approximate: {args.to} cannot express this policy exactly:")
-            for diff in result.differences:
-                _print(f"#  - {diff}")
+    if args.approximate and result.approximate:
+        _print(f"# approximate: {result.distance}")
+        _print(result.approximate)
+        return 0
+    if result.exact:
         for note in result.notes:
             _print(f"# note: {note}")
         _print(result.code)
         return 0
     raise PolicySearchError(f"{args.to} cannot express this policy exactly: "
                             + "; ".join(result.differences)
-                            + " (pass --approximate for the nearest equivalent)")
+                            + " (pass --approximate for the nearest stock form)")
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("policy")
     p.add_argument("--to", required=True, choices=("torchvision", "timm", "tf-models"))
     p.add_argument("--approximate", action="store_true",
-                   help="print the nearest equivalent even when it is not exact")
+                   help="print the target's nearest stock form and how far it is from the policy")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("preview", help="write a PNG grid of original and augmented samples")

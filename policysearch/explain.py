@@ -24,9 +24,10 @@ ASSUMPTIONS = (
 def neutral_fraction(name: str, low: float, high: float, height: int = 32,
                      width: int = 32) -> float:
     """The share of magnitudes in [low, high] (uniform) at which op ``name`` is the identity."""
-    if name == "Identity":
+    spec = OPS[name]
+    if spec.kind == "identity":
         return 1.0
-    if OPS[name].unit in ("", "threshold"):
+    if spec.neutral is None:
         return 0.0  # AutoContrast, Equalize, Invert, Solarize change (almost) every image
     if high <= low:
         return 1.0 if _neutral(name, low, height, width) else 0.0
@@ -37,14 +38,7 @@ def neutral_fraction(name: str, low: float, high: float, height: int = 32,
 
 
 def _neutral(name: str, magnitude: float, height: int, width: int) -> bool:
-    value = arg_value(name, magnitude, height, width)
-    if name == "Posterize":
-        return value >= 8
-    if name == "Cutout":
-        return round(value * min(height, width)) == 0
-    if OPS[name].unit == "factor":
-        return value == 1.0
-    return value == 0.0
+    return OPS[name].is_neutral(arg_value(name, magnitude, height, width), height, width)
 
 
 def unchanged_probability(policy: Policy, height: int = 32, width: int = 32) -> float:

@@ -1,127 +1,200 @@
 """Carry a policy to other frameworks: torchvision, timm, TensorFlow Model Garden.
 
-Each exporter returns the equivalent code and the list of what the target cannot express.
-An empty list means the target reproduces the policy (up to the noted pixel rounding);
-otherwise the CLI refuses, naming the differences, unless ``--approximate`` is given.
+``export(policy, target)`` returns an ``Export``: complete, runnable code (imports included)
+where the target expresses the policy exactly, else the differences that make it inexact; and
+the nearest stock form of the target with one line saying how far it is (``--approximate``).
+
+- torchvision: a small transform over ``torchvision.transforms.v2.functional`` whose calls
+  are the PIL calls of policysearch's ops (``OpSpec.torchvision``) at policysearch's magnitude
+  rule (``OpSpec.formula``), drawing as ``load_transform`` does: exact for every policy type.
+- timm: ``RandAugment`` / ``AutoAugment`` over ``AugmentOp`` with a magnitude per op
+  (``OpSpec.timm`` / ``OpSpec.timm_level``); exact for every policy without Cutout.
+- tf-models: no exact route (its scales differ, named in the refusal).
+
+``tests/interop`` runs every printed snippet against the real libraries (``make test-interop``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from policysearch.augment.ops import RANDAUGMENT_OPS
-from policysearch.policy import Policy, _num
+from policysearch.augment.ops import MAX_LEVEL, OPS
+from policysearch.explain import unchanged_probability
+from policysearch.export_code import timm_code, torchvision_code
+from policysearch.policy import Policy, randaugment
 
 TARGETS = ("torchvision", "timm", "tf-models")
 
-TIMM_RAND_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
-                 "SolarizeAdd", "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY",
-                 "TranslateXRel", "TranslateYRel")
 TF_MODELS_OPS = ("AutoContrast", "Equalize", "Invert", "Rotate", "Posterize", "Solarize",
                  "Color", "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateX",
                  "TranslateY", "Cutout", "SolarizeAdd")
+TIMM_RAND_INCREASING = ("AutoContrast", "Equalize", "Invert", "Rotate", "PosterizeIncreasing",
+                        "SolarizeIncreasing", "SolarizeAdd", "ColorIncreasing",
+                        "ContrastIncreasing", "BrightnessIncreasing", "SharpnessIncreasing",
+                        "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
 
 
 @dataclass
 class Export:
+    """What a target can do with a policy."""
+
     target: str
-    code: str
+    code: str | None
     differences: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    approximate: str | None = None
+    distance: str = ""
 
     @property
     def exact(self) -> bool:
-        return not self.differences
+        return self.code is not None
 
 
 def export(policy: Policy, target: str) -> Export:
-    if target == "torchvision":
-        return _torchvision(policy)
-    if target == "timm":
-        return _timm(policy)
-    if target == "tf-models":
-        return _tf_models(policy)
-    raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if policy.type == "none":
+        return Export(target, "# no policy ops: keep only your crop and flip")
+    return {"torchvision": _torchvision, "timm": _timm, "tf-models": _tf_models}[target](policy)
 
 
-def _common(policy: Policy) -> list[str]:
-    out = []
-    if policy.type == "autoaugment":
-        out.append("custom AutoAugment sub-policies (the target only ships its fixed, "
-                   "published policies)")
-    if policy.magnitude_std:
-        out.append(f"per-image magnitude jitter magnitude_std={_num(policy.magnitude_std)}")
-    return out
+def _percent(p: float) -> str:
+    return f"{p:.1%}"
+
+
+def _distance(stock: str, stock_unchanged: float, policy: Policy) -> str:
+    return (f"{stock} leaves {_percent(stock_unchanged)} of images unchanged per epoch; "
+            f"this policy leaves {_percent(unchanged_probability(policy))}")
+
+
+def _base_note(policy: Policy) -> list[str]:
+    base = policy.base
+    if not base.get("crop_padding") and not base.get("flip"):
+        return []
+    parts = []
+    if base.get("crop_padding"):
+        parts.append(f"a random crop after padding {base['crop_padding']} zero pixels")
+    if base.get("flip"):
+        parts.append("a random horizontal flip")
+    return ["the search also trained with " + " and ".join(parts) + " before the policy"]
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision
 
 
 def _torchvision(policy: Policy) -> Export:
-    fill = f"[{policy.fill}, {policy.fill}, {policy.fill}]"
-    notes = ["torchvision truncates fractional translations to whole pixels where PIL (and "
-             "policysearch) round them: a translation may differ by one pixel"]
-    if policy.type == "none":
-        return Export("torchvision", "# no policy ops: keep only your crop and flip", [], [])
-    differences = _common(policy)
-    if policy.type == "trivialaugment":
-        differences.append("torchvision's TrivialAugmentWide uses wider ranges (e.g. Rotate up "
-                           "to 135 degrees, shear up to 0.99) than this policy's 31-bin scale")
-        code = (f"torchvision.transforms.TrivialAugmentWide(num_magnitude_bins=31, "
-                f"interpolation=InterpolationMode.NEAREST, fill={fill})")
-        return Export("torchvision", code, differences, notes)
+    notes = ["exact on PIL images (a uint8 CHW tensor goes through PIL and back); "
+             "AutoContrast is PIL's, which may differ from policysearch's by one level on "
+             "under 1% of pixels", *_base_note(policy)]
+    result = Export("torchvision", torchvision_code(policy), notes=notes)
+    fill = f"[{policy.fill}] * 3"
+    header = ("import torch\nfrom torchvision.transforms import v2\n"
+              "from torchvision.transforms import InterpolationMode\n\n")
     if policy.type == "randaugment":
-        if set(policy.ops) != set(RANDAUGMENT_OPS):
-            missing = sorted(set(RANDAUGMENT_OPS) - set(policy.ops))
-            extra = sorted(set(policy.ops) - set(RANDAUGMENT_OPS))
-            what = []
-            if missing:
-                what.append(f"leaves out {', '.join(missing)}")
-            if extra:
-                what.append(f"adds {', '.join(extra)}")
-            differences.append(f"op subset: this policy {' and '.join(what)}; torchvision's "
-                               "RandAugment always draws from all 14 ops")
-        if float(policy.magnitude) != int(policy.magnitude):
-            differences.append(f"magnitude {_num(policy.magnitude)} is not a whole bin; "
-                               "torchvision takes an integer magnitude")
-    code = (f"torchvision.transforms.RandAugment(num_ops={policy.num_ops}, "
-            f"magnitude={round(policy.magnitude)}, num_magnitude_bins=31, "
-            f"interpolation=InterpolationMode.NEAREST, fill={fill})")
-    if policy.type == "autoaugment":
-        code = "torchvision.transforms.AutoAugment(...)  # no custom sub-policies"
-    return Export("torchvision", code, differences, notes)
+        magnitude = round(policy.magnitude)
+        result.approximate = (header + f"augment = v2.RandAugment(num_ops={policy.num_ops}, "
+                              f"magnitude={magnitude}, num_magnitude_bins=31, "
+                              f"interpolation=InterpolationMode.NEAREST, fill={fill})")
+        stock = randaugment(policy.num_ops, magnitude)
+        result.distance = (_distance("torchvision's RandAugment (all 14 ops, no magnitude jitter, "
+                                     "translations truncated to whole pixels)",
+                                     unchanged_probability(stock), policy))
+    elif policy.type == "trivialaugment":
+        result.approximate = (header + "augment = v2.TrivialAugmentWide(num_magnitude_bins=31, "
+                              f"interpolation=InterpolationMode.NEAREST, fill={fill})")
+        # Wide ranges at 31 integer bins: Identity always, 9 signed ops at bin 0, Posterize
+        # 8 bits at bins 0-2; Solarize, AutoContrast, Equalize change images.
+        result.distance = _distance("torchvision's TrivialAugmentWide (its wider ranges, e.g. "
+                                    "Rotate up to 135 degrees)", (1 + 9 / 31 + 3 / 31) / 14,
+                                    policy)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# timm
 
 
 def _timm(policy: Policy) -> Export:
-    if policy.type == "none":
-        return Export("timm", "# no policy ops: leave auto_augment unset", [], [])
-    differences = _common(policy)
-    if policy.type == "trivialaugment":
-        differences.append("timm has no TrivialAugment config string")
-    ops = set(policy.ops)
-    differences.append(
-        "timm's RandAugment op set is " + ", ".join(TIMM_RAND_OPS) + "; it has no Identity op "
-        "and each drawn op applies with probability 0.5; this policy draws from "
-        + ", ".join(op for op in RANDAUGMENT_OPS + ("Cutout", "Invert") if op in ops)
-        + " and always applies the drawn op")
-    differences.append("timm's magnitude scale is 0..10 in whole steps (this policy's M/3 "
-                       f"= {_num(policy.magnitude / 3)}), with enhance factors 0.1..1.9, "
-                       "posterize 0..4 bits and random bilinear/bicubic resampling")
-    mstd = f"-mstd{_num(policy.magnitude_std / 3)}" if policy.magnitude_std else ""
-    code = f"rand-m{round(policy.magnitude / 3)}-n{policy.num_ops or 1}{mstd}-inc1"
-    return Export("timm", code, differences, [])
+    unsupported = [op for op in policy.ops if OPS[op].timm is None]
+    notes = ["exact on PIL images; AutoContrast is PIL's, which may differ from policysearch's "
+             "by one level on under 1% of pixels", *_base_note(policy)]
+    if unsupported:
+        differences = [f"timm's AugmentOp has no {', '.join(unsupported)} (its RandomErasing "
+                       "draws rectangles of random area and aspect instead)"]
+        result = Export("timm", None, differences, notes)
+    else:
+        result = Export("timm", timm_code(policy), notes=notes)
+    if policy.type == "autoaugment":
+        return result
+    if policy.type == "randaugment":
+        level = min(round(policy.magnitude / 3), 9)
+        layers = policy.num_ops
+        mstd = f"-mstd{policy.magnitude_std / 3:.3g}" if policy.magnitude_std else ""
+        unchanged = 0.0 if level else 1 - 4 / len(TIMM_RAND_INCREASING)
+        unchanged = unchanged ** layers
+    else:
+        level, layers, mstd, unchanged = 9, 1, "-mstd101", 0.0
+    config = f"rand-m{level}-n{layers}-p1.0{mstd}-inc1-mmax9"
+    result.approximate = (
+        "from PIL import Image\nfrom timm.data.auto_augment import rand_augment_transform\n\n"
+        f"augment = rand_augment_transform({config!r}, {{\"img_mean\": ({policy.fill}, "
+        f"{policy.fill}, {policy.fill}), \"interpolation\": Image.NEAREST, "
+        "\"translate_pct\": 150 / 331})")
+    result.distance = _distance(f"timm's {config} (its 15 ops, 0..9 scale; mmax9 keeps "
+                                "Posterize at 1 bit or more)", unchanged, policy)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# TF Model Garden
+
+
+def _tf_neutral(op: str, m: float) -> bool:
+    """Whether TF Model Garden's op leaves images as they are at its magnitude ``m`` (0..10)."""
+    if op in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "Cutout", "SolarizeAdd"):
+        return m == 0
+    if op in ("Color", "Contrast", "Brightness", "Sharpness"):
+        return m / 10 * 1.8 + 0.1 == 1.0
+    return op == "Solarize" and int(m / 10 * 256) >= 256
 
 
 def _tf_models(policy: Policy) -> Export:
-    if policy.type == "none":
-        return Export("tf-models", "# no policy ops", [], [])
-    differences = _common(policy)
+    differences = [
+        "TF Model Garden (official.vision.ops.augment) maps one magnitude m in 0..10 to every "
+        "op on its own scales: an enhance op gets the single factor 0.1 + 0.18 m (this policy: "
+        "1 ± 0.03 M, either direction per image), Posterize keeps int(0.4 m) bits (this policy: "
+        "8 - round(M / 7.5)), Solarize's threshold is int(25.6 m) (this policy: 255 - 8.5 M), "
+        "translations are translate_const * m / 10 pixels, and it rotates about "
+        "((w - 1) / 2, (h - 1) / 2) where PIL rotates about (w / 2, h / 2)"]
     ops = set(policy.ops)
-    exclude = [op for op in TF_MODELS_OPS if op not in ops]
-    if "Identity" in ops:
-        differences.append("TF Model Garden's RandAugment has no Identity op")
-    differences.append("TF Model Garden applies each drawn op with a random probability in "
-                       "[0.2, 0.8], on a 0..10 magnitude scale with enhance factors 0.1..1.9 "
-                       "and translations in absolute pixels (translate_const)")
     if policy.type == "trivialaugment":
-        differences.append("TF Model Garden has no TrivialAugment")
-    code = (f"official.vision.ops.augment.RandAugment(num_layers={policy.num_ops or 1}, "
-            f"magnitude={_num(policy.magnitude / 3)}, exclude_ops={exclude!r})")
-    return Export("tf-models", code, differences, [])
+        differences.append("TF Model Garden has no TrivialAugment (a magnitude drawn per image)")
+    if policy.type == "randaugment" and policy.magnitude_std:
+        differences.append("its magnitude_std jitters m on the 0..10 scale, before its scales")
+    result = Export("tf-models", None, differences, _base_note(policy))
+    header = "from official.vision.ops import augment as tfm_augment\n\n"
+    m = round(policy.magnitude / 3, 4) if policy.type == "randaugment" else round(MAX_LEVEL / 3)
+    exclude = [op for op in TF_MODELS_OPS if op not in ops]
+    if policy.type == "autoaugment":
+        subs = [[(op, p, round(level / 3, 4)) for op, p, level in sub]
+                for sub in policy.sub_policies if all(op in TF_MODELS_OPS for op, _, _ in sub)]
+        steps = max((len(sub) for sub in subs), default=0)
+        subs = [sub + [("Equalize", 0.0, 0)] * (steps - len(sub)) for sub in subs]  # never applied
+        result.approximate = header + f"augment = tfm_augment.AutoAugment(policies={subs!r})"
+        stock = [math.prod(1 - p + p * _tf_neutral(op, m) for op, p, m in sub) for sub in subs]
+        result.distance = _distance(f"TF Model Garden's AutoAugment with the {len(subs)} of "
+                                    f"{len(policy.sub_policies)} sub-policies its ops can name "
+                                    "(m = M / 3 on its scales)",
+                                    sum(stock) / max(len(stock), 1), policy)
+        return result
+    layers = policy.num_ops if policy.type == "randaugment" else 1
+    available = len(TF_MODELS_OPS) - len(exclude)
+    # Per layer: the identity branch (1 of K + 1), or an op that is the identity at m.
+    neutral = sum(1 for op in TF_MODELS_OPS if op not in exclude and _tf_neutral(op, m))
+    unchanged = ((1 + neutral) / (available + 1)) ** layers
+    result.approximate = (header + f"augment = tfm_augment.RandAugment(num_layers={layers}, "
+                          f"magnitude={m}, exclude_ops={exclude!r})")
+    result.distance = _distance(f"TF Model Garden's RandAugment at m={m}", unchanged, policy)
+    return result

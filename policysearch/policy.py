@@ -36,20 +36,7 @@ MAGNITUDE_SCALE: dict[str, Any] = {
     "max": 30,
     "definition": "value = linspace(0, value_at_max, 31)[M], as torchvision RandAugment with "
     "num_magnitude_bins=31; signed ops take a random sign per image",
-    "value_at_max": {
-        "ShearX": "0.3 (PIL affine (1, v, 0, 0, 1, 0))",
-        "ShearY": "0.3 (PIL affine (1, 0, 0, v, 1, 0))",
-        "TranslateX": "150/331 of the image width, in pixels",
-        "TranslateY": "150/331 of the image height, in pixels",
-        "Rotate": "30 degrees",
-        "Brightness": "0.9 (PIL enhance factor 1 + v)",
-        "Color": "0.9 (PIL enhance factor 1 + v)",
-        "Contrast": "0.9 (PIL enhance factor 1 + v)",
-        "Sharpness": "0.9 (PIL enhance factor 1 + v)",
-        "Posterize": "4 bits (8 - round(M / 7.5) bits kept)",
-        "Solarize": "threshold 0 (255 - 255 M / 30; values at or above are inverted)",
-        "Cutout": "a square of 0.5 of the shorter side",
-    },
+    "value_at_max": {name: spec.at_max for name, spec in OPS.items() if spec.at_max},
 }
 
 

@@ -47,6 +47,7 @@ def policies(tmp_path: Path) -> dict[str, Path]:
     found = {
         "ra": ra,
         "ra_subset": randaugment(1, 12, ops=["Rotate", "Solarize"]),
+        "ra_cutout": randaugment(2, 9, ops=["Cutout", "Rotate"]),
         "ta": trivialaugment(),
         "aa": autoaugment([[("Rotate", 0.5, 10), ("Invert", 0.2, 0)]]),
         "none": no_augment(),
@@ -129,13 +130,15 @@ def test_show_does_not_import_tensorflow_or_mlflow(policies: dict[str, Path],
 # export
 
 
-def test_export_torchvision_exact_policy_prints_code(policies: dict[str, Path],
-                                                     tmp_path: Path) -> None:
-    result = run("export", str(policies["ra"]), "--to", "torchvision", cwd=tmp_path)
+@pytest.mark.parametrize("name", ["ra", "ra_subset", "ta", "aa"])
+def test_export_torchvision_prints_runnable_code(policies: dict[str, Path], tmp_path: Path,
+                                                name: str) -> None:
+    result = run("export", str(policies[name]), "--to", "torchvision", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert ("torchvision.transforms.RandAugment(num_ops=2, magnitude=9, num_magnitude_bins=31, "
-            "interpolation=InterpolationMode.NEAREST, fill=[128, 128, 128])") in result.stdout
-    assert "# note:" in result.stdout
+    assert "from torchvision.transforms.v2 import functional as F" in result.stdout
+    assert "augment = PolicyAugment()" in result.stdout
+    assert "# note: exact on PIL images" in result.stdout
+    compile(result.stdout, "stdout", "exec")
     assert result.stderr == ""
 
 
@@ -148,11 +151,9 @@ def test_export_of_no_augment_is_exact_everywhere(policies: dict[str, Path], tmp
 
 
 @pytest.mark.parametrize("name, target, needle", [
-    ("ra_subset", "torchvision", "op subset"),
-    ("ta", "torchvision", "TrivialAugmentWide"),
-    ("aa", "torchvision", "custom AutoAugment"),
-    ("ra", "timm", "timm's RandAugment op set"),
-    ("ra", "tf-models", "TF Model Garden applies each drawn op"),
+    ("ra_cutout", "timm", "no Cutout"),
+    ("ta", "tf-models", "no TrivialAugment"),
+    ("ra", "tf-models", "0.1 + 0.18 m"),
 ])
 def test_export_refuses_inexact_in_one_line(policies: dict[str, Path], tmp_path: Path,
                                             name: str, target: str, needle: str) -> None:
@@ -166,13 +167,13 @@ def test_export_approximate_prints_nearest_code(policies: dict[str, Path],
                                                 tmp_path: Path) -> None:
     timm = run("export", str(policies["ra"]), "--to", "timm", "--approximate", cwd=tmp_path)
     assert timm.returncode == 0, timm.stderr
-    assert "# approximate: timm cannot express this policy exactly:" in timm.stdout
-    assert timm.stdout.splitlines()[-1] == "rand-m3-n2-inc1"
+    assert timm.stdout.startswith("# approximate: timm's rand-m3-n2-p1.0-inc1-mmax9")
+    assert "rand_augment_transform('rand-m3-n2-p1.0-inc1-mmax9'" in timm.stdout.splitlines()[-1]
     tf = run("export", str(policies["ra_subset"]), "--to", "tf-models", "--approximate",
              cwd=tmp_path)
     assert tf.returncode == 0, tf.stderr
     code = tf.stdout.splitlines()[-1]
-    assert code.startswith("official.vision.ops.augment.RandAugment(num_layers=1, magnitude=4,")
+    assert code.startswith("augment = tfm_augment.RandAugment(num_layers=1, magnitude=4.0,")
     assert "'Rotate'" not in code and "'Solarize'" not in code and "'Equalize'" in code
 
 

@@ -1,7 +1,8 @@
 """The op contract: one suite run over every op (as Optuna runs one suite over every sampler).
 
 Each op is compared with PIL, the reference that AutoAugment's and timm's ops are defined by,
-on real CIFAR-10 images and on generated images, at several magnitudes and both signs.
+on real CIFAR-10 images and on generated images, at several magnitudes and both signs. The PIL
+calls (``policysearch.augment.pil.pil_reference``) are the ones the framework-free transform uses.
 
 Tolerances: every op except AutoContrast must equal PIL exactly (max |diff| = 0). AutoContrast
 may differ by 1 on at most 1% of pixels: PIL computes ``v * scale + offset`` in float64 and lands
@@ -15,46 +16,16 @@ import math
 
 import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image
 
 from policysearch.augment import OP_NAMES, OPS, apply_op
 from policysearch.augment.ops import arg_value
+from policysearch.augment.pil import pil_reference
 
 pytestmark = pytest.mark.backends  # `make test` runs these under TensorFlow and under JAX
 
-FILL = (128, 128, 128)
 MAGNITUDES = (*range(31), 9.7, 22.5)  # every bin, and two magnitudes between bins
 PIL_OPS = [name for name in OP_NAMES if name != "Cutout"]
-
-
-def pil_reference(name: str, image: Image.Image, value: float) -> Image.Image:
-    """The PIL call each op is defined by, at the op's argument ``value``."""
-    fill = 128 if image.mode == "L" else FILL
-    if name == "Identity":
-        return image
-    if name == "ShearX":
-        return image.transform(image.size, Image.AFFINE, (1, value, 0, 0, 1, 0), fillcolor=fill)
-    if name == "ShearY":
-        return image.transform(image.size, Image.AFFINE, (1, 0, 0, value, 1, 0), fillcolor=fill)
-    if name == "TranslateX":
-        return image.transform(image.size, Image.AFFINE, (1, 0, value, 0, 1, 0), fillcolor=fill)
-    if name == "TranslateY":
-        return image.transform(image.size, Image.AFFINE, (1, 0, 0, 0, 1, value), fillcolor=fill)
-    if name == "Rotate":
-        return image.rotate(value, fillcolor=fill)
-    if name in ("Brightness", "Color", "Contrast", "Sharpness"):
-        return getattr(ImageEnhance, name)(image).enhance(value)
-    if name == "Posterize":
-        return ImageOps.posterize(image, int(value))
-    if name == "Solarize":
-        return ImageOps.solarize(image, value)
-    if name == "AutoContrast":
-        return ImageOps.autocontrast(image)
-    if name == "Equalize":
-        return ImageOps.equalize(image)
-    if name == "Invert":
-        return ImageOps.invert(image)
-    raise KeyError(name)
 
 
 def compare(name: str, images: np.ndarray, magnitude: float, sign: int) -> np.ndarray:
@@ -192,3 +163,30 @@ def test_op_table_is_complete() -> None:
     assert arg_value("Solarize", 30) == 0 and arg_value("Solarize", 0) == 255
     assert arg_value("Brightness", 30) == pytest.approx(1.9)
     assert arg_value("Brightness", 30, sign=-1) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name", OP_NAMES)
+def test_portable_formula_equals_the_magnitude_rule(name: str) -> None:
+    """``OpSpec.formula`` (quoted by exporters and docs) is ``arg_value`` at every bin and sign."""
+    spec = OPS[name]
+    for magnitude in (*range(31), 9.7, 22.5):
+        for sign in (1, -1) if spec.signed else (1,):
+            for h, w in ((32, 32), (24, 40)):
+                m = magnitude * sign if spec.signed else magnitude
+                value = eval(spec.formula, {"round": round}, {"m": m, "h": h, "w": w})
+                expected = arg_value(name, magnitude, h, w, sign=sign)
+                if float(magnitude).is_integer():
+                    assert value == expected, (name, magnitude, sign)
+                else:
+                    assert value == pytest.approx(expected, rel=1e-6), (name, magnitude, sign)
+
+
+def test_op_spec_fields_are_complete() -> None:
+    """Every op states its unit, default membership and reference; the default set is the 14."""
+    from policysearch.augment.ops import RANDAUGMENT_OPS
+
+    assert OP_NAMES[:14] == RANDAUGMENT_OPS
+    for spec in OPS.values():
+        assert spec.reference, spec.name
+        assert spec.torchvision.startswith(("F.", "img", "cutout(")), spec.name
+        assert (spec.neutral is None) == (spec.kind == "identity" or spec.unit in ("", "threshold"))

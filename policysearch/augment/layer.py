@@ -19,6 +19,7 @@ from typing import Any
 import keras
 from keras.src.layers.preprocessing.data_layer import DataLayer
 
+from policysearch.augment import kernels
 from policysearch.augment import ops as O
 from policysearch.policy import MAX_STAGES, MAX_SUB_POLICIES, Policy, no_augment
 
@@ -252,7 +253,7 @@ class PolicyAugmentation(DataLayer):
         a = N.where(flip, -1.0, 1.0) if self.flip else one
         c = N.where(a < 0, width, 0.0) + shift[:, 0]
         matrix = N.stack([a, 0.0 * one, c, 0.0 * one, one, shift[:, 1]], axis=1)
-        return O.warp(K, images, matrix, 0.0 * one)
+        return kernels.warp(K, images, matrix, 0.0 * one)
 
 
 def _structure(policy: Policy) -> tuple[int, tuple[int, ...]]:
@@ -296,10 +297,10 @@ def _dispatch(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fi
     for index in op_indices:
         spec = O.OPS[O.OP_NAMES[index]]
         chosen = N.nonzero(op == index)[0]
-        arg = spec.arg(K, O.take_rows(K, level, chosen), O.take_rows(K, sign, chosen),
+        arg = spec.arg(K, kernels.take_rows(K, level, chosen), kernels.take_rows(K, sign, chosen),
                        shape[1], shape[2])
-        outputs.append(spec.apply(K, O.take_rows(K, images, chosen), arg,
-                                  O.take_rows(K, rand, chosen), O.take_rows(K, fill, chosen)))
+        rows = [kernels.take_rows(K, x, chosen) for x in (images, rand, fill)]
+        outputs.append(spec.apply(K, rows[0], arg, rows[1], rows[2]))
         order.append(chosen)
     if not order:
         return images
@@ -324,11 +325,11 @@ def _select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill
     affine = [i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "affine"]
     out = images
     if affine:
-        matrix = O.identity_matrix(K, batch)
+        matrix = kernels.identity_matrix(K, batch)
         for index in affine:
             kernel = O.OPS[O.OP_NAMES[index]].kernel(K, arg(index), height, width)
             matrix = N.where((op == index)[:, None], kernel, matrix)
-        out = O.warp(K, images, matrix, fill)
+        out = kernels.warp(K, images, matrix, fill)
     for index in op_indices:
         spec = O.OPS[O.OP_NAMES[index]]
         if spec.kind == "pixel":
