@@ -9,12 +9,14 @@ read by ``validate`` alone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
                    "ship", "truck")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 PARTS = ("train", "test")
+DECODER_VERSION = 2
+"""Part of every cache file's name: a cache decoded by an older decoder is not reused."""
 
 
 @dataclass
@@ -67,32 +71,81 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None = None) -> Part:
-    """Load ``part`` ("train" or "test") of ``dataset``, decoding once and caching arrays."""
+def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None = None,
+              image_size: int | None = None) -> Part:
+    """Load ``part`` ("train" or "test") of ``dataset``, decoding once and caching arrays.
+
+    With ``image_size`` every image is decoded to ``image_size`` x ``image_size`` (see
+    ``RESIZE_METHOD``); without it, images keep their size, which must be one size for all.
+    """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}. Received: part={part!r}")
     source = resolve(dataset, data_dir)
     if source is None:
-        return _cifar10_from_keras(part)
+        return _resized(_cifar10_from_keras(part), image_size)
     key = _fingerprint(source)
-    name = f"{_slug(dataset)}-{key[:16]}-{part}.npz"
+    size = f"-s{image_size}" if image_size else ""
+    name = f"{_slug(dataset)}-{key[:16]}{size}-d{DECODER_VERSION}-{part}.npz"
     path = cache_dir() / name
     cached = _read_cache(path)
     if cached is not None:
         return cached
-    decoded = _decode(source, part)
+    decoded = _decode(source, part, image_size)
     _write_cache(path, decoded)
     return decoded
 
 
+def load_test_part(dataset: str, classes: tuple[str, ...],
+                   data_dir: str | os.PathLike[str] | None = None,
+                   image_size: int | None = None) -> Part:
+    """The test part with labels numbered as ``classes`` (the training part's), by class name.
+
+    Classes are matched by folder name, never by position: a test folder named differently
+    from the training folders is refused, naming the classes on each side.
+    """
+    test = load_part(dataset, "test", data_dir, image_size)
+    if test.classes != tuple(classes):
+        only_test = sorted(set(test.classes) - set(classes))
+        only_train = sorted(set(classes) - set(test.classes))
+        if only_test or only_train:
+            raise DataError(
+                f"dataset {dataset}: the class folders of test/ and train/ differ: only in "
+                f"test/: {', '.join(only_test) or '-'}; only in train/: "
+                f"{', '.join(only_train) or '-'} (test labels are matched by class name)")
+        index = np.array([list(classes).index(c) for c in test.classes], dtype="int64")
+        test = Part(test.x, index[test.y], tuple(classes))
+    return test
+
+
 def load_splits(dataset: str, *, train_size: int | None, val_size: int, seed: int = 0,
-                data_dir: str | os.PathLike[str] | None = None) -> Splits:
+                data_dir: str | os.PathLike[str] | None = None,
+                image_size: int | None = None) -> Splits:
     """The search's data: a seeded, stratified validation split carved from the training part,
     and a stratified training subset (``train_size`` images, ``None`` for all the rest)."""
-    part = load_part(dataset, "train", data_dir)
+    part = load_part(dataset, "train", data_dir, image_size)
     train_idx, val_idx = split_indices(part.y, train_size=train_size, val_size=val_size, seed=seed)
     return Splits(part.x[train_idx], part.y[train_idx], part.x[val_idx], part.y[val_idx],
                   part.classes, dataset)
+
+
+def image_side(dataset: str, data_dir: str | os.PathLike[str] | None = None,
+               image_size: int | None = None) -> int:
+    """The shorter side, in pixels, of the images the trainer will see (read from one image's
+    header; nothing is decoded)."""
+    if image_size:
+        return int(image_size)
+    source = resolve(dataset, data_dir)
+    if source is None:
+        return 32
+    from PIL import Image
+
+    for _, name, data in _read_entries(source, "train", None):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return min(im.size)
+        except Exception:  # any unreadable image: decoding names it later
+            raise DataError(f"dataset {source}: cannot read image {name}") from None
+    raise DataError(f"dataset {source}: no images under train/<class>/")
 
 
 def split_indices(labels: np.ndarray, *, train_size: int | None, val_size: int,
@@ -142,10 +195,35 @@ def resolve(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> Pat
     if not path.exists():
         hint = " (named datasets: cifar10)" if os.sep not in dataset else ""
         raise DataError(f"dataset {dataset!r}: no such folder or archive{hint}")
-    if path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar")):
+    if path.is_dir():
+        return path
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        if not path.is_file():
+            raise DataError(f"dataset {dataset!r}: is not a regular file")
+        problem = _archive_problem(path)
+        if problem:
+            raise DataError(f"dataset {dataset!r}: {problem}")
         return path
     raise DataError(f"dataset {dataset!r}: expected a folder or a .tar.gz archive with "
                     "train/<class>/*.jpg and test/<class>/*.jpg")
+
+
+def _archive_problem(path: Path) -> str | None:
+    """What is wrong with an archive at a glance (its first bytes), or ``None``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    layout = "; expected a .tar.gz of train/<class>/*.jpg and test/<class>/*.jpg"
+    if not head:
+        return "is an empty file (0 bytes), not a .tar.gz archive" + layout
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")) or head[257:262] == b"ustar":
+        return None  # gzip, bzip2, xz or plain tar: tarfile reads them
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return ("is a zip file, not a .tar.gz; unzip it and pass the folder, or repack it "
+                "with `tar czf NAME.tar.gz train test`")
+    return "is not a tar or .tar.gz archive (its first bytes are no archive header)" + layout
 
 
 def _cifar10_from_keras(part: str) -> Part:
@@ -188,32 +266,113 @@ def _slug(dataset: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Decoding
 
+RESIZE_METHOD = ("the shorter side is resized to image_size with PIL's bicubic filter, then "
+                 "the centre image_size x image_size square is kept (PIL ImageOps.fit)")
+MAX_SIDE = 1024
+"""Largest image side trained at full size; larger images need ``image_size``."""
 
-def _decode(source: Path, part: str) -> Part:
+
+def max_data_bytes() -> int:
+    """Most bytes a decoded part may take (``$POLICYSEARCH_MAX_DATA_BYTES``, default 4 GiB)."""
+    return int(os.environ.get("POLICYSEARCH_MAX_DATA_BYTES", 4 << 30))
+
+
+def _decode(source: Path, part: str, image_size: int | None = None) -> Part:
     entries = _list_entries(source, part)
     if not entries:
         raise DataError(f"dataset {source}: no images under {part}/<class>/ "
                         "(expected train/<class>/*.jpg and test/<class>/*.jpg)")
     classes = tuple(sorted({cls for cls, _ in entries}))
-    from PIL import Image, UnidentifiedImageError
+    if part == "train" and len(classes) < 2:
+        raise DataError(f"dataset {source}: train/ has one class ({classes[0]}); a classifier "
+                        "needs at least two class folders")
+    position = {name: i for i, (_, name) in enumerate(entries)}
+    labels = np.asarray([classes.index(cls) for cls, _ in entries], dtype="int64")
+    x: np.ndarray | None = None
+    first = ""
+    for _, name, data in _read_entries(source, part, entries):
+        array = _decode_image(source, name, data, image_size)
+        if x is None:
+            first = name
+            x = _allocate(source, part, len(entries), array.shape)
+        elif array.shape != x.shape[1:]:
+            raise DataError(
+                f"dataset {source}: image {name} is {array.shape[1]}x{array.shape[0]}, others "
+                f"(such as {first}) are {x.shape[2]}x{x.shape[1]}; pass --image-size N "
+                "(data.image_size) to decode every image to N x N")
+        x[position[name]] = array
+    assert x is not None
+    return Part(x, labels, classes)
 
-    images, labels = [], []
-    shape = None
-    for cls, name, data in _read_entries(source, part, entries):
-        try:
+
+def _allocate(source: Path, part: str, count: int, shape: tuple[int, ...]) -> np.ndarray:
+    need = count * int(np.prod(shape))
+    if need > max_data_bytes():
+        raise DataError(
+            f"dataset {source}: {count} {part} images of {shape[1]}x{shape[0]} need "
+            f"{need / 2**30:.1f} GiB decoded, over the {max_data_bytes() / 2**30:.1f} GiB limit; "
+            "pass --image-size N (data.image_size) to decode them smaller")
+    return np.empty((count, *shape), dtype="uint8")
+
+
+def _decode_image(source: Path, name: str, data: bytes, image_size: int | None) -> np.ndarray:
+    """One image as (H, W, 3) uint8; its size is checked from the header before decoding."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
-                array = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"dataset {source}: cannot decode image {name} "
-                            f"({err.__class__.__name__}); is it corrupt?") from None
-        if shape is None:
-            shape = array.shape
-        elif array.shape != shape:
-            raise DataError(f"dataset {source}: image {name} is {array.shape[1]}x{array.shape[0]}, "
-                            f"others are {shape[1]}x{shape[0]}; resize the images to one size")
-        images.append(array)
-        labels.append(classes.index(cls))
-    return Part(np.stack(images), np.asarray(labels, dtype="int64"), classes)
+                width, height = im.size
+                if image_size is None and max(width, height) > MAX_SIDE:
+                    raise DataError(
+                        f"dataset {source}: image {name} is {width}x{height}, too large to "
+                        f"train at full size (over {MAX_SIDE} px); pass --image-size N "
+                        "(data.image_size, e.g. 64) to decode every image to N x N")
+                if image_size is not None:
+                    im.draft(None, (image_size, image_size))  # JPEG: decode at 1/2..1/8 scale
+                im = _to_8bit(im, source, name)
+                if image_size is not None:
+                    im = ImageOps.fit(im, (image_size, image_size),
+                                      method=Image.Resampling.BICUBIC)
+                return np.asarray(im)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"dataset {source}: image {name} has too many pixels to decode safely "
+                        f"(over {Image.MAX_IMAGE_PIXELS:,}: a decompression bomb?); shrink "
+                        "it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
+        raise DataError(f"dataset {source}: cannot decode image {name} "
+                        f"({err.__class__.__name__}); is it corrupt?") from None
+
+
+def _to_8bit(im: Any, source: Path, name: str) -> Any:
+    """RGB with 8 bits per channel; 16-bit greyscale is scaled (65535 -> 255), not clipped."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(im)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"dataset {source}: image {name} has 32-bit pixel values; "
+                            "convert it to 8 or 16 bits")
+        scaled = (values.astype("uint32") * 255 + 32767) // 65535
+        im = Image.fromarray(scaled.astype("uint8"), "L")
+    elif im.mode == "F":
+        raise DataError(f"dataset {source}: image {name} has floating-point pixels; "
+                        "convert it to 8-bit")
+    return im.convert("RGB")
+
+
+def _resized(part: Part, image_size: int | None) -> Part:
+    """Keras' CIFAR-10 arrays at ``image_size`` (same method as decoding)."""
+    if not image_size or part.x.shape[1:3] == (image_size, image_size):
+        return part
+    from PIL import Image, ImageOps
+
+    x = np.stack([np.asarray(ImageOps.fit(Image.fromarray(im), (image_size, image_size),
+                                          method=Image.Resampling.BICUBIC)) for im in part.x])
+    return Part(x, part.y, part.classes)
 
 
 def _list_entries(source: Path, part: str) -> list[tuple[str, str]]:
@@ -226,39 +385,65 @@ def _list_entries(source: Path, part: str) -> list[tuple[str, str]]:
                 if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                     found.append((path.parent.name, str(path.relative_to(source))))
     else:
-        try:
-            with tarfile.open(source) as archive:
-                for member in archive:
-                    parts = Path(member.name).parts
-                    if parts and parts[0] == ".":
-                        parts = parts[1:]
-                    if (member.isfile() and len(parts) == 3 and parts[0] == part
-                            and Path(parts[2]).suffix.lower() in IMAGE_SUFFIXES):
-                        found.append((parts[1], member.name))
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise DataError(f"dataset {source}: cannot read the archive ({err}); "
-                            "is it truncated?") from None
+        with _open_archive(source) as archive:
+            for member in _archive_members(source, archive):
+                entry = _archive_entry(member, part)
+                if entry:
+                    found.append(entry)
     return sorted(found)
 
 
-def _read_entries(source: Path, part: str, entries: list[tuple[str, str]]):
-    if source.is_dir():
-        for cls, name in entries:
-            yield cls, name, (source / name).read_bytes()
-        return
-    wanted = {name: cls for cls, name in entries}
-    blobs: dict[str, bytes] = {}
+def _archive_entry(member: tarfile.TarInfo, part: str) -> tuple[str, str] | None:
+    parts = Path(member.name).parts
+    if parts and parts[0] == ".":
+        parts = parts[1:]
+    if (member.isfile() and len(parts) == 3 and parts[0] == part
+            and Path(parts[2]).suffix.lower() in IMAGE_SUFFIXES):
+        return parts[1], member.name
+    return None
+
+
+def _open_archive(source: Path) -> tarfile.TarFile:
     try:
-        with tarfile.open(source) as archive:
-            for member in archive:
-                if member.name in wanted:
-                    handle = archive.extractfile(member)
-                    blobs[member.name] = handle.read() if handle else b""
+        return tarfile.open(source)
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise DataError(f"dataset {source}: cannot read the archive ({err}); "
-                        "is it truncated?") from None
-    for cls, name in entries:
-        yield cls, name, blobs[name]
+        raise DataError(f"dataset {source}: cannot read the archive ({err}); it is truncated "
+                        "or corrupt") from None
+
+
+def _archive_members(source: Path, archive: tarfile.TarFile):
+    try:
+        yield from archive
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"dataset {source}: cannot read the archive ({err}); it is truncated "
+                        "or corrupt") from None
+
+
+def _read_entries(source: Path, part: str, entries: list[tuple[str, str]] | None):
+    """(class, name, bytes) of ``entries`` (``None``: every image of ``part``), one at a time
+    (an archive is streamed in its own order)."""
+    if source.is_dir():
+        for cls, name in entries if entries is not None else _list_entries(source, part):
+            try:
+                data = (source / name).read_bytes()
+            except OSError as err:
+                raise DataError(f"dataset {source}: cannot read {name} ({err.strerror})") \
+                    from None
+            yield cls, name, data
+        return
+    wanted = None if entries is None else {name: cls for cls, name in entries}
+    with _open_archive(source) as archive:
+        for member in _archive_members(source, archive):
+            entry = _archive_entry(member, part)
+            if entry is None or (wanted is not None and member.name not in wanted):
+                continue
+            try:
+                handle = archive.extractfile(member)
+                data = handle.read() if handle else b""
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+                raise DataError(f"dataset {source}: cannot read the archive ({err}); it is "
+                                "truncated or corrupt") from None
+            yield entry[0], member.name, data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -267,7 +452,10 @@ def _read_entries(source: Path, part: str, entries: list[tuple[str, str]]):
 
 def _read_cache(path: Path) -> Part | None:
     """The cached part, or ``None`` if missing, truncated or corrupt (then it is rebuilt)."""
-    if not path.exists():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -281,16 +469,28 @@ def _read_cache(path: Path) -> Part | None:
 
         warnings.warn(f"cached dataset {path} is truncated or corrupt; rebuilding it",
                       stacklevel=2)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         return None
 
 
 def _write_cache(path: Path, part: Part) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Cache ``part``; a cache directory that cannot be written (read-only, full, not a
+    directory) only warns: the data is used without caching."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, x=part.x, y=part.y, classes=np.array(json.dumps(list(part.classes))))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.savez(handle, x=part.x, y=part.y, classes=np.array(json.dumps(list(part.classes))))
+        os.replace(tmp, path)
+    except OSError as err:
+        import warnings
+
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        warnings.warn(f"cannot cache the decoded dataset in {path.parent} "
+                      f"({err.strerror or err}); continuing without a cache (set "
+                      "POLICYSEARCH_CACHE_DIR to a writable folder)", stacklevel=2)
 
 
 def describe(dataset: str, data_dir: Any = None) -> str:

@@ -21,15 +21,16 @@ def validate(policy: Policy, experiment: Experiment, *, epochs: int, seeds: int,
     """Train ``policy`` and the baselines; return test accuracy per policy and seed."""
     import numpy as np
 
-    from policysearch.data import load_part, split_indices
+    from policysearch.data import load_part, load_test_part, split_indices
     from policysearch.study import VALIDATE_SEED_BASE
     from policysearch.trainer import ProxyTrainer
 
     exp = experiment
-    train = load_part(exp.dataset, "train", exp.data.data_dir)
+    size = exp.data.image_size
+    train = load_part(exp.dataset, "train", exp.data.data_dir, size)
     train_idx, val_idx = split_indices(train.y, train_size=exp.validate.train_size,
                                        val_size=exp.data.val_size, seed=exp.data.split_seed)
-    test = load_part(exp.dataset, "test", exp.data.data_dir)
+    test = load_test_part(exp.dataset, train.classes, exp.data.data_dir, size)
     x_train, y_train = train.x[train_idx], train.y[train_idx]
     x_val, y_val = train.x[val_idx], train.y[val_idx]
     trainer = ProxyTrainer(exp.trainer, exp.base_augment, x_train.shape[1:], len(train.classes),

@@ -222,7 +222,7 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 
 
 def test_baselines() -> None:
-    assert set(BASELINES) == {"crop_flip", "randaugment_n2_m9", "trivialaugment"}
+    assert set(BASELINES) == {"crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"}
     assert BASELINES["crop_flip"] == no_augment()
     assert BASELINES["crop_flip"].type == "none"
     ra = BASELINES["randaugment_n2_m9"]
@@ -231,4 +231,9 @@ def test_baselines() -> None:
     assert ra.ops == RANDAUGMENT_OPS and len(ra.ops) == 14
     ta = BASELINES["trivialaugment"]
     assert ta == trivialaugment() and ta.ops == RANDAUGMENT_OPS
-    assert [b.label for b in BASELINES.values()] == ["crop+flip", "RA(N=2,M=9)", "TA"]
+    assert [b.label for b in BASELINES.values()] == ["crop+flip", "crop only", "RA(N=2,M=9)",
+                                                     "TA"]
+    only = BASELINES["crop_only"]
+    assert only.type == "none" and only.base == {"flip": False} and not only.flips
+    assert only.key() != BASELINES["crop_flip"].key(), "no flip is another augmentation"
+    assert only.table()["flip"] == 0 and BASELINES["crop_flip"].table()["flip"] == 1
