@@ -136,6 +136,9 @@ class PolicyAugmentation(DataLayer):
         images = self.backend.cast(inputs, "float32")
         if not training:
             return images
+        if len(images.shape) not in (3, 4):
+            raise ValueError("Expected an image (H, W, C) or a batch of images of rank 4 "
+                             f"(B, H, W, C). Received: shape={tuple(images.shape)}")
         unbatched = len(images.shape) == 3
         if unbatched:  # one image, as a tf.data map before .batch() gives it
             images = self.backend.numpy.expand_dims(images, 0)
