@@ -423,7 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # a bad argument (one line printed), --help or --version
+        return exit.code if isinstance(exit.code, int) else 2
     try:
         return args.func(args)
     except PolicySearchError as err:
