@@ -19,11 +19,11 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from policysearch.errors import DataError
+from policysearch.images import allocate, decode_image, fit_arrays
 
 CIFAR10_ARCHIVE = "cifar10-images.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -82,7 +82,8 @@ def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None =
         raise ValueError(f"part must be one of {PARTS}. Received: part={part!r}")
     source = resolve(dataset, data_dir)
     if source is None:
-        return _resized(_cifar10_from_keras(part), image_size)
+        cifar = _cifar10_from_keras(part)
+        return Part(fit_arrays(cifar.x, image_size), cifar.y, cifar.classes)
     key = _fingerprint(source)
     size = f"-s{image_size}" if image_size else ""
     name = f"{_slug(dataset)}-{key[:16]}{size}-d{DECODER_VERSION}-{part}.npz"
@@ -266,17 +267,6 @@ def _slug(dataset: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Decoding
 
-RESIZE_METHOD = ("the shorter side is resized to image_size with PIL's bicubic filter, then "
-                 "the centre image_size x image_size square is kept (PIL ImageOps.fit)")
-MAX_SIDE = 1024
-"""Largest image side trained at full size; larger images need ``image_size``."""
-
-
-def max_data_bytes() -> int:
-    """Most bytes a decoded part may take (``$POLICYSEARCH_MAX_DATA_BYTES``, default 4 GiB)."""
-    return int(os.environ.get("POLICYSEARCH_MAX_DATA_BYTES", 4 << 30))
-
-
 def _decode(source: Path, part: str, image_size: int | None = None) -> Part:
     entries = _list_entries(source, part)
     if not entries:
@@ -291,10 +281,11 @@ def _decode(source: Path, part: str, image_size: int | None = None) -> Part:
     x: np.ndarray | None = None
     first = ""
     for _, name, data in _read_entries(source, part, entries):
-        array = _decode_image(source, name, data, image_size)
+        array = decode_image(data, f"dataset {source}: image {name}", image_size)
         if x is None:
             first = name
-            x = _allocate(source, part, len(entries), array.shape)
+            x = allocate(f"dataset {source}: {len(entries)} {part} images", len(entries),
+                         array.shape)
         elif array.shape != x.shape[1:]:
             raise DataError(
                 f"dataset {source}: image {name} is {array.shape[1]}x{array.shape[0]}, others "
@@ -303,76 +294,6 @@ def _decode(source: Path, part: str, image_size: int | None = None) -> Part:
         x[position[name]] = array
     assert x is not None
     return Part(x, labels, classes)
-
-
-def _allocate(source: Path, part: str, count: int, shape: tuple[int, ...]) -> np.ndarray:
-    need = count * int(np.prod(shape))
-    if need > max_data_bytes():
-        raise DataError(
-            f"dataset {source}: {count} {part} images of {shape[1]}x{shape[0]} need "
-            f"{need / 2**30:.1f} GiB decoded, over the {max_data_bytes() / 2**30:.1f} GiB limit; "
-            "pass --image-size N (data.image_size) to decode them smaller")
-    return np.empty((count, *shape), dtype="uint8")
-
-
-def _decode_image(source: Path, name: str, data: bytes, image_size: int | None) -> np.ndarray:
-    """One image as (H, W, 3) uint8; its size is checked from the header before decoding."""
-    import warnings
-
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
-                if image_size is None and max(width, height) > MAX_SIDE:
-                    raise DataError(
-                        f"dataset {source}: image {name} is {width}x{height}, too large to "
-                        f"train at full size (over {MAX_SIDE} px); pass --image-size N "
-                        "(data.image_size, e.g. 64) to decode every image to N x N")
-                if image_size is not None:
-                    im.draft(None, (image_size, image_size))  # JPEG: decode at 1/2..1/8 scale
-                im = _to_8bit(im, source, name)
-                if image_size is not None:
-                    im = ImageOps.fit(im, (image_size, image_size),
-                                      method=Image.Resampling.BICUBIC)
-                return np.asarray(im)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise DataError(f"dataset {source}: image {name} has too many pixels to decode safely "
-                        f"(over {Image.MAX_IMAGE_PIXELS:,}: a decompression bomb?); shrink "
-                        "it first") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as err:
-        raise DataError(f"dataset {source}: cannot decode image {name} "
-                        f"({err.__class__.__name__}); is it corrupt?") from None
-
-
-def _to_8bit(im: Any, source: Path, name: str) -> Any:
-    """RGB with 8 bits per channel; 16-bit greyscale is scaled (65535 -> 255), not clipped."""
-    from PIL import Image
-
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        values = np.asarray(im)
-        if values.size and (values.min() < 0 or values.max() > 65535):
-            raise DataError(f"dataset {source}: image {name} has 32-bit pixel values; "
-                            "convert it to 8 or 16 bits")
-        scaled = (values.astype("uint32") * 255 + 32767) // 65535
-        im = Image.fromarray(scaled.astype("uint8"), "L")
-    elif im.mode == "F":
-        raise DataError(f"dataset {source}: image {name} has floating-point pixels; "
-                        "convert it to 8-bit")
-    return im.convert("RGB")
-
-
-def _resized(part: Part, image_size: int | None) -> Part:
-    """Keras' CIFAR-10 arrays at ``image_size`` (same method as decoding)."""
-    if not image_size or part.x.shape[1:3] == (image_size, image_size):
-        return part
-    from PIL import Image, ImageOps
-
-    x = np.stack([np.asarray(ImageOps.fit(Image.fromarray(im), (image_size, image_size),
-                                          method=Image.Resampling.BICUBIC)) for im in part.x])
-    return Part(x, part.y, part.classes)
 
 
 def _list_entries(source: Path, part: str) -> list[tuple[str, str]]:
@@ -491,9 +412,3 @@ def _write_cache(path: Path, part: Part) -> None:
         warnings.warn(f"cannot cache the decoded dataset in {path.parent} "
                       f"({err.strerror or err}); continuing without a cache (set "
                       "POLICYSEARCH_CACHE_DIR to a writable folder)", stacklevel=2)
-
-
-def describe(dataset: str, data_dir: Any = None) -> str:
-    """Where ``dataset`` comes from, in words."""
-    source = resolve(dataset, data_dir)
-    return "Keras' CIFAR-10 download" if source is None else str(source)
