@@ -13,8 +13,12 @@ MLFLOW_TRACKING_URI ?= sqlite:///runs/mlflow.db
 UI_PORT ?= 5000
 EXPERIMENT ?= cifar10-reduced
 
-opt = $(if $(2),$(1) $(2),)
-SEARCH_FLAGS = --dataset $(DATASET) \
+# $(call q,VALUE): VALUE as one shell word (paths with spaces or quotes stay whole).
+q = '$(subst ','\'',$(1))'
+opt = $(if $(2),$(1) $(call q,$(2)),)
+# SMOKE=1/yes/true/on turns smoke mode on; empty, 0, no, false or off leave it off.
+smoke_flag = $(if $(filter-out 0 1 yes no true false on off,$(SMOKE)),$(error SMOKE must be 1 or 0, got '$(SMOKE)'),)$(if $(filter 1 yes true on,$(SMOKE)),--smoke,)
+SEARCH_FLAGS = --dataset $(call q,$(DATASET)) \
 	$(call opt,--data-dir,$(DATA_DIR)) \
 	$(call opt,--experiment,$(EXPERIMENT_FILE)) \
 	$(call opt,--space,$(SPACE)) \
@@ -22,18 +26,23 @@ SEARCH_FLAGS = --dataset $(DATASET) \
 	$(call opt,--epochs,$(EPOCHS)) \
 	$(call opt,--train-size,$(TRAIN_SIZE)) \
 	$(call opt,--val-size,$(VAL_SIZE)) \
+	$(call opt,--batch-size,$(BATCH_SIZE)) \
+	$(call opt,--image-size,$(IMAGE_SIZE)) \
+	$(call opt,--crop-padding,$(BASE_CROP_PADDING)) \
+	$(call opt,--flip,$(BASE_FLIP)) \
 	$(call opt,--seed,$(SEED)) \
 	$(call opt,--timeout,$(TIMEOUT)) \
 	$(call opt,--workers,$(WORKERS)) \
 	$(call opt,--storage,$(STORAGE)) \
 	$(call opt,--study-name,$(STUDY)) \
 	$(call opt,--export,$(EXPORT)) \
-	$(if $(SMOKE),--smoke,)
+	$(smoke_flag)
 
 .PHONY: help install search worker ui test lint bench experiment clean
 
 help:
 	@echo "make search DATASET=cifar10 [TRIALS=.. EPOCHS=.. SPACE=.. WORKERS=.. SMOKE=1]"
+	@echo "            [BATCH_SIZE=.. IMAGE_SIZE=N BASE_CROP_PADDING=auto|PX BASE_FLIP=true|false]"
 	@echo "make ui            MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make test          the test suite (bootstraps .venv)"
 	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
@@ -51,10 +60,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 search: $(STAMP)
-	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) search $(SEARCH_FLAGS)
+	MLFLOW_TRACKING_URI=$(call q,$(MLFLOW_TRACKING_URI)) $(PS) search $(SEARCH_FLAGS)
 
 worker: $(STAMP)
-	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) worker --study-name $(STUDY) \
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) worker --study-name $(call q,$(STUDY)) \
 		$(call opt,--storage,$(STORAGE))
 
 ui: $(STAMP)
@@ -79,8 +88,8 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m policysearch.bench $(call opt,--data-dir,$(DATA_DIR))
 
 experiment: $(STAMP)
-	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(EXPERIMENT) \
-		$(call opt,--data-dir,$(DATA_DIR)) $(if $(SMOKE),--smoke,)
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(call q,$(EXPERIMENT)) \
+		$(call opt,--data-dir,$(DATA_DIR)) $(smoke_flag)
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache

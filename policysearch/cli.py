@@ -33,6 +33,27 @@ def _print(*args: Any) -> None:
     print(*args, flush=True)
 
 
+def _note(message: str) -> None:
+    print(f"policysearch: note: {message}", file=sys.stderr, flush=True)
+
+
+def local_cores() -> int:
+    """CPU cores this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def cap_workers(workers: int) -> int:
+    """``workers``, at most one per core here (more only share the same cores)."""
+    cores = local_cores()
+    if workers > cores:
+        _note(f"--workers {workers} is more than the {cores} CPU core(s) here; "
+              f"running {cores} worker(s)")
+        return cores
+    return workers
+
+
 # ----------------------------------------------------------------------------------------------
 # Commands
 
@@ -46,10 +67,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     from policysearch.spaces import load_space
     from policysearch.storage import default_storage
 
+    args.workers = cap_workers(args.workers)
     overrides = {
         "data.data_dir": args.data_dir,
         "data.train_size": args.train_size,
         "data.val_size": args.val_size,
+        "data.image_size": args.image_size,
+        "base_augment.crop_padding": args.crop_padding,
+        "base_augment.flip": args.flip,
         "trainer.epochs": args.epochs,
         "trainer.batch_size": args.batch_size,
         "trainer.placement": args.placement,
@@ -118,8 +143,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     policy = read_policy(args.policy)
     overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
-                 "target.train_size": args.train_size, "target.trainer.epochs": args.epochs,
-                 "validate.seeds": args.seeds}
+                 "data.image_size": args.image_size, "target.train_size": args.train_size,
+                 "target.trainer.epochs": args.epochs, "validate.seeds": args.seeds}
     stored = policy.source.get("experiment_config")
     if args.experiment or not isinstance(stored, dict):
         experiment = load_experiment(args.experiment, dataset=args.dataset or
@@ -200,7 +225,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     policy = read_policy(args.policy)
     dataset = args.dataset or policy.source.get("dataset") or "cifar10"
-    part = load_part(dataset, "train", args.data_dir)
+    part = load_part(dataset, "train", args.data_dir, args.image_size)
     import numpy as np
 
     picks = [int(np.flatnonzero(part.y == c)[0]) for c in np.unique(part.y)][: args.images]
@@ -244,10 +269,66 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 # Parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments end in one line (``policysearch search: error: ...``), exit 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(low: int = 1) -> Any:
+    """An argparse type: an integer of at least ``low``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+def minutes(text: str) -> float:
+    """An argparse type: a positive, finite number of minutes."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of minutes, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def padding(text: str) -> int | str:
+    """An argparse type: ``auto`` or a number of pixels (0: no crop)."""
+    if text == "auto":
+        return text
+    try:
+        return count(0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto or pixels (0 or more), got {text!r}") \
+            from None
+
+
+def boolean(text: str) -> bool:
+    """An argparse type: true/false (also yes/no, on/off, 1/0)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from policysearch.search.samplers import PRUNERS, SAMPLERS
 
-    parser = argparse.ArgumentParser(prog="policysearch", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="policysearch", description=__doc__.splitlines()[0])
     from policysearch._version import __version__
 
     parser.add_argument("--version", action="version", version=f"policysearch {__version__}")
@@ -260,27 +341,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with cifar10-images.tar.gz "
                    "(or set POLICYSEARCH_DATA_DIR)")
     p.add_argument("--space", help="search space: a name in search_spaces/ or a YAML file")
-    p.add_argument("--trials", type=int, help="searched trials (the baselines run besides)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many minutes")
-    p.add_argument("--epochs", type=int, help="proxy training epochs per trial")
-    p.add_argument("--train-size", type=int, help="training images per trial")
-    p.add_argument("--val-size", type=int, help="validation images (from the training part)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--trials", type=count(0), help="searched trials (the baselines run besides)")
+    p.add_argument("--timeout", type=minutes,
+                   help="stop starting trials after this many minutes")
+    p.add_argument("--epochs", type=count(), help="proxy training epochs per trial")
+    p.add_argument("--train-size", type=count(), help="training images per trial")
+    p.add_argument("--val-size", type=count(), help="validation images (from the training part)")
+    p.add_argument("--batch-size", type=count())
+    p.add_argument("--image-size", type=count(8), metavar="N",
+                   help="decode every image to N x N (shorter side resized, bicubic, then "
+                        "centre crop); needed for large or mixed-size images")
+    p.add_argument("--crop-padding", type=padding, metavar="auto|PX",
+                   help="base random crop padding in pixels (auto: image side / 8)")
+    p.add_argument("--flip", type=boolean, metavar="true|false",
+                   help="base random horizontal flip (false where a flip changes the label)")
     p.add_argument("--placement", choices=("auto", "data", "model"),
                    help="run augmentation in the tf.data pipeline or in the train step")
-    p.add_argument("--seed", type=int, help="sampler and trial seed")
+    p.add_argument("--seed", type=count(0), help="sampler and trial seed")
     p.add_argument("--sampler", choices=tuple(SAMPLERS))
     p.add_argument("--pruner", choices=tuple(PRUNERS))
-    p.add_argument("--top-k", type=int, help="searched candidates raced against the baseline")
-    p.add_argument("--min-seeds", type=int, help="seeds every contender of the race gets")
-    p.add_argument("--max-seeds", type=int, help="seeds a close contender may reach")
+    p.add_argument("--top-k", type=count(1), help="searched candidates raced against the baseline")
+    p.add_argument("--min-seeds", type=count(2), help="seeds every contender of the race gets")
+    p.add_argument("--max-seeds", type=count(2), help="seeds a close contender may reach")
     p.add_argument("--race-budget", choices=("proxy", "target"),
                    help="which training the race runs (default: the experiment's)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db, "
                    "or POLICYSEARCH_STORAGE)")
     p.add_argument("--study-name", help="name of the study; an existing one is resumed")
     p.add_argument("--export", help="where to write the policy (default policies/<study>.json)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--workers", type=count(), default=1,
+                   help="worker processes on this machine (at most one per CPU core)")
     p.add_argument("--devices", help="comma-separated GPU ids, one per worker in turn")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI, "
                    "else sqlite:///runs/mlflow.db)")
@@ -305,18 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset")
     p.add_argument("--experiment")
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=int, help="target training epochs (default: the "
+    p.add_argument("--epochs", type=count(), help="target training epochs (default: the "
                    "experiment's target)")
-    p.add_argument("--seeds", type=int, help="seeds per policy (paired)")
-    p.add_argument("--train-size", type=int, help="target training images")
-    p.add_argument("--val-size", type=int, help="validation images (a small dataset needs few)")
+    p.add_argument("--seeds", type=count(2), help="seeds per policy (paired)")
+    p.add_argument("--train-size", type=count(), help="target training images")
+    p.add_argument("--val-size", type=count(), help="validation images (a small dataset needs few)")
+    p.add_argument("--image-size", type=count(8), metavar="N",
+                   help="decode every image to N x N (as the search did with --image-size)")
     p.add_argument("--tracking-uri")
     p.add_argument("--out", help="also write the results as JSON")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("show", help="print a policy in readable form")
     p.add_argument("policy")
-    p.add_argument("--epochs", type=int, help="also explain what E epochs of it do to an image")
+    p.add_argument("--epochs", type=count(),
+                   help="also explain what E epochs of it do to an image")
     p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("export", help="print the policy for another framework")
@@ -330,9 +423,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("policy")
     p.add_argument("--dataset")
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=int, help="one row per image across this many epochs")
-    p.add_argument("--images", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=count(), help="one row per image across this many epochs")
+    p.add_argument("--images", type=count(), default=8)
+    p.add_argument("--seed", type=count(0), default=0)
+    p.add_argument("--image-size", type=count(8), metavar="N",
+                   help="decode every image to N x N (as the search did with --image-size)")
     p.add_argument("--base", action="store_true", help="include the search's crop and flip")
     p.add_argument("--out")
     p.set_defaults(func=cmd_preview)
@@ -357,7 +452,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # a bad argument (one line printed), --help or --version
+        return exit.code if isinstance(exit.code, int) else 2
     try:
         return args.func(args)
     except PolicySearchError as err:

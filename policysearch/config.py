@@ -12,21 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from policysearch.errors import ConfigError
+from policysearch.errors import ConfigError, DataError
 from policysearch.paths import EXPERIMENTS_DIR, PROJECT_ROOT  # noqa: F401  (re-exported)
 from policysearch.search.samplers import PRUNERS, SAMPLERS
 from policysearch.spaces import BASELINES
+from policysearch.textfile import load_yaml, read_text
 
 
 def _f(default: Any, *, low: float | None = None, high: float | None = None,
-       choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
-    meta = {"low": low, "high": high, "choices": choices, "doc": doc}
+       choices: tuple[Any, ...] | None = None, doc: str = "", auto: bool = False,
+       min_items: int = 0) -> Any:
+    meta = {"low": low, "high": high, "choices": choices, "doc": doc, "auto": auto,
+            "min_items": min_items}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -39,25 +43,31 @@ class DataConfig:
     selection_size: int = _f(1000, low=1, doc="selection images (the race chooses the winner)")
     split_seed: int = _f(0, low=0)
     data_dir: str | None = _f(None, doc="folder holding cifar10-images.tar.gz")
+    image_size: int | None = _f(None, low=8, high=1024,
+                                doc="decode every image to this square size (shorter side "
+                                    "resized with PIL bicubic, then centre crop); null: as is")
 
 
 @dataclass
 class ModelConfig:
     name: str = _f("cnn", choices=("cnn", "resnet"), doc="a name in policysearch.models.MODELS")
-    widths: list[int] = _f([16, 32, 64], doc="channels of each stage")
-    depth: int = _f(1, low=1, doc="convs (cnn) or residual blocks (resnet) per stage")
+    widths: list[int] = _f([16, 32, 64], low=1, high=4096, min_items=1,
+                           doc="channels of each stage")
+    depth: int = _f(1, low=1, high=64, doc="convs (cnn) or residual blocks (resnet) per stage")
 
 
 @dataclass
 class BaseAugmentConfig:
-    crop_padding: int = _f(4, low=0, doc="random crop after zero padding (0: off)")
+    crop_padding: int | str = _f("auto", low=0, high=512, auto=True,
+                                 doc="random crop after zero padding (0: off; auto: "
+                                     "round(image side / 8), 4 px at 32 px)")
     flip: bool = _f(True, doc="random horizontal flip (off where a flip changes the label)")
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = _f(8, low=1)
-    batch_size: int = _f(256, low=1)
+    epochs: int = _f(8, low=1, high=100_000)
+    batch_size: int = _f(256, low=1, high=1 << 20)
     lr: float = _f(0.2, low=0.0, doc="peak learning rate (SGD with Nesterov momentum)")
     momentum: float = _f(0.9, low=0.0, high=1.0)
     weight_decay: float = _f(5e-4, low=0.0)
@@ -174,12 +184,26 @@ def find_experiment(name: str) -> Path:
     return EXPERIMENTS_DIR / f"{name}.yaml"
 
 
+def dataset_experiment(dataset: str) -> Path:
+    """``experiments/<dataset name>.yaml``: the experiment file a dataset picks by default.
+
+    Only ``experiments/`` is looked in: a folder or archive named like the dataset (say
+    ``mydata`` or ``foo.tar.gz`` in the current directory) is the dataset, not an experiment.
+    """
+    name = Path(dataset).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return EXPERIMENTS_DIR / f"{name or 'dataset'}.yaml"
+
+
 def load_experiment(name: str | None = None, *, dataset: str | None = None, smoke: bool = False,
                     overrides: dict[str, Any] | None = None) -> Experiment:
     """Load an experiment file (or the defaults), then smoke overrides, then ``overrides``.
 
     With no name, ``experiments/<dataset>.yaml`` is used if it exists, else the defaults.
     ``overrides`` maps dotted keys (``trainer.epochs``) to values; ``None`` values are ignored.
+    ``base_augment.crop_padding: auto`` becomes a number of pixels here when the dataset's image
+    size can be read (see ``resolve_crop_padding``).
     """
     raw: dict[str, Any] = {}
     origin = "defaults"
@@ -188,8 +212,8 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         path = find_experiment(name)
         if not path.exists():
             raise ConfigError(f"experiment {name!r}: no file {path}")
-    elif dataset is not None and find_experiment(Path(dataset).name).exists():
-        path = find_experiment(Path(dataset).name)
+    elif dataset is not None and dataset_experiment(dataset).is_file():
+        path = dataset_experiment(dataset)
     if path is not None:
         origin = str(path)
         raw = _read_yaml(path)
@@ -200,7 +224,7 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         if not isinstance(smoke_overrides, dict):
             raise ConfigError(f"{origin}: key 'smoke': expected a mapping")
         raw = _merge(raw, smoke_overrides)
-    _set_dotted(raw, overrides or {})
+    _set_dotted(raw, overrides or {}, origin)
     # the target's trainer is the proxy's, with the target's own keys on top
     target = raw.get("target", {})
     if isinstance(target, dict) and isinstance(target.get("trainer", {}), dict):
@@ -215,6 +239,7 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     if experiment.race.max_seeds < experiment.race.min_seeds:
         raise ConfigError(f"{origin}: key 'race.max_seeds': {experiment.race.max_seeds} is below "
                           f"race.min_seeds ({experiment.race.min_seeds})")
+    _resolve_auto(experiment)
     return experiment
 
 
@@ -222,21 +247,26 @@ def with_overrides(experiment: Experiment, overrides: dict[str, Any],
                    origin: str) -> Experiment:
     """``experiment`` with dotted keys replaced (``None`` values are ignored), re-validated."""
     raw = experiment.to_dict()
-    _set_dotted(raw, overrides)
+    _set_dotted(raw, overrides, origin)
     rebuilt = _build(Experiment, raw, origin, "")
     rebuilt.source = experiment.source
     return rebuilt
 
 
-def _set_dotted(raw: dict[str, Any], overrides: dict[str, Any]) -> None:
+def _set_dotted(raw: dict[str, Any], overrides: dict[str, Any], origin: str) -> None:
     for key, value in overrides.items():
         if value is None:
             continue
         target = raw
         *parents, last = key.split(".")
-        for parent in parents:
+        for depth, parent in enumerate(parents):
             target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                where = ".".join(parents[: depth + 1])
+                raise ConfigError(f"{origin}: key '{where}': expected a mapping, got "
+                                  f"{target!r} (so {key} cannot be set)")
         target[last] = value
+
 
 
 def experiment_from_dict(data: dict[str, Any], origin: str) -> Experiment:
@@ -246,18 +276,35 @@ def experiment_from_dict(data: dict[str, Any], origin: str) -> Experiment:
     return experiment
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
+def resolve_crop_padding(value: int | str, side: int) -> int:
+    """Pixels of crop padding: ``value``, or for ``"auto"`` an eighth of the image ``side``
+    (rounded; 4 px at 32 px, 1 px at 8 px), as CIFAR's 4 px at 32 px."""
+    if value == "auto":
+        return max(1, round(side / 8))
+    return int(value)
+
+
+def _resolve_auto(experiment: Experiment) -> None:
+    """Replace ``crop_padding: auto`` by pixels, from the image size the trainer will see.
+
+    When the dataset cannot be read yet it stays ``"auto"``; loading the data then fails with
+    the dataset's own error before any training.
+    """
+    base = experiment.base_augment
+    if base.crop_padding != "auto":
+        return
+    from policysearch.data import image_side
 
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", err)
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot be read ({err.strerror})") from None
+        side = image_side(experiment.dataset, experiment.data.data_dir, experiment.data.image_size)
+    except DataError:
+        return
+    base.crop_padding = resolve_crop_padding("auto", side)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    text = read_text(path, "experiment file", ConfigError, kind="YAML text")
+    data = load_yaml(text, str(path), ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -312,8 +359,15 @@ def _check(value: Any, kind: Any, meta: Any, origin: str, key: str) -> Any:
     if origin_type is list:
         if not isinstance(value, list):
             raise fail(f"expected a list, got {value!r}")
+        if len(value) < meta.get("min_items", 0):
+            raise fail(f"expected at least {meta['min_items']} item(s), got {value!r}")
         item = typing.get_args(base)[0]
-        return [_check(v, item, {}, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+        bounds = {"low": meta.get("low"), "high": meta.get("high")}
+        return [_check(v, item, bounds, origin, f"{key}[{i}]") for i, v in enumerate(value)]
+    if meta.get("auto") and value == "auto":
+        return value
+    if origin_type in (typing.Union, types.UnionType):  # int | str with auto: the int
+        base = next(a for a in typing.get_args(base) if a is not str)
     if origin_type is dict:
         if not isinstance(value, dict):
             raise fail(f"expected a mapping, got {value!r}")
@@ -323,17 +377,25 @@ def _check(value: Any, kind: Any, meta: Any, origin: str, key: str) -> Any:
             raise fail(f"expected true or false, got {value!r}")
     elif base is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(f"expected an integer, got {value!r}")
+            hint = " or auto" if meta.get("auto") else ""
+            raise fail(f"expected an integer{hint}, got {value!r}")
     elif base is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
             with contextlib.suppress(ValueError):
                 value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail(f"expected a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):
+            raise fail(f"expected a finite number, got {value!r}")
     elif base is str and not isinstance(value, str):
         raise fail(f"expected a string, got {value!r}")
     low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
+    if isinstance(value, str) and (low is not None or high is not None):
+        raise fail(f"expected a number, got {value!r}")
     if low is not None and value < low:
         raise fail(f"{value!r} is below the minimum {low}")
     if high is not None and value > high:

@@ -9,25 +9,29 @@ read by ``validate`` alone (``policysearch.splits`` carves the training part).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from policysearch.errors import DataError
+from policysearch.images import allocate, decode_image, fit_arrays
 
 CIFAR10_ARCHIVE = "cifar10-images.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 PARTS = ("train", "test")
+DECODER_VERSION = 2
+"""Part of every cache file's name: a cache decoded by an older decoder is not reused."""
 
 
 @dataclass
@@ -51,22 +55,71 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None = None) -> Part:
-    """Load ``part`` ("train" or "test") of ``dataset``, decoding once and caching arrays."""
+def load_part(dataset: str, part: str, data_dir: str | os.PathLike[str] | None = None,
+              image_size: int | None = None) -> Part:
+    """Load ``part`` ("train" or "test") of ``dataset``, decoding once and caching arrays.
+
+    With ``image_size`` every image is decoded to ``image_size`` x ``image_size`` (see
+    ``RESIZE_METHOD``); without it, images keep their size, which must be one size for all.
+    """
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}. Received: part={part!r}")
     source = resolve(dataset, data_dir)
     if source is None:
-        return _cifar10_from_keras(part)
+        cifar = _cifar10_from_keras(part)
+        return Part(fit_arrays(cifar.x, image_size), cifar.y, cifar.classes)
     key = _fingerprint(source)
-    name = f"{slug(dataset)}-{key[:16]}-{part}.npz"
+    size = f"-s{image_size}" if image_size else ""
+    name = f"{slug(dataset)}-{key[:16]}{size}-d{DECODER_VERSION}-{part}.npz"
     path = cache_dir() / name
     cached = _read_cache(path)
     if cached is not None:
         return cached
-    decoded = _decode(source, part)
+    decoded = _decode(source, part, image_size)
     _write_cache(path, decoded)
     return decoded
+
+
+def load_test_part(dataset: str, classes: tuple[str, ...],
+                   data_dir: str | os.PathLike[str] | None = None,
+                   image_size: int | None = None) -> Part:
+    """The test part with labels numbered as ``classes`` (the training part's), by class name.
+
+    Classes are matched by folder name, never by position: a test folder named differently
+    from the training folders is refused, naming the classes on each side.
+    """
+    test = load_part(dataset, "test", data_dir, image_size)
+    if test.classes != tuple(classes):
+        only_test = sorted(set(test.classes) - set(classes))
+        only_train = sorted(set(classes) - set(test.classes))
+        if only_test or only_train:
+            raise DataError(
+                f"dataset {dataset}: the class folders of test/ and train/ differ: only in "
+                f"test/: {', '.join(only_test) or '-'}; only in train/: "
+                f"{', '.join(only_train) or '-'} (test labels are matched by class name)")
+        index = np.array([list(classes).index(c) for c in test.classes], dtype="int64")
+        test = Part(test.x, index[test.y], tuple(classes))
+    return test
+
+
+def image_side(dataset: str, data_dir: str | os.PathLike[str] | None = None,
+               image_size: int | None = None) -> int:
+    """The shorter side, in pixels, of the images the trainer will see (read from one image's
+    header; nothing is decoded)."""
+    if image_size:
+        return int(image_size)
+    source = resolve(dataset, data_dir)
+    if source is None:
+        return 32
+    from PIL import Image
+
+    for _, name, data in _read_entries(source, "train", None):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return min(im.size)
+        except Exception:  # any unreadable image: decoding names it later
+            raise DataError(f"dataset {source}: cannot read image {name}") from None
+    raise DataError(f"dataset {source}: no images under train/<class>/")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,10 +140,35 @@ def resolve(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> Pat
     if not path.exists():
         hint = " (named datasets: cifar10)" if os.sep not in dataset else ""
         raise DataError(f"dataset {dataset!r}: no such folder or archive{hint}")
-    if path.is_dir() or path.name.endswith((".tar.gz", ".tgz", ".tar")):
+    if path.is_dir():
+        return path
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        if not path.is_file():
+            raise DataError(f"dataset {dataset!r}: is not a regular file")
+        problem = _archive_problem(path)
+        if problem:
+            raise DataError(f"dataset {dataset!r}: {problem}")
         return path
     raise DataError(f"dataset {dataset!r}: expected a folder or a .tar.gz archive with "
                     "train/<class>/*.jpg and test/<class>/*.jpg")
+
+
+def _archive_problem(path: Path) -> str | None:
+    """What is wrong with an archive at a glance (its first bytes), or ``None``."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    layout = "; expected a .tar.gz of train/<class>/*.jpg and test/<class>/*.jpg"
+    if not head:
+        return "is an empty file (0 bytes), not a .tar.gz archive" + layout
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ")) or head[257:262] == b"ustar":
+        return None  # gzip, bzip2, xz or plain tar: tarfile reads them
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return ("is a zip file, not a .tar.gz; unzip it and pass the folder, or repack it "
+                "with `tar czf NAME.tar.gz train test`")
+    return "is not a tar or .tar.gz archive (its first bytes are no archive header)" + layout
 
 
 def _cifar10_from_keras(part: str) -> Part:
@@ -133,32 +211,33 @@ def slug(dataset: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Decoding
 
-
-def _decode(source: Path, part: str) -> Part:
+def _decode(source: Path, part: str, image_size: int | None = None) -> Part:
     entries = _list_entries(source, part)
     if not entries:
         raise DataError(f"dataset {source}: no images under {part}/<class>/ "
                         "(expected train/<class>/*.jpg and test/<class>/*.jpg)")
     classes = tuple(sorted({cls for cls, _ in entries}))
-    from PIL import Image, UnidentifiedImageError
-
-    images, labels = [], []
-    shape = None
-    for cls, name, data in _read_entries(source, part, entries):
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                array = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"dataset {source}: cannot decode image {name} "
-                            f"({err.__class__.__name__}); is it corrupt?") from None
-        if shape is None:
-            shape = array.shape
-        elif array.shape != shape:
-            raise DataError(f"dataset {source}: image {name} is {array.shape[1]}x{array.shape[0]}, "
-                            f"others are {shape[1]}x{shape[0]}; resize the images to one size")
-        images.append(array)
-        labels.append(classes.index(cls))
-    return Part(np.stack(images), np.asarray(labels, dtype="int64"), classes)
+    if part == "train" and len(classes) < 2:
+        raise DataError(f"dataset {source}: train/ has one class ({classes[0]}); a classifier "
+                        "needs at least two class folders")
+    position = {name: i for i, (_, name) in enumerate(entries)}
+    labels = np.asarray([classes.index(cls) for cls, _ in entries], dtype="int64")
+    x: np.ndarray | None = None
+    first = ""
+    for _, name, data in _read_entries(source, part, entries):
+        array = decode_image(data, f"dataset {source}: image {name}", image_size)
+        if x is None:
+            first = name
+            x = allocate(f"dataset {source}: {len(entries)} {part} images", len(entries),
+                         array.shape)
+        elif array.shape != x.shape[1:]:
+            raise DataError(
+                f"dataset {source}: image {name} is {array.shape[1]}x{array.shape[0]}, others "
+                f"(such as {first}) are {x.shape[2]}x{x.shape[1]}; pass --image-size N "
+                "(data.image_size) to decode every image to N x N")
+        x[position[name]] = array
+    assert x is not None
+    return Part(x, labels, classes)
 
 
 def _list_entries(source: Path, part: str) -> list[tuple[str, str]]:
@@ -171,39 +250,65 @@ def _list_entries(source: Path, part: str) -> list[tuple[str, str]]:
                 if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                     found.append((path.parent.name, str(path.relative_to(source))))
     else:
-        try:
-            with tarfile.open(source) as archive:
-                for member in archive:
-                    parts = Path(member.name).parts
-                    if parts and parts[0] == ".":
-                        parts = parts[1:]
-                    if (member.isfile() and len(parts) == 3 and parts[0] == part
-                            and Path(parts[2]).suffix.lower() in IMAGE_SUFFIXES):
-                        found.append((parts[1], member.name))
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise DataError(f"dataset {source}: cannot read the archive ({err}); "
-                            "is it truncated?") from None
+        with _open_archive(source) as archive:
+            for member in _archive_members(source, archive):
+                entry = _archive_entry(member, part)
+                if entry:
+                    found.append(entry)
     return sorted(found)
 
 
-def _read_entries(source: Path, part: str, entries: list[tuple[str, str]]):
-    if source.is_dir():
-        for cls, name in entries:
-            yield cls, name, (source / name).read_bytes()
-        return
-    wanted = {name: cls for cls, name in entries}
-    blobs: dict[str, bytes] = {}
+def _archive_entry(member: tarfile.TarInfo, part: str) -> tuple[str, str] | None:
+    parts = Path(member.name).parts
+    if parts and parts[0] == ".":
+        parts = parts[1:]
+    if (member.isfile() and len(parts) == 3 and parts[0] == part
+            and Path(parts[2]).suffix.lower() in IMAGE_SUFFIXES):
+        return parts[1], member.name
+    return None
+
+
+def _open_archive(source: Path) -> tarfile.TarFile:
     try:
-        with tarfile.open(source) as archive:
-            for member in archive:
-                if member.name in wanted:
-                    handle = archive.extractfile(member)
-                    blobs[member.name] = handle.read() if handle else b""
+        return tarfile.open(source)
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise DataError(f"dataset {source}: cannot read the archive ({err}); "
-                        "is it truncated?") from None
-    for cls, name in entries:
-        yield cls, name, blobs[name]
+        raise DataError(f"dataset {source}: cannot read the archive ({err}); it is truncated "
+                        "or corrupt") from None
+
+
+def _archive_members(source: Path, archive: tarfile.TarFile):
+    try:
+        yield from archive
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"dataset {source}: cannot read the archive ({err}); it is truncated "
+                        "or corrupt") from None
+
+
+def _read_entries(source: Path, part: str, entries: list[tuple[str, str]] | None):
+    """(class, name, bytes) of ``entries`` (``None``: every image of ``part``), one at a time
+    (an archive is streamed in its own order)."""
+    if source.is_dir():
+        for cls, name in entries if entries is not None else _list_entries(source, part):
+            try:
+                data = (source / name).read_bytes()
+            except OSError as err:
+                raise DataError(f"dataset {source}: cannot read {name} ({err.strerror})") \
+                    from None
+            yield cls, name, data
+        return
+    wanted = None if entries is None else {name: cls for cls, name in entries}
+    with _open_archive(source) as archive:
+        for member in _archive_members(source, archive):
+            entry = _archive_entry(member, part)
+            if entry is None or (wanted is not None and member.name not in wanted):
+                continue
+            try:
+                handle = archive.extractfile(member)
+                data = handle.read() if handle else b""
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+                raise DataError(f"dataset {source}: cannot read the archive ({err}); it is "
+                                "truncated or corrupt") from None
+            yield entry[0], member.name, data
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,7 +317,10 @@ def _read_entries(source: Path, part: str, entries: list[tuple[str, str]]):
 
 def _read_cache(path: Path) -> Part | None:
     """The cached part, or ``None`` if missing, truncated or corrupt (then it is rebuilt)."""
-    if not path.exists():
+    try:
+        if not path.is_file():
+            return None
+    except OSError:
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -226,19 +334,25 @@ def _read_cache(path: Path) -> Part | None:
 
         warnings.warn(f"cached dataset {path} is truncated or corrupt; rebuilding it",
                       stacklevel=2)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         return None
 
 
 def _write_cache(path: Path, part: Part) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Cache ``part``; a cache directory that cannot be written (read-only, full, not a
+    directory) only warns: the data is used without caching."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        np.savez(handle, x=part.x, y=part.y, classes=np.array(json.dumps(list(part.classes))))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as handle:
+            np.savez(handle, x=part.x, y=part.y, classes=np.array(json.dumps(list(part.classes))))
+        os.replace(tmp, path)
+    except OSError as err:
+        import warnings
 
-
-def describe(dataset: str, data_dir: Any = None) -> str:
-    """Where ``dataset`` comes from, in words."""
-    source = resolve(dataset, data_dir)
-    return "Keras' CIFAR-10 download" if source is None else str(source)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        warnings.warn(f"cannot cache the decoded dataset in {path.parent} "
+                      f"({err.strerror or err}); continuing without a cache (set "
+                      "POLICYSEARCH_CACHE_DIR to a writable folder)", stacklevel=2)

@@ -91,6 +91,8 @@ class Policy:
         core = self.to_dict()
         for name in ("magnitude_scale", "base", "source", "schema"):
             core.pop(name, None)
+        if not self.flips:  # a policy that turns the base flip off is another augmentation
+            core["flip"] = False
         if "ops" in core:  # drawn uniformly: the order of the list means nothing
             core["ops"] = sorted(core["ops"])
         return json.dumps(core, sort_keys=True)
@@ -101,7 +103,9 @@ class Policy:
     def label(self) -> str:
         """A short name, e.g. ``RA(N=2,M=9)``, ``TA``, ``AA(5x2)``, ``crop+flip``."""
         if self.type == "none":
-            return "crop+flip" if self.base.get("flip", True) else "no augmentation"
+            if self.flips:
+                return "crop+flip"
+            return "crop only" if self.base.get("crop_padding", 1) else "no augmentation"
         if self.type == "trivialaugment":
             full = set(self.ops) == set(RANDAUGMENT_OPS)
             return "TA" + ("" if full else f"[{len(self.ops)} ops]")
@@ -152,6 +156,11 @@ class Policy:
         return lines
 
     @property
+    def flips(self) -> bool:
+        """Whether the base flip stays on with this policy (``base.flip``, default true)."""
+        return self.base.get("flip", True) is not False
+
+    @property
     def num_stages(self) -> int:
         """Most ops one image goes through."""
         if self.type == "randaugment":
@@ -170,7 +179,8 @@ class Policy:
 
         ``sub_weights`` (S,): how often each sub-policy is drawn; ``op_weights`` (S, L, K): which
         op a stage draws; ``prob`` (S, L): the chance a stage applies; ``mag_low``/``mag_high``
-        (S, L): its magnitude range; ``mag_std``: per-image magnitude jitter.
+        (S, L): its magnitude range; ``mag_std``: per-image magnitude jitter; ``flip``: 0 when
+        the policy turns the base flip off (``base.flip: false``), else 1.
         """
         import numpy as np
 
@@ -183,6 +193,7 @@ class Policy:
             "mag_high": np.zeros((S, L), "float32"),
             "mag_std": np.zeros((), "float32"),
             "fill": np.array(self.fill, "float32"),
+            "flip": np.array(1.0 if self.flips else 0.0, "float32"),
         }
         t["op_weights"][..., 0] = 1.0  # unused stages draw Identity
         t["sub_weights"][0] = 1.0
@@ -240,28 +251,40 @@ def no_augment() -> Policy:
     return Policy(type="none", ops=())
 
 
+def crop_only() -> Policy:
+    """No ops, and the base flip off: the base crop alone (for data a flip changes)."""
+    return Policy(type="none", ops=(), base={"flip": False})
+
+
 # ----------------------------------------------------------------------------------------------
 # Files
 
 
+MAX_FILE_BYTES = 1 << 20
+"""Largest policy file read (1 MiB; an exported policy is a few KB)."""
+
+
 def read_policy(path: str | os.PathLike[str]) -> Policy:
-    """Read and validate a policy JSON file (no Keras import)."""
+    """Read and validate a policy JSON file (no Keras import).
+
+    Directories, devices, files over ``MAX_FILE_BYTES`` and binary files are refused in one
+    line without being read whole.
+    """
+    from policysearch.textfile import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise PolicyFormatError(f"policy file {path}: not found") from None
-    except OSError as err:
-        raise PolicyFormatError(f"policy file {path}: cannot be read ({err.strerror})") from None
-    except UnicodeDecodeError:
-        raise PolicyFormatError(f"policy file {path}: is not a JSON text file (not UTF-8); "
-                                "is it the right file?") from None
+    text = read_text(path, "policy file", PolicyFormatError, MAX_FILE_BYTES, "JSON text")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         what = ("is empty" if not text.strip()
                 else f"is not valid JSON ({err.msg} at line {err.lineno})")
         raise PolicyFormatError(f"policy file {path}: {what}; is it truncated?") from None
+    except RecursionError:
+        raise PolicyFormatError(f"policy file {path}: is nested too deeply to be a policy")\
+            from None
+    except ValueError as err:  # integers of thousands of digits
+        raise PolicyFormatError(f"policy file {path}: is not valid JSON ({err})") from None
     return _parse(data, f"policy file {path}")
 
 
@@ -306,19 +329,94 @@ def _fail(origin: str, key: str, problem: str) -> PolicyFormatError:
 
 
 def _number(origin: str, key: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise _fail(origin, key, f"expected a number, got {value!r}")
-    if not low <= value <= high:
-        raise _fail(origin, key, f"{value!r} is outside {_num(low)}..{_num(high)}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(origin, key, f"expected a number, got {_short(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(origin, key, f"expected a finite number, got {value!r}")
+    if not low <= value <= high:  # exact for integers of any size
+        shown = value if abs(value) < 1e15 else f"a number of {len(str(int(value)))} digits"
+        raise _fail(origin, key, f"{shown} is outside {_num(low)}..{_num(high)}")
     return float(_num(value))  # as the JSON form holds it, so that a round trip is exact
 
 
 def _integer(origin: str, key: str, value: Any, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(origin, key, f"expected an integer, got {value!r}")
+        raise _fail(origin, key, f"expected an integer, got {_short(value)}")
     if not low <= value <= high:
-        raise _fail(origin, key, f"{value!r} is outside {low}..{high}")
+        shown = value if abs(value) < 10**15 else f"an integer of {len(str(value))} digits"
+        raise _fail(origin, key, f"{shown} is outside {low}..{high}")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+BASE_FIELDS = {"crop_padding": (0, 512), "flip": None}
+"""The base augmentation a policy file may record: crop padding in pixels, flip (a boolean)."""
+
+
+def _base(origin: str, base: Any) -> dict[str, Any]:
+    if not isinstance(base, dict):
+        raise _fail(origin, "base", f"expected an object, got {_short(base)}")
+    out: dict[str, Any] = {}
+    for key, value in base.items():
+        if key not in BASE_FIELDS:
+            raise _fail(origin, f"base.{key}", "unknown; expected crop_padding or flip")
+        if key == "flip":
+            if not isinstance(value, bool):
+                raise _fail(origin, "base.flip", f"expected true or false, got {_short(value)}")
+            out[key] = value
+        else:
+            out[key] = _integer(origin, f"base.{key}", value, *BASE_FIELDS[key])
+    return out
+
+
+_SOURCE_TYPES: dict[str, tuple[type, ...]] = {
+    "dataset": (str,), "experiment": (str,), "space": (str,), "study": (str,),
+    "storage": (str,), "note": (str,), "package_version": (str,), "created_at": (str,),
+    "mlflow_run_id": (str,), "mlflow_tracking_uri": (str,), "experiment_file": (str,),
+    "trial": (int,), "n_seeds": (int,), "seeds": (list,), "proxy": (dict,),
+    "best_baseline": (dict,), "gain_exceeds_noise": (bool,), "beats_best_baseline": (bool,),
+    "val_accuracy_mean": (int, float), "val_accuracy_std": (int, float),
+    "gain_over_best_baseline": (int, float), "gain_standard_error": (int, float),
+}
+"""Types of the provenance fields that commands read (``null`` is allowed for each)."""
+
+
+def _source(origin: str, source: Any) -> dict[str, Any]:
+    if not isinstance(source, dict):
+        raise _fail(origin, "source", f"expected an object, got {_short(source)}")
+    for key, types in _SOURCE_TYPES.items():
+        value = source.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) and bool not in types:
+            types = ()
+        if not isinstance(value, types):
+            names = " or ".join({str: "a string", int: "an integer", float: "a number",
+                                 list: "a list", dict: "an object", bool: "true or false"}[t]
+                                for t in types) or "not a boolean"
+            raise _fail(origin, f"source.{key}", f"expected {names}, got {_short(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(origin, f"source.{key}", f"expected a finite number, got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+            raise _fail(origin, f"source.{key}", "integer too large")
+    size = source.get("image_size")
+    if size is not None:
+        if not isinstance(size, list) or len(size) != 2:
+            raise _fail(origin, "source.image_size",
+                        f"expected [height, width], got {_short(size)}")
+        for i, side in enumerate(size):
+            _integer(origin, f"source.image_size[{i}]", side, 1, 65535)
+    baseline = source.get("best_baseline")
+    if baseline is not None:
+        if not isinstance(baseline.get("name"), str):
+            raise _fail(origin, "source.best_baseline.name", "expected a string")
+        for key in ("val_accuracy_mean", "val_accuracy_std"):
+            _number(origin, f"source.best_baseline.{key}", baseline.get(key), -1e9, 1e9)
+    return source
 
 
 def _op(origin: str, key: str, value: Any) -> str:
@@ -354,12 +452,8 @@ def _parse(data: Any, origin: str) -> Policy:
         raise _fail(origin, "magnitude_scale", "this file uses another magnitude scale "
                     "(expected 31 bins, M = 0..30)")
     fill = _integer(origin, "fill", data.get("fill", 128), 0, 255)
-    base = data.get("base", {})
-    if not isinstance(base, dict):
-        raise _fail(origin, "base", f"expected an object, got {base!r}")
-    source = data.get("source", {})
-    if not isinstance(source, dict):
-        raise _fail(origin, "source", f"expected an object, got {source!r}")
+    base = _base(origin, data.get("base", {}))
+    source = _source(origin, data.get("source", {}))
     common = {"fill": fill, "base": base, "source": source}
 
     def required(key: str) -> Any:

@@ -21,6 +21,7 @@ distribution shared by every step: parameters ``sp{i}_op{j}``, ``sp{i}_p{j}``, `
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,21 @@ from policysearch.policy import (
     MAX_SUB_POLICIES,
     Policy,
     autoaugment,
+    crop_only,
     no_augment,
     randaugment,
     trivialaugment,
 )
+from policysearch.textfile import load_yaml, read_text
 
 BASELINES: dict[str, Policy] = {
     "crop_flip": no_augment(),
+    "crop_only": crop_only(),
     "randaugment_n2_m9": randaugment(2, 9),
     "trivialaugment": trivialaugment(),
 }
-"""Baselines that every study runs first: what a user would pick without a search."""
+"""Baselines a study runs first: what a user would pick without a search. ``crop_only`` turns
+the base flip off (digits, text: where a flip changes the label); the others keep it."""
 
 _FIELDS = {
     "randaugment": {"num_ops": (0, MAX_STAGES, int), "magnitude": (0, MAX_LEVEL, float),
@@ -156,15 +161,8 @@ def load_space(name: str) -> SearchSpace:
     if not path.exists():
         known = ", ".join(available_spaces())
         raise ConfigError(f"search space {name!r}: no file {path} (shipped spaces: {known})")
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", err)
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    text = read_text(path, "search space", ConfigError, kind="YAML text")
+    raw = load_yaml(text, str(path), ConfigError)
     return parse_space(raw, str(path), path.stem)
 
 
@@ -219,8 +217,8 @@ def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
                 raise fail(key, f"unknown op {value!r}; known ops: {', '.join(OP_NAMES)}")
             return Dist("fixed", value)
         low, high, typ = bounds
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(key, f"expected a number or a distribution, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise fail(key, f"expected a finite number or a distribution, got {value!r}")
         if typ is int and not isinstance(value, int):
             raise fail(key, f"expected an integer, got {value!r}")
         if not low <= value <= high:
@@ -257,6 +255,8 @@ def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
     if (not isinstance(rng, list) or len(rng) != 2
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rng)):
         raise fail(key, f"expected [low, high], got {rng!r}")
+    if not all(_finite(v) for v in rng):
+        raise fail(key, f"expected finite numbers for [low, high], got {rng!r}")
     lo, hi = rng
     if kind == "int" and not all(isinstance(v, int) for v in rng):
         raise fail(key, f"int range needs integer bounds, got {rng!r}")
@@ -268,7 +268,7 @@ def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
         raise fail(key, f"range [{lo}, {hi}] is outside {low}..{high}")
     step = value.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
-                             or step <= 0):
+                             or not _finite(step) or step <= 0):
         raise fail(key, f"step must be a positive number, got {step!r}")
     if kind == "int" and step is not None and not isinstance(step, int):
         raise fail(key, f"an int range needs an integer step, got {step!r}")
@@ -280,3 +280,11 @@ def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
     if log and step is not None and not (kind == "int" and step == 1):
         raise fail(key, "a log range takes no step (an int log range only step 1)")
     return Dist(kind, low=lo, high=hi, step=step, log=log)
+
+
+def _finite(value: float) -> bool:
+    """A number of a size a range can use (not NaN, not infinite, not 10**400)."""
+    try:
+        return math.isfinite(value) and abs(value) < 1e12
+    except OverflowError:
+        return False

@@ -96,7 +96,7 @@ def stratified(labels: np.ndarray, pool: np.ndarray, size: int,
 def load_splits(experiment: Any) -> Splits:
     """The experiment's four splits of its dataset's training part."""
     exp = experiment
-    part = load_part(exp.dataset, "train", exp.data.data_dir)
+    part = load_part(exp.dataset, "train", exp.data.data_dir, exp.data.image_size)
     index = carve(part.y, val_size=exp.data.val_size, selection_size=exp.data.selection_size,
                   target_size=exp.target.train_size, proxy_size=exp.data.train_size,
                   seed=exp.data.split_seed)

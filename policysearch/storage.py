@@ -49,7 +49,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
     if is_journal(url):
         from optuna.storages.journal import JournalFileBackend
 
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(url, url)
         return optuna.storages.JournalStorage(JournalFileBackend(url))
     if "://" not in url:
         raise StorageError(f"storage {url!r}: expected a URL (sqlite:///path.db, "
@@ -59,7 +59,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
     if full.startswith("sqlite:///"):
         path = full.removeprefix("sqlite:///")
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(path, url)
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif full.startswith("postgresql"):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
@@ -80,6 +80,18 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
     except Exception as err:  # sqlalchemy.exc.* and driver errors
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StorageError(f"storage {redact(url)}: cannot connect ({reason})") from None
+
+
+def _make_parent(path: str, url: str) -> None:
+    """Create the folder of a storage file; one clear error when it cannot be."""
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"storage {redact(url)}: cannot create the folder {parent} "
+                           f"({err.strerror or err})") from None
+    if not parent.is_dir():
+        raise StorageError(f"storage {redact(url)}: {parent} is not a folder")
 
 
 def redact(url: str) -> str:

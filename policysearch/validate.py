@@ -11,10 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
 from policysearch.config import Experiment
-from policysearch.errors import DataError
 from policysearch.policy import Policy
 from policysearch.spaces import BASELINES
 from policysearch.stats import paired, summarize
@@ -22,32 +19,17 @@ from policysearch.stats import paired, summarize
 VALIDATE_SEED_BASE = 20_000
 
 
-def load_test_split(experiment: Experiment, classes: tuple[str, ...]) -> Any:
-    """The test part, its labels mapped to the training classes by name."""
-    from policysearch.data import load_part
-    from policysearch.splits import Split
-
-    test = load_part(experiment.dataset, "test", experiment.data.data_dir)
-    if tuple(test.classes) != tuple(classes):
-        missing = sorted(set(classes) - set(test.classes))
-        extra = sorted(set(test.classes) - set(classes))
-        raise DataError(f"dataset {experiment.dataset}: test classes differ from the training "
-                        f"classes (missing in test: {', '.join(missing) or 'none'}; not in "
-                        f"train: {', '.join(extra) or 'none'})")
-    index = {name: i for i, name in enumerate(classes)}
-    mapping = np.array([index[name] for name in test.classes])
-    return Split(test.x, mapping[test.y])
-
-
 def validate(policy: Policy, experiment: Experiment, *, seeds: int,
              tracking_uri: str | None = None, log: Any = print) -> dict[str, Any]:
     """Train ``policy`` and the baselines at the target budget; test accuracy per seed."""
-    from policysearch.splits import load_splits
+    from policysearch.data import load_test_part
+    from policysearch.splits import Split, load_splits
     from policysearch.trainer import trainer_for
 
     exp = experiment
     splits = load_splits(exp)
-    test = load_test_split(exp, splits.classes)
+    part = load_test_part(exp.dataset, splits.classes, exp.data.data_dir, exp.data.image_size)
+    test = Split(part.x, part.y)
     trainer = trainer_for(exp, "target", splits)
     entries = [("policy", policy.label, policy)]
     for name in exp.search.baselines:

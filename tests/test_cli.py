@@ -248,3 +248,80 @@ def test_preview_writes_a_png(policies: dict[str, Path], tmp_path: Path) -> None
     assert height > 2 * 16 * 3 and width > 16 * 3, "a grid of at least 2 rows of scaled tiles"
     assert not (tmp_path / "previews").exists(), "--out is honoured"
     assert list((tmp_path / "cache").glob("tiny-*-train.npz")), "the dataset was cached there"
+
+
+# ----------------------------------------------------------------------------------------------
+# Numeric flags, workers, make (issue 16)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["validate", "p.json", "--seeds", "-1"], "--seeds: must be at least 1, got -1"),
+    (["validate", "p.json", "--epochs", "-1"], "--epochs: must be at least 1, got -1"),
+    (["validate", "p.json", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
+    (["validate", "p.json", "--train-size", "x"], "--train-size: expected an integer"),
+    (["search", "--trials", "-1"], "--trials: must be at least 0"),
+    (["search", "--workers", "0"], "--workers: must be at least 1"),
+    (["search", "--timeout", "nan"], "--timeout: must be a positive number"),
+    (["search", "--timeout", "-5"], "--timeout: must be a positive number"),
+    (["search", "--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["search", "--image-size", "4"], "--image-size: must be at least 8"),
+    (["search", "--crop-padding", "-2"], "--crop-padding: expected auto or pixels"),
+    (["search", "--flip", "maybe"], "--flip: expected true or false"),
+    (["show", "p.json", "--epochs", "-3"], "--epochs: must be at least 1"),
+    (["preview", "p.json", "--images", "0"], "--images: must be at least 1"),
+])
+def test_bad_numeric_flags_are_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    write_policy(randaugment(2, 9), tmp_path / "p.json")
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith(f"policysearch {args[0]}: error: ") and needle in lines[0], lines
+
+
+def test_workers_are_capped_at_the_cores(tmp_path: Path) -> None:
+    result = run("search", "--workers", "999", "--dataset", str(tmp_path / "none"),
+                 "--storage", f"sqlite:///{tmp_path}/o.db", cwd=tmp_path)
+    cores = len(os.sched_getaffinity(0))
+    lines = result.stderr.splitlines()
+    assert lines[0] == (f"policysearch: note: --workers 999 is more than the {cores} CPU "
+                        f"core(s) here; running {cores} worker(s)"), result.stderr
+    assert result.returncode == 2 and "no such folder" in lines[-1]
+
+
+def make_search(*variables: str) -> list[str]:
+    """The ``policysearch search`` command ``make search`` would run, as argv."""
+    import shlex
+
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(["make", "-n", "-s", "search", *variables], cwd=root,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if " search " in x)
+    argv = shlex.split(line)
+    return argv[argv.index("search") + 1:]
+
+
+def test_make_search_passes_variables_as_whole_words() -> None:
+    assert "--smoke" not in make_search("SMOKE=0")
+    assert "--smoke" not in make_search("SMOKE=")
+    assert "--smoke" in make_search("SMOKE=1")
+    argv = make_search("DATASET=my photos/it's here.tar.gz", "BATCH_SIZE=64", "IMAGE_SIZE=48",
+                       "BASE_CROP_PADDING=auto", "BASE_FLIP=false", "EXPORT=out dir/p.json")
+    pairs = dict(zip(argv[::2], argv[1::2]))
+    assert pairs["--dataset"] == "my photos/it's here.tar.gz"
+    assert pairs["--export"] == "out dir/p.json"
+    assert (pairs["--batch-size"], pairs["--image-size"]) == ("64", "48")
+    assert (pairs["--crop-padding"], pairs["--flip"]) == ("auto", "false")
+    from policysearch.cli import build_parser
+
+    args = build_parser().parse_args(["search", *argv])
+    assert args.dataset == "my photos/it's here.tar.gz" and args.flip is False
+    assert args.image_size == 48 and args.crop_padding == "auto" and args.batch_size == 64
+
+
+def test_make_refuses_an_unknown_smoke_value() -> None:
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(["make", "-n", "search", "SMOKE=maybe"], cwd=root,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "SMOKE must be 1 or 0" in result.stderr

@@ -215,3 +215,99 @@ def test_exponent_numbers_are_numbers(tmp_path: Path) -> None:
 def test_unknown_baseline_is_named(tmp_path: Path) -> None:
     refused(write(tmp_path, "search: {baselines: [crop_flip, autoaugment_v0]}\n"),
             "search.baselines", "autoaugment_v0")
+
+
+# ----------------------------------------------------------------------------------------------
+# Finite numbers, bounded files, the dataset's own path (issues 16 and 12)
+
+
+@pytest.mark.parametrize("text, key, needle", [
+    ("trainer:\n  lr: .nan\n", "trainer.lr", "finite"),
+    ("trainer:\n  momentum: .nan\n", "trainer.momentum", "finite"),
+    ("trainer:\n  warmup_epochs: .inf\n", "trainer.warmup_epochs", "finite"),
+    ("trainer:\n  weight_decay: -.inf\n", "trainer.weight_decay", "finite"),
+    ("trainer:\n  lr: 1e400\n", "trainer.lr", "finite"),
+    ("search:\n  timeout_minutes: .inf\n", "search.timeout_minutes", "finite"),
+    ("trainer:\n  model:\n    widths: [0, -5]\n", "trainer.model.widths[0]", "below the minimum 1"),
+    ("trainer:\n  model:\n    widths: []\n", "trainer.model.widths", "at least 1"),
+    ("trainer:\n  epochs: 100000000000000000000000\n", "trainer.epochs", "above the maximum"),
+    ("base_augment:\n  crop_padding: big\n", "base_augment.crop_padding", "integer or auto"),
+    ("base_augment:\n  crop_padding: -1\n", "base_augment.crop_padding", "below the minimum"),
+    ("base_augment:\n  flip: 'false'\n", "base_augment.flip", "expected true or false"),
+    ("data:\n  image_size: 0\n", "data.image_size", "below the minimum 8"),
+])
+def test_non_finite_and_out_of_range_numbers_are_refused_at_load(
+        tmp_path: Path, text: str, key: str, needle: str) -> None:
+    refused(write(tmp_path, text), key, needle)
+
+
+def test_override_under_a_scalar_section_names_the_key(tmp_path: Path) -> None:
+    """``trainer: 5`` with ``--epochs 1``: one line, not a TypeError."""
+    refused(write(tmp_path, "trainer: 5\n"), "trainer", "expected a mapping",
+            overrides={"trainer.epochs": 1})
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n"
+     + "".join(f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+               for p, n in zip("abcdefgh", "bcdefghi"))
+     + "smoke: {search: {baselines: *i}}\n", "expands to more than"),
+    ("smoke: &s {x: *s}\n", "expands to more than"),
+    ("smoke: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+])
+def test_yaml_that_expands_without_bound_is_refused(tmp_path: Path, text: str,
+                                                   needle: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(str(path))
+    assert str(err.value).startswith(f"{path}: ") and needle in str(err.value)
+
+
+def test_files_that_are_no_config_are_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(ConfigError, match="over the 1,048,576-byte limit"):
+        load_experiment(str(big))
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_experiment("/dev/zero")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_experiment(str(tmp_path))
+    binary = tmp_path / "x.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bin")
+    with pytest.raises(ConfigError, match="not a YAML text file"):
+        load_experiment(str(binary))
+
+
+@pytest.mark.parametrize("name", ["mydata", "foo.tar.gz"])
+def test_relative_dataset_path_is_the_dataset_not_an_experiment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """README's ``--dataset mydata`` from the folder that holds it."""
+    from conftest import tar_folder, write_image_folder
+
+    folder = write_image_folder(tmp_path / "src")
+    monkeypatch.chdir(tmp_path)
+    if name.endswith(".tar.gz"):
+        tar_folder(folder, tmp_path / name)
+    else:
+        folder.rename(tmp_path / name)
+    exp = load_experiment(dataset=name)
+    assert exp.source == "defaults" and exp.dataset == name
+    assert exp.base_augment.crop_padding == 2, "auto: 16 px images / 8"
+
+
+def test_crop_padding_auto_follows_the_image_size(tmp_path: Path) -> None:
+    from conftest import write_image_folder
+
+    from policysearch.config import resolve_crop_padding
+
+    assert [resolve_crop_padding("auto", s) for s in (8, 16, 32, 64, 224)] == [1, 2, 4, 8, 28]
+    assert resolve_crop_padding(3, 224) == 3
+    digits = write_image_folder(tmp_path / "digits", size=8)
+    assert load_experiment(dataset=str(digits)).base_augment.crop_padding == 1
+    assert load_experiment(dataset=str(digits), overrides={"data.image_size": 64}) \
+        .base_augment.crop_padding == 8
+    fixed = load_experiment(dataset=str(digits), overrides={"base_augment.crop_padding": 0,
+                                                            "base_augment.flip": False})
+    assert fixed.base_augment.crop_padding == 0 and fixed.base_augment.flip is False
+    assert load_experiment("cifar10").base_augment.crop_padding == 4
+    assert load_experiment(dataset="cifar10").base_augment.crop_padding == 4

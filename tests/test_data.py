@@ -199,3 +199,163 @@ def test_cifar10_archive(data_dir: Path) -> None:
         warnings.simplefilter("error")
         again = load_part("cifar10", "train", data_dir)  # from the cache
     assert np.array_equal(again.y, train.y) and np.array_equal(again.x[::997], train.x[::997])
+# ----------------------------------------------------------------------------------------------
+# A user's own images (issue 16)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels (header only: nothing to decode)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_test_labels_are_matched_by_class_name(folder: Path, cache: Path) -> None:
+    from policysearch.data import load_test_part
+
+    train = load_part(str(folder), "train")
+    test = load_test_part(str(folder), train.classes)
+    assert test.classes == train.classes
+    for c in range(3):  # labels follow the class colour, as in the training part
+        assert abs(test.x[test.y == c].mean() - (40 + 80 * c)) < 5
+    (folder / "test" / "class1").rename(folder / "test" / "klass1")
+    with pytest.raises(DataError) as err:
+        load_test_part(str(folder), train.classes)
+    message = str(err.value)
+    assert "only in test/: klass1" in message and "only in train/: class1" in message
+
+
+def test_16_bit_greyscale_pngs_are_scaled_to_8_bits(folder: Path, cache: Path) -> None:
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, 16).astype("uint16"), (16, 1))
+    for path in (folder / "train").glob("*/*.png"):
+        Image.fromarray(ramp).save(path)  # mode I;16: a 16-bit greyscale PNG
+    with Image.open(next((folder / "train").glob("*/*.png"))) as im:
+        assert im.mode.startswith("I"), im.mode
+    x = load_part(str(folder), "train").x
+    expected = np.round(ramp / 257).astype("uint8")
+    assert np.abs(x[0, :, :, 0].astype(int) - expected).max() <= 1, "not all 255"
+    assert x[0].min() == 0 and x[0].max() == 255 and len(np.unique(x[0])) == 16
+
+
+def test_one_class_is_refused(tmp_path: Path, cache: Path) -> None:
+    folder = write_image_folder(tmp_path / "one", classes=1)
+    with pytest.raises(DataError, match="one class .class0.; a classifier needs at least two"):
+        load_part(str(folder), "train")
+
+
+def test_image_size_resizes_mixed_sizes_at_decode(folder: Path, cache: Path) -> None:
+    from PIL import Image, ImageOps
+
+    wide = np.random.default_rng(0).integers(0, 256, (12, 30, 3)).astype("uint8")
+    Image.fromarray(wide).save(folder / "train" / "class1" / "wide.png")
+    with pytest.raises(DataError) as err:
+        load_part(str(folder), "train")
+    assert "--image-size" in str(err.value) and "wide.png" in str(err.value)
+    part = load_part(str(folder), "train", image_size=8)
+    assert part.x.shape == (19, 8, 8, 3)
+    names = sorted(str(p.relative_to(folder)) for p in (folder / "train").glob("*/*.png"))
+    expected = ImageOps.fit(Image.fromarray(wide), (8, 8), method=Image.Resampling.BICUBIC)
+    assert np.array_equal(part.x[names.index("train/class1/wide.png")], np.asarray(expected))
+    assert len([p for p in cache_files(cache) if "-s8-" in p.name]) == 1, "cached per size"
+    assert load_part(str(folder), "test", image_size=8).x.shape == (6, 8, 8, 3)
+
+
+def test_large_photos_need_an_image_size(tmp_path: Path, cache: Path) -> None:
+    from PIL import Image
+
+    folder = write_image_folder(tmp_path / "photos", classes=2, per_class=2, test_per_class=1)
+    photo = np.zeros((900, 1200, 3), "uint8")
+    photo[:, 600:] = 200
+    for path in folder.glob("*/*/*.png"):
+        path.unlink()
+        Image.fromarray(photo).save(path.with_suffix(".jpg"), quality=90)
+    with pytest.raises(DataError) as err:
+        load_part(str(folder), "train")
+    assert "1200x900" in str(err.value) and "--image-size" in str(err.value)
+    part = load_part(str(folder), "train", image_size=32)
+    assert part.x.shape == (4, 32, 32, 3)
+    assert part.x[0, :, :6].mean() < 20 and part.x[0, :, -6:].mean() > 180, "centre crop"
+
+
+def test_decoded_size_is_bounded_before_decoding(folder: Path, cache: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POLICYSEARCH_MAX_DATA_BYTES", str(17 * 16 * 16 * 3))
+    with pytest.raises(DataError, match="18 train images of 16x16 need .* over the"):
+        load_part(str(folder), "train")
+    assert load_part(str(folder), "train", image_size=8).x.shape == (18, 8, 8, 3)
+
+
+def test_decompression_bomb_is_one_line(folder: Path, tmp_path: Path, cache: Path) -> None:
+    (folder / "train" / "class0" / "bomb.png").write_bytes(png_header(20000, 12000))
+    for image_size in (None, 64):
+        with pytest.raises(DataError) as err:
+            load_part(str(folder), "train", image_size=image_size)
+        assert "bomb.png" in str(err.value) and "too many pixels" in str(err.value)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "is an empty file"),
+    (os.urandom(2048), "is not a tar or .tar.gz archive"),
+    (b"PK\x03\x04" + b"\x00" * 100, "is a zip file"),
+])
+def test_non_archives_are_named_for_what_they_are(tmp_path: Path, cache: Path, content: bytes,
+                                                  needle: str) -> None:
+    path = tmp_path / "data.tar.gz"
+    path.write_bytes(content if not content.startswith(b"\x1f\x8b") else b"x" + content)
+    with pytest.raises(DataError) as err:
+        load_part(str(path), "train")
+    assert needle in str(err.value) and "truncated" not in str(err.value)
+
+
+def test_truncated_archive_says_so(folder: Path, tmp_path: Path, cache: Path) -> None:
+    archive = tar_folder(folder, tmp_path / "data.tar.gz")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        load_part(str(archive), "train")
+
+
+def test_unwritable_cache_warns_and_loads(folder: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("POLICYSEARCH_CACHE_DIR", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="continuing without a cache"):
+        part = load_part(str(folder), "train")
+    assert part.x.shape == (18, 16, 16, 3)
+
+
+def test_full_disk_leaves_no_temporary_cache_file(folder: Path, tmp_path: Path) -> None:
+    """A real process whose files may not exceed 4 KB (the kernel's EFBIG, as a full disk)."""
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    code = ("import resource, warnings; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096));"
+            "from policysearch.data import load_part;"
+            "warnings.simplefilter('always');"
+            f"print(load_part({str(folder)!r}, 'train').x.shape)")
+    env = {**os.environ, "POLICYSEARCH_CACHE_DIR": str(cache)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "(18, 16, 16, 3)" in result.stdout
+    assert "continuing without a cache" in result.stderr and "Traceback" not in result.stderr
+    assert list(cache.iterdir()) == [], "no .npz.tmp (and no half cache) is left behind"
+
+
+def test_image_side_reads_one_header(folder: Path, tmp_path: Path, cache: Path) -> None:
+    from policysearch.data import image_side
+
+    assert image_side(str(folder)) == 16
+    assert image_side(str(tar_folder(folder, tmp_path / "d.tar.gz"))) == 16
+    assert image_side(str(folder), image_size=40) == 40
+    assert image_side("cifar10") == 32
+    assert cache_files(cache) == [], "nothing decoded"

@@ -233,4 +233,4 @@ def test_bad_layer_arguments_name_the_value() -> None:
     with pytest.raises(ValueError, match="Received: strategy='fast'"):
         PolicyAugmentation(strategy="fast")
     with pytest.raises(ValueError, match="rank 4"):
-        PolicyAugmentation(randaugment(1, 1))(np.zeros((32, 32, 3), "float32"), training=True)
+        PolicyAugmentation(randaugment(1, 1))(np.zeros((32, 32), "float32"), training=True)

@@ -391,3 +391,131 @@ def test_binary_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(PolicyFormatError) as err:
         read_policy(path)
     assert str(path) in str(err.value) and "not a JSON text file" in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Malformed files refused in one line (issues 16.14 and 12.9)
+
+
+def test_devices_and_huge_files_are_refused_unread(tmp_path: Path) -> None:
+    with pytest.raises(PolicyFormatError, match="is not a regular file"):
+        read_policy("/dev/zero")
+    big = tmp_path / "big.json"
+    big.write_text(json.dumps({**valid_dict(), "source": {"note": "x" * (2 << 20)}}))
+    with pytest.raises(PolicyFormatError, match="over the 1,048,576-byte limit"):
+        read_policy(big)
+
+
+def test_deeply_nested_json_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PolicyFormatError, match="nested too deeply"):
+        read_policy(path)
+
+
+@pytest.mark.parametrize("text, field", [
+    ('"magnitude": 1e400', "magnitude"),
+    ('"magnitude": 1' + "0" * 400, "magnitude"),
+    ('"magnitude": -1' + "0" * 400, "magnitude"),
+    ('"num_ops": 1' + "0" * 400, "num_ops"),
+    ('"fill": 1' + "0" * 400, "fill"),
+    ('"magnitude": Infinity', "magnitude"),
+])
+def test_huge_numbers_name_the_field(tmp_path: Path, text: str, field: str) -> None:
+    data = valid_dict()
+    key = text.split(":")[0].strip('"')
+    source = json.dumps(data).replace(f'"{key}": {json.dumps(data[key])}', text)
+    assert text in source
+    path = tmp_path / "huge.json"
+    path.write_text(source)
+    with pytest.raises(PolicyFormatError) as err:
+        read_policy(path)
+    assert f"field '{field}'" in str(err.value) and len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("base, field", [
+    ({"flip": "false"}, "base.flip"),
+    ({"flip": 0}, "base.flip"),
+    ({"crop_padding": 4.5}, "base.crop_padding"),
+    ({"crop_padding": -1}, "base.crop_padding"),
+    ({"crop": 4}, "base.crop"),
+])
+def test_base_must_hold_real_types(base: dict, field: str) -> None:
+    reject(valid_dict(base=base), field)
+
+
+@pytest.mark.parametrize("source, field", [
+    ({"image_size": 5}, "source.image_size"),
+    ({"image_size": ["32", 32]}, "source.image_size[0]"),
+    ({"image_size": [32, 0]}, "source.image_size[1]"),
+    ({"val_accuracy_mean": "high"}, "source.val_accuracy_mean"),
+    ({"dataset": 7}, "source.dataset"),
+    ({"trial": True}, "source.trial"),
+    ({"best_baseline": {"name": "x", "val_accuracy_mean": "a", "val_accuracy_std": 0}},
+     "source.best_baseline.val_accuracy_mean"),
+])
+def test_source_fields_that_commands_read_are_typed(source: dict, field: str) -> None:
+    reject(valid_dict(source=source), field)
+
+
+def test_valid_base_and_unknown_source_fields_are_kept() -> None:
+    data = valid_dict(base={"crop_padding": 4, "flip": False},
+                      source={"image_size": [32, 32], "custom": {"anything": [1, "a"]}})
+    policy = Policy.from_dict(data)
+    assert policy.base == {"crop_padding": 4, "flip": False}
+    assert policy.source["custom"] == {"anything": [1, "a"]}
+
+
+# ----------------------------------------------------------------------------------------------
+# The layer: per-policy flip, single images, saving
+
+
+def test_crop_only_policy_turns_the_layers_flip_off(images: np.ndarray) -> None:
+    from policysearch.augment import PolicyAugmentation
+    from policysearch.policy import crop_only
+
+    x = images.astype("float32")
+    layer = PolicyAugmentation(crop_only(), flip=True, seed=0)
+    assert np.array_equal(as_np(layer(images, training=True)), x), "no flip, no crop"
+    dynamic = PolicyAugmentation(no_augment(), dynamic=True, flip=True, seed=0)
+    flipped = as_np(dynamic(images, training=True))
+    assert any(np.array_equal(o, i[:, ::-1]) for o, i in zip(flipped, x)), "crop+flip flips"
+    dynamic.set_policy(crop_only())  # switched by a weight, no retrace
+    assert np.array_equal(as_np(dynamic(images, training=True)), x)
+
+
+def test_layer_accepts_a_single_unbatched_image(images: np.ndarray) -> None:
+    import tensorflow as tf
+
+    from policysearch.augment import PolicyAugmentation
+
+    layer = PolicyAugmentation(randaugment(2, 9), crop_padding=2, flip=True, seed=0)
+    one = as_np(layer(images[0], training=True))
+    assert one.shape == images[0].shape
+    dataset = tf.data.Dataset.from_tensor_slices(images).map(
+        lambda image: layer(image, training=True)).batch(4)
+    assert [tuple(b.shape) for b in dataset] == [(4, 32, 32, 3), (4, 32, 32, 3)]
+
+
+def test_saved_model_with_the_layer_reloads_without_custom_objects(tmp_path: Path,
+                                                                  images: np.ndarray) -> None:
+    import subprocess
+    import sys
+
+    import keras
+
+    from policysearch.augment import PolicyAugmentation
+
+    inputs = keras.Input((32, 32, 3))
+    layer = PolicyAugmentation(randaugment(2, 9).with_source(dataset="d"), crop_padding=4,
+                               flip=True, seed=3)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(layer(inputs))))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    code = ("import keras, policysearch.augment.layer;"
+            f"m = keras.saving.load_model({str(path)!r});"
+            "l = m.layers[1]; print(type(l).__name__, l.policy.label, l.crop_padding, l.flip)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["PolicyAugmentation", "RA(N=2,M=9)", "4", "True"]

@@ -222,7 +222,7 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
 
 
 def test_baselines() -> None:
-    assert set(BASELINES) == {"crop_flip", "randaugment_n2_m9", "trivialaugment"}
+    assert set(BASELINES) == {"crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"}
     assert BASELINES["crop_flip"] == no_augment()
     assert BASELINES["crop_flip"].type == "none"
     ra = BASELINES["randaugment_n2_m9"]
@@ -231,4 +231,41 @@ def test_baselines() -> None:
     assert ra.ops == RANDAUGMENT_OPS and len(ra.ops) == 14
     ta = BASELINES["trivialaugment"]
     assert ta == trivialaugment() and ta.ops == RANDAUGMENT_OPS
-    assert [b.label for b in BASELINES.values()] == ["crop+flip", "RA(N=2,M=9)", "TA"]
+    assert [b.label for b in BASELINES.values()] == ["crop+flip", "crop only", "RA(N=2,M=9)",
+                                                     "TA"]
+    only = BASELINES["crop_only"]
+    assert only.type == "none" and only.base == {"flip": False} and not only.flips
+    assert only.key() != BASELINES["crop_flip"].key(), "no flip is another augmentation"
+    assert only.table()["flip"] == 0 and BASELINES["crop_flip"].table()["flip"] == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Non-finite numbers and files that are no space (issue 16)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("magnitude: {float: [.nan, 30]}", "magnitude"),
+    ("magnitude: {float: [0, .nan]}", "magnitude"),
+    ("magnitude: {float: [0, .inf]}", "magnitude"),
+    ("magnitude: {float: [0, 30], step: .nan}", "magnitude"),
+    ("magnitude: {float: [0, 30], step: .inf}", "magnitude"),
+    ("magnitude: .nan", "magnitude"),
+    ("magnitude_std: .nan", "magnitude_std"),
+    ("magnitude: {int: [0, 1" + "0" * 400 + "]}", "magnitude"),
+])
+def test_nan_and_infinite_ranges_are_refused(tmp_path: Path, text: str, key: str) -> None:
+    path = write_space(tmp_path, f"type: randaugment\n{text}\n")
+    refused(path, f"key '{key}'")
+
+
+def test_a_directory_or_device_is_no_space(tmp_path: Path) -> None:
+    refused(tmp_path, "is a directory")
+    refused("/dev/zero", "is not a regular file")
+
+
+def test_a_space_that_expands_without_bound_is_refused(tmp_path: Path) -> None:
+    text = ("type: randaugment\nx0: &a0 [Rotate, Rotate, Rotate, Rotate, Rotate, Rotate]\n"
+            + "".join(f"x{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, "
+                      f"*a{i - 1}]\n" for i in range(1, 9))
+            + "ops: *a8\n")
+    refused(write_space(tmp_path, text), "expands to more than")

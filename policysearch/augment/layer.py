@@ -28,6 +28,7 @@ _HEAD = 4  # sub-policy, flip, 2 for the crop offset
 _ALL_OPS = tuple(i for i, name in enumerate(O.OP_NAMES) if O.OPS[name].kind != "identity")
 
 
+@keras.saving.register_keras_serializable(package="policysearch")
 class PolicyAugmentation(DataLayer):
     """Apply an augmentation ``Policy`` in training; pass images through at inference.
 
@@ -37,7 +38,8 @@ class PolicyAugmentation(DataLayer):
             (the search's trainer does this). A non-dynamic layer's graph holds only the
             stages and ops of its policy, which is faster in a tf.data map on a CPU.
         crop_padding: random crop after padding each side with this many zero pixels (0: off).
-        flip: random horizontal flip.
+        flip: random horizontal flip (a policy whose ``base.flip`` is false turns it off: the
+            flip is part of the policy's table, so ``set_policy`` switches it without retrace).
         seed: seed of the layer's random draws.
         strategy: how a batch applies one op per image: ``"dispatch"`` (each op runs on the
             images that drew it; needs dynamic shapes) or ``"select"`` (every op runs on the
@@ -45,8 +47,9 @@ class PolicyAugmentation(DataLayer):
             select otherwise.
         max_sub_policies, max_stages: the fixed table shape (see ``Policy.table``).
 
-    Inputs are ``(B, H, W, C)`` images with values in [0, 255] (uint8 or float, C = 1 or 3);
-    outputs are float32 in [0, 255], rounded to integers as PIL's uint8 images are.
+    Inputs are ``(B, H, W, C)`` images with values in [0, 255] (uint8 or float, C = 1 or 3),
+    or one ``(H, W, C)`` image (as in a ``tf.data`` map before ``.batch()``); outputs are
+    float32 in [0, 255] of the same shape, rounded to integers as PIL's uint8 images are.
     """
 
     def __init__(
@@ -134,8 +137,17 @@ class PolicyAugmentation(DataLayer):
         images = self.backend.cast(inputs, "float32")
         if not training:
             return images
+        if len(images.shape) not in (3, 4):
+            raise ValueError("Expected an image (H, W, C) or a batch of images of rank 4 "
+                             f"(B, H, W, C). Received: shape={tuple(images.shape)}")
+        unbatched = len(images.shape) == 3
+        if unbatched:  # one image, as a tf.data map before .batch() gives it
+            images = self.backend.numpy.expand_dims(images, 0)
+            if uniforms is not None:
+                uniforms = self.backend.numpy.reshape(uniforms, (1, -1))
         transformation = self.get_random_transformation(images, uniforms=uniforms)
-        return self.transform_images(images, transformation)
+        out = self.transform_images(images, transformation)
+        return out[0] if unbatched else out
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
@@ -192,7 +204,7 @@ class PolicyAugmentation(DataLayer):
         span = 2 * self.crop_padding + 1
         out: dict[str, Any] = {
             "sub_policy": sub,
-            "flip": u[:, 1] < 0.5,
+            "flip": (u[:, 1] < 0.5) & (t["flip"] > 0.5),
             "shift": N.floor(u[:, 2:4] * span) - self.crop_padding,
             "fill": N.broadcast_to(t["fill"], (batch,)),
         }
