@@ -87,7 +87,8 @@ class SearchConfig:
     sampler: str = _f("tpe", choices=tuple(SAMPLERS))
     pruner: str = _f("hyperband", choices=tuple(PRUNERS))
     seed: int = _f(0, low=0)
-    baselines: list[str] = _f(["crop_flip", "randaugment_n2_m9", "trivialaugment"])
+    baselines: list[str] = _f(["crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"],
+                              doc="crop_only: no flip, for data where a flip changes the label")
     max_failures: int = _f(10, low=0, doc="stop after this many failed trials")
 
 

@@ -142,6 +142,7 @@ TINY_EXPERIMENT: dict = {
     "trainer": {"epochs": 2, "batch_size": 16, "lr": 0.05, "warmup_epochs": 0,
                 "model": {"widths": [8, 16], "depth": 1}},
     "search": {"space": "randaugment_subset", "trials": 2, "sampler": "tpe",
+               "baselines": ["crop_flip", "randaugment_n2_m9", "trivialaugment"],
                "pruner": "hyperband", "seed": 0},
     "target": {"train_size": 36, "trainer": {"epochs": 2}},
     "race": {"top_k": 1, "min_seeds": 2, "max_seeds": 2},

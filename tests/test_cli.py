@@ -42,8 +42,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: st
 @pytest.fixture
 def policies(tmp_path: Path) -> dict[str, Path]:
     ra = randaugment(2, 9).with_source(dataset="cifar10", study="s1", space="randaugment",
-                                       trial=4, val_accuracy_mean=0.61234,
-                                       val_accuracy_std=0.0101, n_seeds=3)
+                                       trial=4, decision="RA(N=2,M=9) changes accuracy over "
+                                       "crop+flip by +2.00 pts", reason="it beats TA")
     found = {
         "ra": ra,
         "ra_subset": randaugment(1, 12, ops=["Rotate", "Solarize"]),
@@ -86,7 +86,8 @@ def test_show_prints_base_and_provenance(policies: dict[str, Path], tmp_path: Pa
     assert "  Rotate ±9.0°" in out.splitlines()
     assert "crop padding 4, flip True" in out
     assert "found on cifar10 by study 's1' (space randaugment, trial 4)" in out
-    assert "validation accuracy 0.6123 ± 0.0101 over 3 seeds" in out
+    assert "decision: RA(N=2,M=9) changes accuracy over crop+flip by +2.00 pts" in out
+    assert "why: it beats TA" in out
 
 
 def test_show_other_policy_types(policies: dict[str, Path], tmp_path: Path) -> None:
@@ -255,7 +256,7 @@ def test_preview_writes_a_png(policies: dict[str, Path], tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["validate", "p.json", "--seeds", "-1"], "--seeds: must be at least 1, got -1"),
+    (["validate", "p.json", "--seeds", "-1"], "--seeds: must be at least 2, got -1"),
     (["validate", "p.json", "--epochs", "-1"], "--epochs: must be at least 1, got -1"),
     (["validate", "p.json", "--epochs", "0"], "--epochs: must be at least 1, got 0"),
     (["validate", "p.json", "--train-size", "x"], "--train-size: expected an integer"),

@@ -209,9 +209,10 @@ def test_experiment_reads_the_test_split_only_in_validate(tiny: dict[str, Path],
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--trials", "-1"], "search.trials"),
-    (["--top-k", "0"], "race.top_k"),
-    (["--min-seeds", "1"], "race.min_seeds"),
+    (["--trials", "-1"], "--trials"),
+    (["--top-k", "0"], "--top-k"),
+    (["--min-seeds", "1"], "--min-seeds"),
+    (["--max-seeds", "2", "--min-seeds", "3"], "race.max_seeds"),
     (["--space", "no_such_space"], "no_such_space"),
     (["--dataset", "/no/such/folder"], "/no/such/folder"),
     (["--train-size", "100000"], "train_size"),
@@ -230,7 +231,8 @@ def test_bad_input_is_one_line(tiny: dict[str, Path], tmp_path: Path, args: list
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert "Traceback" not in err
-    assert lines[-1].startswith("policysearch: error:") and message in lines[-1], lines
+    assert lines[-1].startswith(("policysearch: error:", "policysearch search: error:"))
+    assert message in lines[-1], lines
 
 
 def test_failed_start_leaves_nothing_behind(tiny: dict[str, Path], tmp_path: Path) -> None:

@@ -123,9 +123,12 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
         return (f"{len(splits.training(name))} images x {b.trainer.epochs} epochs, "
                 f"{m.name} {'/'.join(map(str, m.widths))}x{m.depth}")
 
+    base = experiment.base_augment
     return (f"target (what the policy is for): {one('target')}; proxy (scores each trial): "
             f"{one('proxy')}; search validation {len(splits.val)} images, selection "
-            f"{len(splits.selection)} images (the race), test split: never read")
+            f"{len(splits.selection)} images (the race), test split: never read; base "
+            f"augmentation: crop padding {base.crop_padding} px, flip "
+            f"{'on' if base.flip else 'off'}")
 
 
 def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) -> None:

@@ -53,7 +53,9 @@ def export_policy(handle: StudyHandle, decision: dict[str, Any], path: Path,
         "package_version": __version__,
         "created_at": now(),
     }
-    base = {"crop_padding": exp.base_augment.crop_padding, "flip": exp.base_augment.flip}
-    policy = replace(Policy.from_dict(winner["policy"]), base=base, source=source)
+    winner_policy = Policy.from_dict(winner["policy"])
+    base = {"crop_padding": exp.base_augment.crop_padding,
+            "flip": bool(exp.base_augment.flip and winner_policy.flips)}
+    policy = replace(winner_policy, base=base, source=source)
     write_policy(policy, path)
     return policy
