@@ -12,7 +12,6 @@ from policysearch._version import __version__
 from policysearch.policy import (
     Policy,
     autoaugment,
-    load_policy,
     no_augment,
     randaugment,
     read_policy,
@@ -35,6 +34,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "load_policy":  # Keras is imported only here
+        from policysearch.augment.layer import load_policy
+
+        return load_policy
     if name == "load_transform":
         from policysearch.transform import load_transform
 

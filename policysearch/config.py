@@ -10,113 +10,100 @@ override both. Errors name the file, the key and the problem.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import math
-import types
-import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from policysearch.errors import ConfigError, DataError
 from policysearch.paths import EXPERIMENTS_DIR, PROJECT_ROOT  # noqa: F401  (re-exported)
+from policysearch.schema import build, option
 from policysearch.search.samplers import PRUNERS, SAMPLERS
 from policysearch.spaces import BASELINES
 from policysearch.textfile import load_yaml, read_text
 
 
-def _f(default: Any, *, low: float | None = None, high: float | None = None,
-       choices: tuple[Any, ...] | None = None, doc: str = "", auto: bool = False,
-       min_items: int = 0) -> Any:
-    meta = {"low": low, "high": high, "choices": choices, "doc": doc, "auto": auto,
-            "min_items": min_items}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 @dataclass
 class DataConfig:
-    train_size: int | None = _f(10000, low=1, doc="proxy training images per trial (null: all)")
-    val_size: int = _f(5000, low=1, doc="search validation images (trials optimise them)")
-    selection_size: int = _f(1000, low=1, doc="selection images (the race chooses the winner)")
-    split_seed: int = _f(0, low=0)
-    data_dir: str | None = _f(None, doc="folder holding cifar10-images.tar.gz")
-    image_size: int | None = _f(None, low=8, high=1024,
+    train_size: int | None = option(10000, low=1, doc="proxy training images per trial (null: all)")
+    val_size: int = option(5000, low=1, doc="search validation images (trials optimise them)")
+    selection_size: int = option(1000, low=1, doc="selection images (the race chooses the winner)")
+    split_seed: int = option(0, low=0)
+    data_dir: str | None = option(None, doc="folder holding cifar10-images.tar.gz")
+    image_size: int | None = option(None, low=8, high=1024,
                                 doc="decode every image to this square size (shorter side "
                                     "resized with PIL bicubic, then centre crop); null: as is")
 
 
 @dataclass
 class ModelConfig:
-    name: str = _f("cnn", choices=("cnn", "resnet"), doc="a name in policysearch.models.MODELS")
-    widths: list[int] = _f([16, 32, 64], low=1, high=4096, min_items=1,
+    name: str = option("cnn", choices=("cnn", "resnet"), doc="a name in policysearch.models.MODELS")
+    widths: list[int] = option([16, 32, 64], low=1, high=4096, min_items=1,
                            doc="channels of each stage")
-    depth: int = _f(1, low=1, high=64, doc="convs (cnn) or residual blocks (resnet) per stage")
+    depth: int = option(1, low=1, high=64, doc="convs (cnn) or residual blocks (resnet) per stage")
 
 
 @dataclass
 class BaseAugmentConfig:
-    crop_padding: int | str = _f("auto", low=0, high=512, auto=True,
+    crop_padding: int | str = option("auto", low=0, high=512, auto=True,
                                  doc="random crop after zero padding (0: off; auto: "
                                      "round(image side / 8), 4 px at 32 px)")
-    flip: bool = _f(True, doc="random horizontal flip (off where a flip changes the label)")
+    flip: bool = option(True, doc="random horizontal flip (off where a flip changes the label)")
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = _f(8, low=1, high=100_000)
-    batch_size: int = _f(256, low=1, high=1 << 20)
-    lr: float = _f(0.2, low=0.0, doc="peak learning rate (SGD with Nesterov momentum)")
-    momentum: float = _f(0.9, low=0.0, high=1.0)
-    weight_decay: float = _f(5e-4, low=0.0)
-    label_smoothing: float = _f(0.1, low=0.0, high=1.0)
-    warmup_epochs: float = _f(1.0, low=0.0)
-    validate_every: int = _f(1, low=1, doc="epochs between validations (the last is always)")
-    placement: str = _f("auto", choices=("auto", "data", "model"),
+    epochs: int = option(8, low=1, high=100_000)
+    batch_size: int = option(256, low=1, high=1 << 20)
+    lr: float = option(0.2, low=0.0, doc="peak learning rate (SGD with Nesterov momentum)")
+    momentum: float = option(0.9, low=0.0, high=1.0)
+    weight_decay: float = option(5e-4, low=0.0)
+    label_smoothing: float = option(0.1, low=0.0, high=1.0)
+    warmup_epochs: float = option(1.0, low=0.0)
+    validate_every: int = option(1, low=1, doc="epochs between validations (the last is always)")
+    placement: str = option("auto", choices=("auto", "data", "model"),
                         doc="where augmentation runs: tf.data map (data), train step (model)")
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
 @dataclass
 class SearchConfig:
-    space: str = _f("randaugment_subset", doc="a name in search_spaces/ or a YAML path")
-    trials: int = _f(40, low=0, doc="searched trials, besides the baselines")
-    timeout_minutes: float | None = _f(None, low=0.0)
-    sampler: str = _f("tpe", choices=tuple(SAMPLERS))
-    pruner: str = _f("hyperband", choices=tuple(PRUNERS))
-    seed: int = _f(0, low=0)
-    baselines: list[str] = _f(["crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"],
+    space: str = option("randaugment_subset", doc="a name in search_spaces/ or a YAML path")
+    trials: int = option(40, low=0, doc="searched trials, besides the baselines")
+    timeout_minutes: float | None = option(None, low=0.0)
+    sampler: str = option("tpe", choices=tuple(SAMPLERS))
+    pruner: str = option("hyperband", choices=tuple(PRUNERS))
+    seed: int = option(0, low=0)
+    baselines: list[str] = option(["crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"],
                               doc="crop_only: no flip, for data where a flip changes the label")
-    max_failures: int = _f(10, low=0, doc="stop after this many failed trials")
+    max_failures: int = option(10, low=0, doc="stop after this many failed trials")
 
 
 @dataclass
 class TargetConfig:
-    train_size: int | None = _f(None, low=1, doc="training images (null: all outside the "
+    train_size: int | None = option(None, low=1, doc="training images (null: all outside the "
                                 "validation and selection splits)")
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
 
 
 @dataclass
 class RaceConfig:
-    top_k: int = _f(3, low=1, doc="searched candidates raced against the best baseline")
-    min_seeds: int = _f(3, low=2, doc="seeds every contender gets (paired by seed)")
-    max_seeds: int = _f(6, low=2, doc="seeds a close contender may reach")
-    confidence: float = _f(0.95, low=0.5, high=0.999, doc="one-sided level of the lower bound")
-    budget: str = _f("proxy", choices=("proxy", "target"), doc="which training the race runs")
+    top_k: int = option(3, low=1, doc="searched candidates raced against the best baseline")
+    min_seeds: int = option(3, low=2, doc="seeds every contender gets (paired by seed)")
+    max_seeds: int = option(6, low=2, doc="seeds a close contender may reach")
+    confidence: float = option(0.95, low=0.5, high=0.999, doc="one-sided level of the lower bound")
+    budget: str = option("proxy", choices=("proxy", "target"), doc="which training the race runs")
 
 
 @dataclass
 class ValidateConfig:
-    seeds: int = _f(5, low=2, doc="seeds per policy at the target budget (paired)")
+    seeds: int = option(5, low=2, doc="seeds per policy at the target budget (paired)")
 
 
 @dataclass
 class FidelityConfig:
-    seeds: int = _f(3, low=2, doc="seeds per policy and budget")
-    panel: list[str] = _f([], doc="policies (baseline names or RA(N,M) strings); [] = default")
+    seeds: int = option(3, low=2, doc="seeds per policy and budget")
+    panel: list[str] = option([], doc="policies (baseline names or RA(N,M) strings); [] = default")
 
 
 @dataclass
@@ -129,8 +116,8 @@ class Budget:
 
 @dataclass
 class Experiment:
-    name: str = _f("experiment")
-    dataset: str = _f("cifar10")
+    name: str = option("experiment")
+    dataset: str = option("cifar10")
     data: DataConfig = field(default_factory=DataConfig)
     base_augment: BaseAugmentConfig = field(default_factory=BaseAugmentConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -139,7 +126,7 @@ class Experiment:
     race: RaceConfig = field(default_factory=RaceConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
-    smoke: dict[str, Any] = _f({}, doc="overrides applied with --smoke")
+    smoke: dict[str, Any] = option({}, doc="overrides applied with --smoke")
     source: str = field(default="", metadata={"internal": True})
 
     @property
@@ -231,7 +218,7 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     if isinstance(target, dict) and isinstance(target.get("trainer", {}), dict):
         proxy_trainer = raw.get("trainer", {}) if isinstance(raw.get("trainer"), dict) else {}
         raw["target"] = {**target, "trainer": _merge(proxy_trainer, target.get("trainer", {}))}
-    experiment = _build(Experiment, raw, origin, "")
+    experiment = build(Experiment, raw, origin, "")
     experiment.source = origin
     unknown = [b for b in experiment.search.baselines if b not in BASELINES]
     if unknown:
@@ -249,7 +236,7 @@ def with_overrides(experiment: Experiment, overrides: dict[str, Any],
     """``experiment`` with dotted keys replaced (``None`` values are ignored), re-validated."""
     raw = experiment.to_dict()
     _set_dotted(raw, overrides, origin)
-    rebuilt = _build(Experiment, raw, origin, "")
+    rebuilt = build(Experiment, raw, origin, "")
     rebuilt.source = experiment.source
     return rebuilt
 
@@ -272,7 +259,7 @@ def _set_dotted(raw: dict[str, Any], overrides: dict[str, Any], origin: str) -> 
 
 def experiment_from_dict(data: dict[str, Any], origin: str) -> Experiment:
     """An experiment from its ``to_dict()`` form (a study's or a policy's stored config)."""
-    experiment = _build(Experiment, data, origin, "")
+    experiment = build(Experiment, data, origin, "")
     experiment.source = origin
     return experiment
 
@@ -321,86 +308,3 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin}: key '{prefix[:-1]}': expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
-    for key in raw:
-        if key not in known:
-            raise ConfigError(f"{origin}: key '{prefix}{key}': unknown key; expected one of "
-                              f"{', '.join(known)}")
-    values = {}
-    for name, spec in known.items():
-        if name not in raw:
-            continue
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            values[name] = _build(kind, raw[name], origin, f"{prefix}{name}.")
-        else:
-            values[name] = _check(raw[name], kind, spec.metadata, origin, f"{prefix}{name}")
-    return cls(**values)
-
-
-def _check(value: Any, kind: Any, meta: Any, origin: str, key: str) -> Any:
-    def fail(problem: str) -> ConfigError:
-        return ConfigError(f"{origin}: key '{key}': {problem}")
-
-    args = typing.get_args(kind)
-    optional = (typing.get_origin(kind) in (typing.Union, types.UnionType)
-                and type(None) in args)
-    if value is None:
-        if optional:
-            return None
-        raise fail("must not be empty")
-    base = next(a for a in args if a is not type(None)) if optional else kind
-    origin_type = typing.get_origin(base)
-    if origin_type is list:
-        if not isinstance(value, list):
-            raise fail(f"expected a list, got {value!r}")
-        if len(value) < meta.get("min_items", 0):
-            raise fail(f"expected at least {meta['min_items']} item(s), got {value!r}")
-        item = typing.get_args(base)[0]
-        bounds = {"low": meta.get("low"), "high": meta.get("high")}
-        return [_check(v, item, bounds, origin, f"{key}[{i}]") for i, v in enumerate(value)]
-    if meta.get("auto") and value == "auto":
-        return value
-    if origin_type in (typing.Union, types.UnionType):  # int | str with auto: the int
-        base = next(a for a in typing.get_args(base) if a is not str)
-    if origin_type is dict:
-        if not isinstance(value, dict):
-            raise fail(f"expected a mapping, got {value!r}")
-        return value
-    if base is bool:
-        if not isinstance(value, bool):
-            raise fail(f"expected true or false, got {value!r}")
-    elif base is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            hint = " or auto" if meta.get("auto") else ""
-            raise fail(f"expected an integer{hint}, got {value!r}")
-    elif base is float:
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(f"expected a number, got {value!r}")
-        try:
-            value = float(value)
-        except OverflowError:
-            value = math.inf
-        if not math.isfinite(value):
-            raise fail(f"expected a finite number, got {value!r}")
-    elif base is str and not isinstance(value, str):
-        raise fail(f"expected a string, got {value!r}")
-    low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
-    if isinstance(value, str) and (low is not None or high is not None):
-        raise fail(f"expected a number, got {value!r}")
-    if low is not None and value < low:
-        raise fail(f"{value!r} is below the minimum {low}")
-    if high is not None and value > high:
-        raise fail(f"{value!r} is above the maximum {high}")
-    if choices is not None and value not in choices:
-        raise fail(f"expected one of {', '.join(map(str, choices))}, got {value!r}")
-    return value

@@ -15,7 +15,6 @@ layer reads as tensors: one compiled graph serves every policy.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,12 +22,14 @@ from typing import Any
 
 from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, OPS, RANDAUGMENT_OPS, arg_value
 from policysearch.errors import PolicyFormatError
-
-SCHEMA = "policysearch.policy/v1"
-TYPES = ("randaugment", "trivialaugment", "autoaugment", "none")
-MAX_STAGES = 4
-"""Most ops one image goes through (RandAugment ``num_ops``, steps of a sub-policy)."""
-MAX_SUB_POLICIES = 32
+from policysearch.policy_format import (  # noqa: F401  (re-exported)
+    MAX_STAGES,
+    MAX_SUB_POLICIES,
+    SCHEMA,
+    TYPES,
+    json_number,
+    parse_fields,
+)
 
 MAGNITUDE_SCALE: dict[str, Any] = {
     "bins": 31,
@@ -59,18 +60,18 @@ class Policy:
     @classmethod
     def from_dict(cls, data: Any, origin: str = "policy") -> Policy:
         """Validate a decoded policy file; errors name ``origin`` and the field."""
-        return _parse(data, origin)
+        return cls(**parse_fields(data, origin))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (schema v1)."""
         out: dict[str, Any] = {"schema": SCHEMA, "type": self.type}
         if self.type == "randaugment":
-            out.update(num_ops=self.num_ops, magnitude=_num(self.magnitude),
-                       magnitude_std=_num(self.magnitude_std), ops=list(self.ops))
+            out.update(num_ops=self.num_ops, magnitude=json_number(self.magnitude),
+                       magnitude_std=json_number(self.magnitude_std), ops=list(self.ops))
         elif self.type == "trivialaugment":
             out.update(ops=list(self.ops))
         elif self.type == "autoaugment":
-            out.update(sub_policies=[[[op, _num(p), _num(m)] for op, p, m in sub]
+            out.update(sub_policies=[[[op, json_number(p), json_number(m)] for op, p, m in sub]
                                      for sub in self.sub_policies])
         out["fill"] = self.fill
         out["magnitude_scale"] = MAGNITUDE_SCALE
@@ -113,19 +114,20 @@ class Policy:
             steps = max((len(s) for s in self.sub_policies), default=0)
             return f"AA({len(self.sub_policies)}x{steps})"
         subset = "" if set(self.ops) == set(RANDAUGMENT_OPS) else f",{len(self.ops)} ops"
-        return f"RA(N={self.num_ops},M={_num(self.magnitude)}{subset})"
+        return f"RA(N={self.num_ops},M={json_number(self.magnitude)}{subset})"
 
     def __repr__(self) -> str:
         if self.type == "randaugment":
             ops = "all 14" if set(self.ops) == set(RANDAUGMENT_OPS) else ", ".join(self.ops)
-            std = f", mstd={_num(self.magnitude_std)}" if self.magnitude_std else ""
-            return f"RandAugment(n={self.num_ops}, m={_num(self.magnitude)}{std}, ops=[{ops}])"
+            std = f", mstd={json_number(self.magnitude_std)}" if self.magnitude_std else ""
+            m = json_number(self.magnitude)
+            return f"RandAugment(n={self.num_ops}, m={m}{std}, ops=[{ops}])"
         if self.type == "trivialaugment":
             ops = "all 14" if set(self.ops) == set(RANDAUGMENT_OPS) else ", ".join(self.ops)
             return f"TrivialAugment(ops=[{ops}])"
         if self.type == "autoaugment":
             subs = "; ".join(
-                " + ".join(f"{op}(p={_num(p)}, m={_num(m)})" for op, p, m in sub)
+                " + ".join(f"{op}(p={json_number(p)}, m={json_number(m)})" for op, p, m in sub)
                 for sub in self.sub_policies
             )
             return f"AutoAugment([{subs}])"
@@ -137,8 +139,8 @@ class Policy:
             return ["no policy ops: the trainer's base augmentation only"]
         if self.type == "randaugment":
             lines = [f"RandAugment: each image applies {self.num_ops} op(s) drawn uniformly "
-                     f"from {len(self.ops)}, at magnitude {_num(self.magnitude)}/30"
-                     + (f" (per-image std {_num(self.magnitude_std)})"
+                     f"from {len(self.ops)}, at magnitude {json_number(self.magnitude)}/30"
+                     + (f" (per-image std {json_number(self.magnitude_std)})"
                         if self.magnitude_std else "")]
             lines += ["  " + op_summary(op, self.magnitude, height, width) for op in self.ops]
             return lines
@@ -150,7 +152,7 @@ class Policy:
         lines = [f"AutoAugment: each image draws one of {len(self.sub_policies)} sub-policies; "
                  "each step applies with its probability"]
         for i, sub in enumerate(self.sub_policies):
-            steps = ", then ".join(f"p={_num(p)}: {op_summary(op, m, height, width)}"
+            steps = ", then ".join(f"p={json_number(p)}: {op_summary(op, m, height, width)}"
                                    for op, p, m in sub)
             lines.append(f"  {i + 1}. {steps}")
         return lines
@@ -231,20 +233,21 @@ class Policy:
 
 def randaugment(num_ops: int = 2, magnitude: float = 9, ops: Any = RANDAUGMENT_OPS,
                 magnitude_std: float = 0.0, fill: int = 128) -> Policy:
-    return _parse({"schema": SCHEMA, "type": "randaugment", "num_ops": num_ops,
-                   "magnitude": magnitude, "magnitude_std": magnitude_std, "ops": list(ops),
-                   "fill": fill}, "randaugment()")
+    return Policy.from_dict({"schema": SCHEMA, "type": "randaugment", "num_ops": num_ops,
+                             "magnitude": magnitude, "magnitude_std": magnitude_std,
+                             "ops": list(ops), "fill": fill}, "randaugment()")
 
 
 def trivialaugment(ops: Any = RANDAUGMENT_OPS, fill: int = 128) -> Policy:
-    return _parse({"schema": SCHEMA, "type": "trivialaugment", "ops": list(ops), "fill": fill},
-                  "trivialaugment()")
+    return Policy.from_dict({"schema": SCHEMA, "type": "trivialaugment", "ops": list(ops),
+                             "fill": fill}, "trivialaugment()")
 
 
 def autoaugment(sub_policies: Any, fill: int = 128) -> Policy:
-    return _parse({"schema": SCHEMA, "type": "autoaugment",
-                   "sub_policies": [[list(step) for step in sub] for sub in sub_policies],
-                   "fill": fill}, "autoaugment()")
+    return Policy.from_dict({"schema": SCHEMA, "type": "autoaugment",
+                             "sub_policies": [[list(step) for step in sub]
+                                              for sub in sub_policies],
+                             "fill": fill}, "autoaugment()")
 
 
 def no_augment() -> Policy:
@@ -285,7 +288,7 @@ def read_policy(path: str | os.PathLike[str]) -> Policy:
             from None
     except ValueError as err:  # integers of thousands of digits
         raise PolicyFormatError(f"policy file {path}: is not valid JSON ({err})") from None
-    return _parse(data, f"policy file {path}")
+    return Policy(**parse_fields(data, f"policy file {path}"))
 
 
 def write_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
@@ -302,218 +305,8 @@ def write_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_policy(path: str | os.PathLike[str], *, base: bool = False, seed: int | None = None):
-    """Load a policy file as a Keras layer (``policysearch.augment.PolicyAugmentation``).
-
-    The layer applies the policy in training (``training=True``, as in ``model.fit`` or a
-    ``tf.data`` map) and passes images through unchanged at inference. With ``base=True`` it also
-    applies the crop and flip that the search trained with (recorded in the file's ``base``).
-    The policy itself is the layer's ``policy`` attribute.
-    """
-    from policysearch.augment.layer import PolicyAugmentation
-
-    policy = read_policy(path)
-    kwargs: dict[str, Any] = {}
-    if base:
-        kwargs = {"crop_padding": int(policy.base.get("crop_padding", 0)),
-                  "flip": bool(policy.base.get("flip", False))}
-    return PolicyAugmentation(policy, seed=seed, **kwargs)
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation
-
-
-def _fail(origin: str, key: str, problem: str) -> PolicyFormatError:
-    return PolicyFormatError(f"{origin}: field '{key}': {problem}")
-
-
-def _number(origin: str, key: str, value: Any, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(origin, key, f"expected a number, got {_short(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise _fail(origin, key, f"expected a finite number, got {value!r}")
-    if not low <= value <= high:  # exact for integers of any size
-        shown = value if abs(value) < 1e15 else f"a number of {len(str(int(value)))} digits"
-        raise _fail(origin, key, f"{shown} is outside {_num(low)}..{_num(high)}")
-    return float(_num(value))  # as the JSON form holds it, so that a round trip is exact
-
-
-def _integer(origin: str, key: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(origin, key, f"expected an integer, got {_short(value)}")
-    if not low <= value <= high:
-        shown = value if abs(value) < 10**15 else f"an integer of {len(str(value))} digits"
-        raise _fail(origin, key, f"{shown} is outside {low}..{high}")
-    return value
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-BASE_FIELDS = {"crop_padding": (0, 512), "flip": None}
-"""The base augmentation a policy file may record: crop padding in pixels, flip (a boolean)."""
-
-
-def _base(origin: str, base: Any) -> dict[str, Any]:
-    if not isinstance(base, dict):
-        raise _fail(origin, "base", f"expected an object, got {_short(base)}")
-    out: dict[str, Any] = {}
-    for key, value in base.items():
-        if key not in BASE_FIELDS:
-            raise _fail(origin, f"base.{key}", "unknown; expected crop_padding or flip")
-        if key == "flip":
-            if not isinstance(value, bool):
-                raise _fail(origin, "base.flip", f"expected true or false, got {_short(value)}")
-            out[key] = value
-        else:
-            out[key] = _integer(origin, f"base.{key}", value, *BASE_FIELDS[key])
-    return out
-
-
-_SOURCE_TYPES: dict[str, tuple[type, ...]] = {
-    "dataset": (str,), "experiment": (str,), "space": (str,), "study": (str,),
-    "storage": (str,), "note": (str,), "package_version": (str,), "created_at": (str,),
-    "mlflow_run_id": (str,), "mlflow_tracking_uri": (str,), "experiment_file": (str,),
-    "trial": (int,), "n_seeds": (int,), "seeds": (list,), "proxy": (dict,),
-    "best_baseline": (dict,), "gain_exceeds_noise": (bool,), "beats_best_baseline": (bool,),
-    "val_accuracy_mean": (int, float), "val_accuracy_std": (int, float),
-    "gain_over_best_baseline": (int, float), "gain_standard_error": (int, float),
-}
-"""Types of the provenance fields that commands read (``null`` is allowed for each)."""
-
-
-def _source(origin: str, source: Any) -> dict[str, Any]:
-    if not isinstance(source, dict):
-        raise _fail(origin, "source", f"expected an object, got {_short(source)}")
-    for key, types in _SOURCE_TYPES.items():
-        value = source.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) and bool not in types:
-            types = ()
-        if not isinstance(value, types):
-            names = " or ".join({str: "a string", int: "an integer", float: "a number",
-                                 list: "a list", dict: "an object", bool: "true or false"}[t]
-                                for t in types) or "not a boolean"
-            raise _fail(origin, f"source.{key}", f"expected {names}, got {_short(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _fail(origin, f"source.{key}", f"expected a finite number, got {value!r}")
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-            raise _fail(origin, f"source.{key}", "integer too large")
-    size = source.get("image_size")
-    if size is not None:
-        if not isinstance(size, list) or len(size) != 2:
-            raise _fail(origin, "source.image_size",
-                        f"expected [height, width], got {_short(size)}")
-        for i, side in enumerate(size):
-            _integer(origin, f"source.image_size[{i}]", side, 1, 65535)
-    baseline = source.get("best_baseline")
-    if baseline is not None:
-        if not isinstance(baseline.get("name"), str):
-            raise _fail(origin, "source.best_baseline.name", "expected a string")
-        for key in ("val_accuracy_mean", "val_accuracy_std"):
-            _number(origin, f"source.best_baseline.{key}", baseline.get(key), -1e9, 1e9)
-    return source
-
-
-def _op(origin: str, key: str, value: Any) -> str:
-    if value not in OPS:
-        raise _fail(origin, key, f"unknown op {value!r}; known ops: {', '.join(OP_NAMES)}")
-    return value
-
-
-def _parse(data: Any, origin: str) -> Policy:
-    if not isinstance(data, dict):
-        raise PolicyFormatError(f"{origin}: expected a JSON object, got {type(data).__name__}")
-    schema = data.get("schema")
-    if schema is None:
-        raise _fail(origin, "schema", f"missing; expected {SCHEMA!r}")
-    if schema != SCHEMA:
-        raise _fail(origin, "schema",
-                    f"unknown version {schema!r}; this policysearch reads {SCHEMA!r}")
-    kind = data.get("type")
-    if kind not in TYPES:
-        raise _fail(origin, "type", f"expected one of {', '.join(TYPES)}, got {kind!r}")
-    allowed = {"schema", "type", "fill", "magnitude_scale", "base", "source"} | {
-        "randaugment": {"num_ops", "magnitude", "magnitude_std", "ops"},
-        "trivialaugment": {"ops"},
-        "autoaugment": {"sub_policies"},
-        "none": set(),
-    }[kind]
-    for key in data:
-        if key not in allowed:
-            raise _fail(origin, key, f"not a field of a {kind} policy")
-    scale = data.get("magnitude_scale")
-    if scale is not None and (not isinstance(scale, dict) or scale.get("bins") != 31
-                              or scale.get("max") != 30):
-        raise _fail(origin, "magnitude_scale", "this file uses another magnitude scale "
-                    "(expected 31 bins, M = 0..30)")
-    fill = _integer(origin, "fill", data.get("fill", 128), 0, 255)
-    base = _base(origin, data.get("base", {}))
-    source = _source(origin, data.get("source", {}))
-    common = {"fill": fill, "base": base, "source": source}
-
-    def required(key: str) -> Any:
-        if key not in data:
-            raise _fail(origin, key, f"missing (required for a {kind} policy)")
-        return data[key]
-
-    def op_list(key: str) -> tuple[str, ...]:
-        ops = required(key)
-        if not isinstance(ops, list) or not ops:
-            raise _fail(origin, key, f"expected a non-empty list of op names, got {ops!r}")
-        names = tuple(_op(origin, f"{key}[{i}]", op) for i, op in enumerate(ops))
-        if len(set(names)) != len(names):
-            raise _fail(origin, key, "lists an op twice")
-        return names
-
-    if kind == "randaugment":
-        return Policy(
-            type=kind,
-            num_ops=_integer(origin, "num_ops", required("num_ops"), 0, MAX_STAGES),
-            magnitude=_number(origin, "magnitude", required("magnitude"), 0, MAX_LEVEL),
-            magnitude_std=_number(origin, "magnitude_std", data.get("magnitude_std", 0.0), 0,
-                                  MAX_LEVEL),
-            ops=op_list("ops"),
-            **common,
-        )
-    if kind == "trivialaugment":
-        return Policy(type=kind, ops=op_list("ops"), **common)
-    if kind == "none":
-        return Policy(type=kind, ops=(), **common)
-    subs = required("sub_policies")
-    if not isinstance(subs, list) or not 1 <= len(subs) <= MAX_SUB_POLICIES:
-        raise _fail(origin, "sub_policies",
-                    f"expected a list of 1..{MAX_SUB_POLICIES} sub-policies, got {subs!r}")
-    parsed = []
-    for i, sub in enumerate(subs):
-        if not isinstance(sub, list) or not 1 <= len(sub) <= MAX_STAGES:
-            raise _fail(origin, f"sub_policies[{i}]",
-                        f"expected a list of 1..{MAX_STAGES} [op, probability, magnitude] steps")
-        steps = []
-        for j, step in enumerate(sub):
-            key = f"sub_policies[{i}][{j}]"
-            if not isinstance(step, list) or len(step) != 3:
-                raise _fail(origin, key, f"expected [op, probability, magnitude], got {step!r}")
-            steps.append((_op(origin, key, step[0]),
-                          _number(origin, key + " probability", step[1], 0, 1),
-                          _number(origin, key + " magnitude", step[2], 0, MAX_LEVEL)))
-        parsed.append(tuple(steps))
-    ops = tuple(dict.fromkeys(op for sub in parsed for op, _, _ in sub))
-    return Policy(type=kind, sub_policies=tuple(parsed), ops=ops, **common)
-
-
 # ----------------------------------------------------------------------------------------------
 # Formatting
-
-
-def _num(value: float) -> float | int:
-    """Integers stay integers in JSON and text (9, not 9.0)."""
-    value = float(value)
-    return int(value) if value.is_integer() else round(value, 4)
 
 
 def op_summary(name: str, magnitude: float, height: int = 32, width: int = 32,

@@ -314,7 +314,7 @@ def test_make_search_passes_variables_as_whole_words() -> None:
     assert pairs["--export"] == "out dir/p.json"
     assert (pairs["--batch-size"], pairs["--image-size"]) == ("64", "48")
     assert (pairs["--crop-padding"], pairs["--flip"]) == ("auto", "false")
-    from policysearch.cli import build_parser
+    from policysearch.cli_args import build_parser
 
     args = build_parser().parse_args(["search", *argv])
     assert args.dataset == "my photos/it's here.tar.gz" and args.flip is False

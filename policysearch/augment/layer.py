@@ -14,6 +14,7 @@ in (``uniforms=``) by a tf.data pipeline that seeds each batch itself.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
@@ -21,7 +22,7 @@ from keras.src.layers.preprocessing.data_layer import DataLayer
 
 from policysearch.augment import kernels
 from policysearch.augment import ops as O
-from policysearch.policy import MAX_STAGES, MAX_SUB_POLICIES, Policy, no_augment
+from policysearch.policy import MAX_STAGES, MAX_SUB_POLICIES, Policy, no_augment, read_policy
 
 _PER_STAGE = 8  # op, apply, magnitude, 2 for a normal, sign, 2 for Cutout's position
 _HEAD = 4  # sub-policy, flip, 2 for the crop offset
@@ -348,3 +349,20 @@ def _select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill
             changed = spec.apply(K, images, arg(index), rand, fill)
             out = N.where(N.reshape(op == index, (-1, 1, 1, 1)), changed, out)
     return out
+
+
+def load_policy(path: str | os.PathLike[str], *, base: bool = False,
+                seed: int | None = None) -> PolicyAugmentation:
+    """Load a policy file as a Keras layer (``policysearch.augment.PolicyAugmentation``).
+
+    The layer applies the policy in training (``training=True``, as in ``model.fit`` or a
+    ``tf.data`` map) and passes images through unchanged at inference. With ``base=True`` it also
+    applies the crop and flip that the search trained with (recorded in the file's ``base``).
+    The policy itself is the layer's ``policy`` attribute.
+    """
+    policy = read_policy(path)
+    kwargs: dict[str, Any] = {}
+    if base:
+        kwargs = {"crop_padding": int(policy.base.get("crop_padding", 0)),
+                  "flip": bool(policy.base.get("flip", False))}
+    return PolicyAugmentation(policy, seed=seed, **kwargs)
