@@ -8,6 +8,7 @@ page. ``POLICYSEARCH_SCREENSHOTS=docs/images`` also writes the README's two scre
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -52,16 +53,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A finished tiny study (crop+flip and one searched trial, a 2-seed race) on a live
     server."""
     root = tmp_path_factory.mktemp("ui")
-    dataset = write_image_folder(root / "data", classes=3, per_class=24, size=16,
+    write_image_folder(root / "data", classes=3, per_class=24, size=16,
                                  test_per_class=6)
-    config = tiny_experiment(root / "tiny.yaml", dataset,
-                             search={"trials": 1, "pruner": "none", "baselines": ["crop_flip"]})
+    tiny_experiment(root / "tiny.yaml", Path("data"),
+                    search={"trials": 1, "pruner": "none", "baselines": ["crop_flip"]})
     server = MlflowServer(root / "server").start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
-    cmd = [sys.executable, "-m", "policysearch", "search", "--dataset", str(dataset),
-           "--experiment", str(config), "--storage", f"sqlite:///{root}/optuna.db",
-           "--tracking-uri", server.uri, "--study-name", "ui", "--export", str(root / "p.json")]
+    # Relative paths, as a user types them (and as the screenshots show them).
+    cmd = [sys.executable, "-m", "policysearch", "search", "--dataset", "data",
+           "--experiment", "tiny.yaml", "--storage", "sqlite:///optuna.db",
+           "--tracking-uri", server.uri, "--study-name", "ui", "--export", "p.json"]
     try:
         done = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True,
                               timeout=600)
@@ -107,11 +109,19 @@ def test_ui_shows_the_trials_table_and_the_decision(study: dict[str, Any]) -> No
     record = {k[3:]: v for k, v in optuna_study.user_attrs.items() if k.startswith("ps.")}
     client = MlflowClient(tracking_uri=server.uri)
     parent = client.get_run(record["mlflow_parent_run_id"])
-    trial_names = [r.info.run_name for r in client.search_runs(
-        [parent.info.experiment_id],
-        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and "
-        "tags.`policysearch.role` != 'race'")]
+    trials = client.search_runs([parent.info.experiment_id],
+                                f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and "
+                                "tags.`policysearch.role` != 'race'")
+    trial_names = [r.info.run_name for r in trials]
     assert len(trial_names) == 2  # crop+flip and the searched trial
+    # What only the search itself logs (it has the images): sample grids and the summary.
+    for run in trials:
+        assert "samples.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"exported_policy_epochs.png", "optimization_history.png", "policy.json",
+            "trials.csv", "experiment.yaml"} <= names
+    exported = json.loads((root / "p.json").read_text())
+    assert exported["source"]["mlflow_run_id"] == parent.info.run_id
     # The link the search printed: the study's runs table.
     [table_url] = re.findall(r"trials table: (\S+)", study["out"])
     assert table_url.startswith(server.uri)

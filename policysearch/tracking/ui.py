@@ -33,9 +33,11 @@ DEFAULT_UI = "http://127.0.0.1:5000"
 TRIAL_COLUMNS = (
     ("params", "type"), ("params", "num_ops"), ("params", "magnitude"), ("params", "ops"),
     ("metrics", "val_accuracy"), ("metrics", "paired_gain_over_crop_flip"),
+    ("metrics", "selection_accuracy"),
     ("tags", "state"), ("tags", "prune_reason"),
 )
-"""The runs table's columns in a study's view: the policy, how it scored, how it ended."""
+"""The runs table's columns in a study's view: the policy, how it scored (a trial on the
+search-validation split, a race run on the selection split), how it ended."""
 
 
 def column_key(kind: str, name: str) -> str:
