@@ -49,6 +49,16 @@ def browser(width: int = 1500, height: int = 900) -> Any:
 
 
 @pytest.fixture(scope="module")
+def chrome() -> Iterator[Any]:
+    """The browser, first: a missing one fails before any search is run."""
+    driver = browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A finished tiny study (crop+flip and one searched trial, a 2-seed race) on a live
     server."""
@@ -100,7 +110,7 @@ def screenshot(driver: Any, name: str, tmp: Path) -> None:
     driver.save_screenshot(str(target / name))
 
 
-def test_ui_shows_the_trials_table_and_the_decision(study: dict[str, Any]) -> None:
+def test_ui_shows_the_trials_table_and_the_decision(chrome: Any, study: dict[str, Any]) -> None:
     import optuna
     from mlflow import MlflowClient
 
@@ -126,32 +136,29 @@ def test_ui_shows_the_trials_table_and_the_decision(study: dict[str, Any]) -> No
     [table_url] = re.findall(r"trials table: (\S+)", study["out"])
     assert table_url.startswith(server.uri)
 
-    driver = browser()
-    try:
-        driver.get(table_url)
-        body = wait_for(driver, trial_names[0])
-        click_if_present(driver, "[data-component-id='mlflow.assistant.chat_panel.close']")
-        body = wait_for(driver, trial_names[1])
-        # The runs table (not the GenAI pages), with the trials and their policy columns.
-        assert "Runs" in body and "Traces" in body
-        for column in ("val_accuracy", "num_ops", "magnitude", "ops"):
-            assert column in body, column
-        assert "Group: search" in body and "Group: baseline" in body
-        assert "crop+flip" in body
-        screenshot(driver, "mlflow-trials-table.png", root)
+    driver = chrome
+    driver.get(table_url)
+    body = wait_for(driver, trial_names[0])
+    click_if_present(driver, "[data-component-id='mlflow.assistant.chat_panel.close']")
+    body = wait_for(driver, trial_names[1])
+    # The runs table (not the GenAI pages), with the trials and their policy columns.
+    assert "Token Usage" not in body  # not the GenAI overview
+    for column in ("val_accuracy", "num_ops", "magnitude", "ops"):
+        assert column in body, column
+    assert "Group: search" in body and "Group: baseline" in body
+    assert "crop+flip" in body
+    screenshot(driver, "mlflow-trials-table.png", root)
 
-        run_url = f"{server.uri}/#/experiments/{parent.info.experiment_id}/runs/" \
-                  f"{parent.info.run_id}?workflowType=machine_learning"
-        driver.get(run_url)
-        sentence = record["decision"]["sentence"]
-        first = sentence.split("`")[0].strip()  # inline code renders without its backticks
-        body = wait_for(driver, first)
-        click_if_present(driver, "[data-component-id='mlflow.assistant.chat_panel.close']")
-        click_if_present(driver, "[data-testid='show-comment-toggle']")
-        body = wait_for(driver, "Using the exported policy")
-        assert sentence.replace("`", "") in body.replace("\n", " ")
-        assert "load_transform" in body and "Reproducing the study" in body
-        assert "optimization_history.png" in body
-        screenshot(driver, "mlflow-study-run.png", root)
-    finally:
-        driver.quit()
+    run_url = f"{server.uri}/#/experiments/{parent.info.experiment_id}/runs/" \
+              f"{parent.info.run_id}?workflowType=machine_learning"
+    driver.get(run_url)
+    sentence = record["decision"]["sentence"]
+    first = sentence.split("`")[0].strip()  # inline code renders without its backticks
+    body = wait_for(driver, first)
+    click_if_present(driver, "[data-component-id='mlflow.assistant.chat_panel.close']")
+    click_if_present(driver, "[data-testid='show-comment-toggle']")
+    body = wait_for(driver, "Using the exported policy")
+    assert sentence.replace("`", "") in body.replace("\n", " ")
+    assert "load_transform" in body and "Reproducing the study" in body
+    assert "optimization_history.png" in body
+    screenshot(driver, "mlflow-study-run.png", root)
