@@ -104,15 +104,16 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> list[str]:
             f"policies{where}: " + "; ".join(parts) + "."]
 
 
-def progress_section(progress: dict[str, Any]) -> list[str]:
+def progress_section(progress: dict[str, Any], earlier: bool = False) -> list[str]:
     best = progress.get("best")
     best_text = (f"best so far **{best['label']}** (trial {best['number']}): search-validation "
                  f"accuracy {pts(best['value'], False)} %"
                  + (f", {pts(best['gain'])} pts over crop+flip at the same seed"
                     if best.get("gain") is not None else "") if best else "no trial finished yet")
+    then = (" Below: the decision of the study's earlier, smaller budget." if earlier else
+            " The decision appears here when the race on the selection split has run.")
     return [f"### Running: {progress['done']} of {progress['total']} trials done", "",
-            best_text + ". The decision appears here when the race on the selection split "
-            "has run.", ""]
+            best_text + "." + then, ""]
 
 
 def usage_section(policy_path: str | None) -> list[str]:
@@ -160,10 +161,10 @@ def study_note(*, study_name: str, experiment: dict[str, Any], source: str,
                policy_path: str | None = None, links: dict[str, str] | None = None) -> str:
     """The whole description: decision (or progress), fidelity, usage, reproduction, plots."""
     lines: list[str] = []
+    if progress is not None:
+        lines += progress_section(progress, earlier=decision is not None)
     if decision is not None:
         lines += decision_section(decision)
-    elif progress is not None:
-        lines += progress_section(progress)
     lines += fidelity_section(fidelity)
     search = experiment.get("search", {})
     lines += ["", f"Study `{study_name}`: dataset `{experiment.get('dataset')}`, space "

@@ -124,7 +124,7 @@ class StudyView:
                 study_name=t.study_name, experiment=record.experiment,
                 source=record.experiment_source, storage=self.storage,
                 decision=record.decision,
-                progress=None if record.decision else progress(self.study, record.total_trials),
+                progress=progress(self.study, record.total_trials) if running(record) else None,
                 fidelity=fidelity or getattr(record, "fidelity", None),
                 policy_path=record.exported_policy, links=self.links())
             t.client.set_tag(parent, NOTE, text)
@@ -164,7 +164,7 @@ class StudyView:
             return None
         run_id = self.tracker.safe(f"trial {trial.number}",
                                    lambda: self._finish_trial(parent, trial, splits))
-        if run_id and read_study(self.study).decision is None:
+        if run_id and running(read_study(self.study)):
             self.refresh_note()
         return run_id
 
@@ -284,6 +284,12 @@ class StudyView:
 
         t.safe("the study summary", log)
         self.refresh_note(fidelity)
+
+
+def running(record: Any) -> bool:
+    """Whether the study has not yet decided for its current budget (a resumed study with more
+    trials decides again)."""
+    return record.decision is None or record.exported_for != record.total_trials
 
 
 def progress(study: Any, total: int) -> dict[str, Any]:
