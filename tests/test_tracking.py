@@ -274,6 +274,12 @@ def check_study(client: Any, exp: Any, study: Any, parent_id: str, tmp: Path,
     assert len(race) == len(rec["race_rows"]) == 4
     assert {(r.data.tags["policy_key"], int(r.data.tags["seed"])) for r in race} == {
         (row["key"], row["seed"]) for row in rec["race_rows"]}
+    for run in race:
+        row = next(r for r in rec["race_rows"] if r["key"] == run.data.tags["policy_key"]
+                   and r["seed"] == int(run.data.tags["seed"]))
+        assert run.data.metrics["selection_accuracy"] == pytest.approx(row["accuracy"])
+        assert run.data.params["type"] == row["policy"]["type"]
+        assert run.info.run_name.endswith(f"· seed {row['seed']}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,6 +326,10 @@ def test_a_trial_reads_as_its_policy() -> None:
     ops = render.trial_params({}, baseline)
     assert len([k for k in ops if k.startswith("op_")]) == 14 and set(
         v for k, v in ops.items() if k.startswith("op_")) == {"out"}
+
+    reference = {"policy": {"type": "none"}, "label": "baseline crop_flip",
+                 "role": "reference", "seed": 10000}
+    assert render.evaluation_name("race", reference) == "race · baseline crop+flip · seed 10000"
 
     pruned = _trials(pruner_cuts=True)
     tags = render.trial_tags(pruned, rec, "hyperband")

@@ -60,24 +60,41 @@ def op_universe(trial_params: dict[str, Any], policy: dict[str, Any]) -> list[st
     return names + sorted(held - set(names))
 
 
-def trial_params(trial_params: dict[str, Any], record: TrialRecord) -> dict[str, str]:
-    """The policy as run parameters (what the runs table's columns show)."""
-    policy = record.policy
+def policy_params(policy: dict[str, Any], switches: dict[str, Any] | None = None
+                  ) -> dict[str, str]:
+    """The policy as run parameters: ``type``, ``num_ops``, ``magnitude``, ``ops`` and one
+    ``op_<Name>`` = in/out per op (``switches``: the trial's Optuna params, naming the space's
+    op switches)."""
     out = {"type": str(policy.get("type", "")),
            "num_ops": str(policy.get("num_ops", "—")),
            "magnitude": f"{policy['magnitude']:g}" if "magnitude" in policy else "—",
-           "ops": ops_text(policy)[:6000],
-           "role": record.role, "seed": str(record.seed)}
+           "ops": ops_text(policy)[:6000]}
     if policy.get("magnitude_std"):
         out["magnitude_std"] = f"{policy['magnitude_std']:g}"
-    if record.baseline:
-        out["baseline"] = record.baseline
     held = set(policy.get("ops", []))
     for sub in policy.get("sub_policies", []):
         held.update(op for op, _, _ in sub)
-    for name in op_universe(trial_params, policy):
+    for name in op_universe(switches or {}, policy):
         out[f"op_{name}"] = "in" if name in held else "out"
     return out
+
+
+def trial_params(trial_params: dict[str, Any], record: TrialRecord) -> dict[str, str]:
+    """A trial's run parameters: its policy, role and seed (what the runs table shows)."""
+    out = {**policy_params(record.policy, trial_params), "role": record.role,
+           "seed": str(record.seed)}
+    if record.baseline:
+        out["baseline"] = record.baseline
+    return out
+
+
+def evaluation_name(role: str, row: dict[str, Any]) -> str:
+    """``race · baseline crop+flip · seed 10000``: a race or validation run."""
+    policy = row.get("policy") or {}
+    what = policy_name(policy) if policy.get("type") else row.get("label", "")
+    if row.get("role") in ("baseline", "reference") and policy.get("type"):
+        what = f"baseline {what}"
+    return f"{role} · {what} · seed {row['seed']}"[:NAME_LIMIT]
 
 
 def stop_reason(trial: Any, record: TrialRecord | None, pruner: str) -> str | None:

@@ -223,19 +223,22 @@ class StudyView:
                     continue
                 tags = {PARENT: parent, ROLE: role, STUDY: t.study_name,
                         "policy": row["label"], "policy_key": row["key"], "seed": str(row["seed"])}
-                name = f"{role} · {row['label']} · seed {row['seed']}"
-                run = t.client.create_run(t.experiment_id, tags=tags, run_name=name)
-                metric = "test_accuracy" if role == "validate" else "selection_accuracy"
                 now = int(time.time() * 1000)
+                seconds = float(row.get("seconds", 0.0))
+                run = t.client.create_run(t.experiment_id, tags=tags,
+                                          start_time=now - int(1000 * seconds),
+                                          run_name=render.evaluation_name(role, row))
+                metric = "test_accuracy" if role == "validate" else "selection_accuracy"
+                params = {**render.policy_params(row.get("policy") or {}),
+                          "seed": str(row["seed"]), "budget": str(row.get("budget", ""))}
                 t.client.log_batch(
                     run.info.run_id,
                     metrics=[Metric(metric, float(row["accuracy"]), now, 0),
-                             Metric("duration_s", float(row.get("seconds", 0.0)), now, 0)],
-                    params=[Param("seed", str(row["seed"])),
-                            Param("budget", str(row.get("budget", "")))],
+                             Metric("duration_s", seconds, now, 0)],
+                    params=[Param(k, v) for k, v in params.items()],
                 )
                 t.client.log_dict(run.info.run_id, row["policy"], "policy.json")
-                t.client.set_terminated(run.info.run_id, "FINISHED")
+                t.client.set_terminated(run.info.run_id, "FINISHED", end_time=now)
 
         t.safe(f"{role} runs", log)
 
