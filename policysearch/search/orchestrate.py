@@ -91,7 +91,8 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         f"({len(experiment.search.baselines)} baselines + {experiment.search.trials} searched); "
         f"space {space.name}; {workers} worker(s)")
     log(describe_budgets(experiment, splits))
-    log(f"MLflow: {uri}, experiment {experiment_name!r}, run {parent}")
+    log(f"MLflow: {uri}, experiment {experiment_name!r}, run {parent}; trials table: "
+        f"{view.table_url()}")
     timeout = experiment.search.timeout_minutes
     deadline = time.time() + 60 * timeout if timeout else None
     procs = spawn_workers(study_name, storage_url, workers - 1, uri, devices, deadline)

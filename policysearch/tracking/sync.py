@@ -7,6 +7,7 @@ description from the stored decision. Running it twice logs nothing twice.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from policysearch.errors import PolicySearchError
@@ -14,13 +15,15 @@ from policysearch.errors import PolicySearchError
 
 def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
                 log: Any = print) -> int:
-    """Log every finished trial MLflow lacks, the race and the summary; returns how many
-    trials were logged."""
+    """Log every finished trial MLflow lacks, the race, the summary and the description;
+    returns how many trials were logged."""
     from policysearch.search.orchestrate import mlflow_experiment_name
+    from policysearch.search.record import update_study
     from policysearch.search.store import open_study
     from policysearch.storage import redact
     from policysearch.tracking.client import Tracker
     from policysearch.tracking.client import tracking_uri as resolve
+    from policysearch.tracking.ui import experiment_url
     from policysearch.tracking.view import StudyView
 
     handle = open_study(storage_url, study_name)
@@ -29,15 +32,14 @@ def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
     tracker = Tracker(uri, record.mlflow_experiment
                       or mlflow_experiment_name(handle.experiment.dataset), study_name)
     tracker.connect()
-    view = StudyView(tracker, handle.study)
+    view = StudyView(tracker, handle.study, redact(storage_url))
     parent = record.mlflow_parent_run_id
-    if parent is None or not tracker.run_exists(parent):
-        from policysearch.search.record import update_study
-
+    if parent is not None and tracker.run_exists(parent):
+        tracker.safe("the experiment's view", lambda: view.decorate(parent))
+    else:
         update_study(handle.study, mlflow_parent_run_id=None)
         view.start_study(handle.experiment.flat(), {"storage": redact(storage_url),
                                                     "dataset": handle.experiment.dataset})
-        view.end_study("FINISHED")
     parent = view.parent
     runs = tracker.trial_runs(parent) if parent else {}
     count = 0
@@ -53,14 +55,17 @@ def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
         view.log_evaluations("race", record.race_rows)
     if record.decision is not None:
         policy_json = None
-        if record.exported_policy:
-            from pathlib import Path
-
-            path = Path(record.exported_policy)
-            policy_json = path.read_text() if path.is_file() else None
+        if record.exported_policy and Path(record.exported_policy).is_file():
+            policy_json = Path(record.exported_policy).read_text()
         view.log_summary(record.decision, policy_json, None)
+    else:
+        view.refresh_note()
+    if record.decision is not None and parent and tracker.safe(
+            "the study run", lambda: tracker.client.get_run(parent).info.status) == "RUNNING":
+        view.end_study("FINISHED")  # the search ended while the server was away
     if tracker.missed:
         raise PolicySearchError(f"MLflow at {uri}: {len(tracker.missed)} item(s) still not "
                                 "logged; is the tracking server up?")
     log(f"synced {count} trial(s) of study {study_name!r} to {uri}")
+    log(f"trials table: {experiment_url(uri, tracker.experiment_id, study_name)}")
     return count
