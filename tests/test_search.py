@@ -240,3 +240,25 @@ def test_failed_start_leaves_nothing_behind(tiny: dict[str, Path], tmp_path: Pat
     assert bad.returncode == 2
     good = _search(tmp_path, tiny, "again", "--smoke")
     assert "created" in good.stdout and (tmp_path / "again.json").exists()
+
+
+def test_two_searches_started_at_once_share_one_study(tiny: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    # Same command, same default-style storage, started together: one study is created, the
+    # two processes propose different policies, and exactly one of them exports.
+    args = [sys.executable, "-m", "policysearch", "search", "--experiment", str(tiny["config"]),
+            "--storage", f"sqlite:///{tmp_path}/optuna.db", "--study-name", "both",
+            "--export", str(tmp_path / "both.json"), "--trials", "4"]
+    procs = [subprocess.Popen(args, cwd=tmp_path, env=_env(tmp_path), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    stdout = [out for out, _ in outs]
+    assert sum("created in" in out for out in stdout) == 1
+    assert sum(out.count("\npolicy: ") for out in stdout) == 1, stdout
+    assert sum("not exporting it again" in out for out in stdout) == 1
+    trials = _study(tmp_path, "both").get_trials()
+    assert len(trials) == 7 and all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
+    searched = [tuple(sorted(t.params.items())) for t in trials if t.params]
+    assert len(set(searched)) == len(searched), "each process samples its own policies"
+    assert json.loads((tmp_path / "both.json").read_text())["source"]["study"] == "both"

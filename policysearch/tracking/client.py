@@ -6,13 +6,14 @@ Default store: ``sqlite:///runs/mlflow.db`` (artifacts in ``runs/mlartifacts``),
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class Tracker:
         if self._client is None:
             from mlflow import MlflowClient
 
+            logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow resets it on import
             if self.uri.startswith("sqlite:///"):
                 Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
                                                                        exist_ok=True)
@@ -76,9 +78,12 @@ class Tracker:
         return self._client
 
     def connect(self) -> None:
-        """Reach the store and find or create the experiment; one clear error if it cannot."""
+        """Reach the store and find or create the experiment; one clear error if it cannot.
+
+        A local SQLite store is set up under a file lock: two searches started at once would
+        otherwise race in MLflow's table creation."""
         try:
-            with warnings.catch_warnings():
+            with _store_lock(self.uri), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 experiment = self.client.get_experiment_by_name(self.experiment_name)
                 if experiment is None:
@@ -146,6 +151,24 @@ class Tracker:
             token = page.token
             if not token:
                 return found
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a local SQLite store (nothing for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 def ms(when: Any) -> int:
     return int(when.timestamp() * 1000) if when is not None else 0
