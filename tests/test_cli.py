@@ -326,3 +326,12 @@ def test_make_refuses_an_unknown_smoke_value() -> None:
     result = subprocess.run(["make", "-n", "search", "SMOKE=maybe"], cwd=root,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "SMOKE must be 1 or 0" in result.stderr
+
+
+def test_load_hint_says_what_to_do_when_crop_flip_wins(tmp_path: Path) -> None:
+    from policysearch.cli import load_hint
+
+    path = tmp_path / "p.json"
+    hint = load_hint(no_augment(), path)
+    assert "keep your training's crop and flip" in hint and "base=True" in hint
+    assert "load_transform" in load_hint(randaugment(2, 9), path)
