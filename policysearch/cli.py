@@ -218,6 +218,37 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Train a panel of policies at the proxy and target budgets; report rank agreement."""
+    _quiet()
+    import shlex
+    import signal
+
+    from policysearch.config import load_experiment
+    from policysearch.fidelity import DEFAULT_PANEL, build_panel, default_out, run_fidelity
+
+    experiment = load_experiment(args.experiment, smoke=args.smoke,
+                                 overrides={"data.data_dir": args.data_dir,
+                                            "fidelity.seeds": args.seeds})
+    panel = build_panel(args.panel or experiment.fidelity.panel or DEFAULT_PANEL)
+    out = Path(args.out) if args.out else default_out(experiment, args.smoke)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run_fidelity(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
+                     tracking_uri=args.tracking_uri, log=_print,
+                     command="policysearch " + shlex.join(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print(f"policysearch: fidelity interrupted; finished runs are saved in "
+              f"{out.with_suffix('.json')}: run the same command to resume", file=sys.stderr,
+              flush=True)
+        return 130
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------
 # Parser
 
@@ -322,6 +353,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     p.add_argument("--out", help="results file (default experiments/results/<NAME>.md)")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("fidelity", help="does the proxy rank policies like the target training? "
+                       "(writes experiments/results/<NAME>-fidelity.md)")
+    p.add_argument("experiment", nargs="?", default="cifar10",
+                   help="experiments/<NAME>.yaml or a path (default cifar10)")
+    p.add_argument("--seeds", type=int, help="seeds per policy and budget (default fidelity.seeds)")
+    p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries: baseline names, "
+                   "RA(N,M), TA, optionally with [geometric], [colour] or [Op1,Op2]")
+    p.add_argument("--data-dir", help="folder with cifar10-images.tar.gz")
+    p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
+    p.add_argument("--out", help="results file (default experiments/results/<NAME>-fidelity.md)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI")
+    p.set_defaults(func=cmd_fidelity)
     return parser
 
 
