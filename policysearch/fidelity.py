@@ -127,19 +127,26 @@ def fingerprint(experiment: Experiment) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_runs(path: Path, stamp: str, log: Callable[..., Any]) -> list[dict[str, Any]]:
-    """Runs saved by an earlier (possibly interrupted) run of the same experiment."""
+def load_runs(path: Path, stamp: str,
+              log: Callable[..., Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runs saved by earlier (possibly interrupted) invocations for the same configuration,
+    and those invocations (date, wall seconds, runs trained)."""
     if not path.exists():
-        return []
+        return [], []
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         log(f"fidelity: {path} is unreadable; starting afresh")
-        return []
+        return [], []
     if saved.get("fingerprint") != stamp:
         log(f"fidelity: {path} holds runs of another configuration; starting afresh")
-        return []
-    return [r for r in saved.get("runs", []) if isinstance(r, dict) and "accuracy" in r]
+        return [], []
+    runs = [r for r in saved.get("runs", []) if isinstance(r, dict) and "accuracy" in r]
+    invocations = saved.get("invocations")
+    if invocations is None and "wall_seconds" in saved:  # written before invocations were kept
+        invocations = [{"date": saved.get("date"), "wall_seconds": saved["wall_seconds"],
+                        "trained": saved.get("trained_now"), "commit": saved.get("commit")}]
+    return runs, list(invocations or [])
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
@@ -267,7 +274,14 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     seeds = [int(s) for s in seeds]
     json_path = out.with_suffix(".json")
     stamp = fingerprint(experiment)
-    runs = load_runs(json_path, stamp, log)
+    runs, invocations = load_runs(json_path, stamp, log)
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = git_commit()
+
+    def history(trained: int) -> list[dict[str, Any]]:
+        return [*invocations, {"date": date, "wall_seconds": time.perf_counter() - started,
+                               "trained": trained, "commit": commit}]
+
     done = {run_key_of(r) for r in runs}
     todo = [(e, b, s) for s in seeds for e in panel for b in BUDGETS
             if run_key(e.policy, b, s) not in done]
@@ -300,15 +314,16 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
                 record.update(accuracy=1.0 / len(splits.classes), seconds=math.nan,
                               diverged=str(err))
             runs.append(record)
-            save_json(json_path, {**header, "runs": runs})
+            save_json(json_path, {**header, "invocations": history(i), "runs": runs})
             log(f"fidelity: [{i}/{len(todo)}] {entry.name:>20} {budget:>6} seed {seed}: "
                 f"{100 * record['accuracy']:.1f} % ({record['seconds']:.0f} s)")
     analysis = analyse(panel, runs, seeds)
     wanted = {run_key(e.policy, b, s) for e in panel for b in BUDGETS for s in seeds}
-    wall = time.perf_counter() - started
-    meta = {"machine": machine(), "commit": git_commit(), "command": command,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "wall_seconds": wall, "trained_now": len(todo), "reused": reused,
+    every = history(len(todo))
+    meta = {"machine": machine(), "commit": commit, "command": command, "date": date,
+            "wall_seconds": every[-1]["wall_seconds"], "trained_now": len(todo), "reused": reused,
+            "invocations": every,
+            "total_wall_seconds": sum(float(v.get("wall_seconds") or 0) for v in every),
             "train_seconds": sum(float(r["seconds"]) for r in runs if run_key_of(r) in wanted
                                  and math.isfinite(float(r["seconds"]))),
             "compile_seconds": compile_seconds}

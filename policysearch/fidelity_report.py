@@ -44,10 +44,12 @@ def verdict(analysis: dict[str, Any]) -> str:
     cheap = ratio <= COST_TARGET
     parts = [f"Spearman {rho:+.2f} is {'at or above' if ranks else 'below'} {SPEARMAN_TARGET}",
              f"the cost ratio {ratio:.2f} is {'within' if cheap else 'above'} {COST_TARGET}"]
-    sure = (f"; the interval's lower end ({low:+.2f}) is also above {SPEARMAN_TARGET}"
-            if low >= SPEARMAN_TARGET else
-            f"; the interval's lower end ({low:+.2f}) is not, so more seeds or policies "
-            "would be needed to be sure" if ranks else "")
+    sure = ""
+    if ranks:
+        sure = (f"; the interval's lower end ({low:+.2f}) is also above {SPEARMAN_TARGET}"
+                if low >= SPEARMAN_TARGET else
+                f"; the interval's lower end ({low:+.2f}) is not, so more seeds or policies "
+                "would be needed to be sure")
     overall = "meets" if ranks and cheap else "does not meet"
     return (f"This proxy {overall} the bar of a faithful cheap proxy (Spearman at least "
             f"{SPEARMAN_TARGET} at no more than {COST_TARGET:.0%} of the target's cost): "
@@ -79,9 +81,10 @@ def render(experiment: Experiment, analysis: dict[str, Any], meta: dict[str, Any
         f"- Command: `{meta['command']}`" if meta.get("command") else "",
         f"- Date: {meta['date']}; commit: {meta.get('commit') or 'unknown'}",
         f"- Machine: {machine_text}",
-        f"- Wall time: {meta['wall_seconds'] / 60:.1f} min for this invocation "
-        f"({meta['trained_now']} runs trained now, {meta['reused']} reused from an earlier "
-        f"invocation); training time of all runs {meta['train_seconds'] / 60:.1f} min",
+        f"- Wall time: {meta['total_wall_seconds'] / 60:.1f} min over "
+        f"{len(meta['invocations'])} invocation(s) (the last: {meta['wall_seconds'] / 60:.1f} "
+        f"min, {meta['trained_now']} runs trained, {meta['reused']} reused); training time of "
+        f"all runs {meta['train_seconds'] / 60:.1f} min",
         "",
         "## What was compared",
         "",
