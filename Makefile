@@ -48,6 +48,7 @@ help:
 	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
 	@echo "make bench         augmentation and epoch-time benchmarks"
 	@echo "make experiment EXPERIMENT=cifar10-reduced   search + validate, results file"
+	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
 
 install: $(STAMP)
 
@@ -90,6 +91,11 @@ bench: $(STAMP)
 experiment: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(call q,$(EXPERIMENT)) \
 		$(call opt,--data-dir,$(DATA_DIR)) $(smoke_flag)
+
+.PHONY: fidelity
+fidelity: $(STAMP)
+	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) fidelity $(EXPERIMENT) \
+		$(call opt,--data-dir,$(DATA_DIR)) $(call opt,--seeds,$(SEEDS)) $(if $(SMOKE),--smoke,)
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache

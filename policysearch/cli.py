@@ -265,6 +265,37 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Train a panel of policies at the proxy and target budgets; report rank agreement."""
+    _quiet()
+    import shlex
+    import signal
+
+    from policysearch.config import load_experiment
+    from policysearch.fidelity import DEFAULT_PANEL, build_panel, default_out, run_fidelity
+
+    experiment = load_experiment(args.experiment, smoke=args.smoke,
+                                 overrides={"data.data_dir": args.data_dir,
+                                            "fidelity.seeds": args.seeds})
+    panel = build_panel(args.panel or experiment.fidelity.panel or DEFAULT_PANEL)
+    out = Path(args.out) if args.out else default_out(experiment, args.smoke)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run_fidelity(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
+                     tracking_uri=args.tracking_uri, log=_print,
+                     command="policysearch " + shlex.join(sys.argv[1:]))
+    except KeyboardInterrupt:
+        print(f"policysearch: fidelity interrupted; finished runs are saved in "
+              f"{out.with_suffix('.json')}: run the same command to resume", file=sys.stderr,
+              flush=True)
+        return 130
+    return 0
+
+
 COMMANDS = {
     "search": cmd_search,
     "worker": cmd_worker,
@@ -274,6 +305,7 @@ COMMANDS = {
     "preview": cmd_preview,
     "sync": cmd_sync,
     "experiment": cmd_experiment,
+    "fidelity": cmd_fidelity,
 }
 
 

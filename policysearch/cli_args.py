@@ -187,4 +187,18 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     p.add_argument("--out", help="results file (default experiments/results/<NAME>.md)")
     p.set_defaults(handler="experiment")
+
+    p = sub.add_parser("fidelity", help="does the proxy rank policies like the target training? "
+                       "(writes experiments/results/<NAME>-fidelity.md)")
+    p.add_argument("experiment", nargs="?", default="cifar10",
+                   help="experiments/<NAME>.yaml or a path (default cifar10)")
+    p.add_argument("--seeds", type=count(2),
+                   help="seeds per policy and budget (default fidelity.seeds)")
+    p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries: baseline names, "
+                   "RA(N,M), TA, optionally with [geometric], [colour] or [Op1,Op2]")
+    p.add_argument("--data-dir", help="folder with cifar10-images.tar.gz")
+    p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
+    p.add_argument("--out", help="results file (default experiments/results/<NAME>-fidelity.md)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI")
+    p.set_defaults(handler="fidelity")
     return parser

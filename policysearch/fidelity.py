@@ -1,0 +1,376 @@
+"""Fidelity: does the proxy rank policies as the target training does?
+
+A fixed panel of policies is trained at the proxy budget (on the proxy's training images) and at
+the target budget (on the target's), with the same seeds at both (common random numbers: at
+seed ``s`` every policy starts from the same weights and sees the same batches). Every run is
+scored on the search-validation split; the test split is never loaded. The proxy is faithful
+when the order of the policies' mean accuracies agrees across the two budgets.
+
+Panel entries (``fidelity.panel`` in the experiment, or ``--panel``):
+
+- a baseline name: ``crop_flip``, ``randaugment_n2_m9``, ``trivialaugment``;
+- ``RA(N,M)``: RandAugment with N ops at magnitude M over its 14 ops;
+- ``TA``: TrivialAugment;
+- either followed by an op subset in brackets: ``RA(2,9)[geometric]`` (shears, translations,
+  rotation), ``RA(2,9)[colour]`` (the 8 pixel ops), or a list of op names
+  ``TA[Rotate,Contrast,Equalize]``.
+
+Every finished (policy, budget, seed) run is saved in the results JSON at once, so an
+interrupted run resumes where it stopped when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from policysearch.augment.ops import OPS, RANDAUGMENT_OPS, check_op_names
+from policysearch.config import PROJECT_ROOT, Experiment
+from policysearch.errors import ConfigError, PolicyFormatError
+from policysearch.policy import Policy, randaugment, trivialaugment
+from policysearch.stats import paired, rank_agreement, summarize
+
+RESULTS_DIR = PROJECT_ROOT / "experiments" / "results"
+BUDGETS = ("proxy", "target")
+REFERENCE = "crop_flip"
+RESOLVE_CONFIDENCE = 0.95
+DEFAULT_PANEL = ("crop_flip", "RA(1,2)", "RA(1,5)", "RA(2,9)", "RA(2,14)", "RA(3,20)", "TA",
+                 "RA(2,9)[geometric]", "RA(2,9)[colour]")
+"""The baselines, RandAugment from weak to strong, and two op subsets (nine policies)."""
+
+OP_GROUPS: dict[str, tuple[str, ...]] = {
+    "geometric": tuple(op for op in RANDAUGMENT_OPS if OPS[op].kind == "affine"),
+    "colour": tuple(op for op in RANDAUGMENT_OPS if OPS[op].kind == "pixel"),
+}
+OP_GROUPS["color"] = OP_GROUPS["colour"]
+
+_ENTRY = re.compile(r"^(?:(?P<ra>RA)\(\s*(?P<n>\d+)\s*,\s*(?P<m>\d+(?:\.\d+)?)\s*\)|(?P<ta>TA))"
+                    r"(?:\[(?P<ops>[^\]]*)\])?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PanelEntry:
+    name: str
+    policy: Policy
+
+
+def parse_entry(text: str, where: str = "fidelity.panel") -> Policy:
+    """The policy a panel entry names; a ConfigError naming ``where`` if it names none."""
+    from policysearch.spaces import BASELINES
+
+    text = str(text).strip()
+    if text in BASELINES:
+        return BASELINES[text]
+    match = _ENTRY.match(text)
+    if match is None:
+        raise ConfigError(f"{where}: {text!r} is not a panel entry; expected a baseline name "
+                          f"({', '.join(BASELINES)}), RA(N,M) or TA, optionally followed by "
+                          "[geometric], [colour] or [Op1,Op2,...]")
+    ops: tuple[str, ...] = RANDAUGMENT_OPS
+    if match["ops"] is not None:
+        group = match["ops"].strip().lower()
+        if group in OP_GROUPS:
+            ops = OP_GROUPS[group]
+        else:
+            try:
+                ops = check_op_names(op.strip() for op in match["ops"].split(",") if op.strip())
+            except ValueError as err:
+                raise ConfigError(f"{where}: {text!r}: {err}") from None
+            if not ops:
+                raise ConfigError(f"{where}: {text!r}: the op list is empty")
+    try:
+        if match["ta"]:
+            return trivialaugment(ops=ops)
+        return randaugment(int(match["n"]), float(match["m"]), ops=ops)
+    except PolicyFormatError as err:
+        raise ConfigError(f"{where}: {text!r}: {err}") from None
+
+
+def build_panel(entries: Sequence[str]) -> list[PanelEntry]:
+    """Parse the panel; at least 3 distinct policies (a rank correlation needs them)."""
+    panel: list[PanelEntry] = []
+    seen: dict[str, str] = {}
+    for i, text in enumerate(entries):
+        policy = parse_entry(text, f"fidelity.panel[{i}]")
+        if policy.key() in seen:
+            raise ConfigError(f"fidelity.panel[{i}]: {text!r} is the same policy as "
+                              f"{seen[policy.key()]!r}")
+        seen[policy.key()] = str(text)
+        panel.append(PanelEntry(str(text).strip(), policy))
+    if len(panel) < 3:
+        raise ConfigError(f"fidelity.panel: {len(panel)} policies; a rank correlation needs at "
+                          "least 3 (8 or more to mean something)")
+    return panel
+
+
+# ----------------------------------------------------------------------------------------------
+# Runs
+
+
+def fingerprint(experiment: Experiment) -> str:
+    """Changes when anything that changes a run's accuracy changes (not the panel, not seeds)."""
+    data = experiment.to_dict()
+    relevant = {"dataset": data["dataset"], "base_augment": data["base_augment"],
+                "data": {k: v for k, v in data["data"].items() if k != "data_dir"},
+                "proxy": data["trainer"], "target": data["target"]}
+    for trainer in (relevant["proxy"], relevant["target"]["trainer"]):
+        trainer.pop("placement", None)
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_runs(path: Path, stamp: str,
+              log: Callable[..., Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Runs saved by earlier (possibly interrupted) invocations for the same configuration,
+    and those invocations (date, wall seconds, runs trained)."""
+    if not path.exists():
+        return [], []
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log(f"fidelity: {path} is unreadable; starting afresh")
+        return [], []
+    if saved.get("fingerprint") != stamp:
+        log(f"fidelity: {path} holds runs of another configuration; starting afresh")
+        return [], []
+    runs = [r for r in saved.get("runs", []) if isinstance(r, dict) and "accuracy" in r]
+    invocations = saved.get("invocations")
+    if invocations is None and "wall_seconds" in saved:  # written before invocations were kept
+        invocations = [{"date": saved.get("date"), "wall_seconds": saved["wall_seconds"],
+                        "trained": saved.get("trained_now"), "commit": saved.get("commit")}]
+    return runs, list(invocations or [])
+
+
+def save_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: an interrupt never leaves a truncated file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def run_key(policy: Policy, budget: str, seed: int) -> tuple[str, str, int]:
+    return (policy.key(), budget, int(seed))
+
+
+# ----------------------------------------------------------------------------------------------
+# Analysis
+
+
+def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
+            seeds: Sequence[int]) -> dict[str, Any]:
+    """Every figure of the report, from the runs of the panel at ``seeds``."""
+    acc: dict[tuple[str, str], dict[int, float]] = {}
+    secs: dict[str, list[float]] = {b: [] for b in BUDGETS}
+    by_key = {run_key_of(r): r for r in runs}
+    for entry in panel:
+        for budget in BUDGETS:
+            values = {}
+            for seed in seeds:
+                run = by_key[(entry.policy.key(), budget, seed)]
+                values[seed] = float(run["accuracy"])
+                secs[budget].append(float(run["seconds"]))
+            acc[(entry.name, budget)] = values
+    reference = next((e.name for e in panel if e.policy.key() == _reference_key()), None)
+    rows = []
+    for entry in panel:
+        row: dict[str, Any] = {"policy": entry.name, "label": entry.policy.label,
+                               "spec": entry.policy.to_dict()}
+        for budget in BUDGETS:
+            values = acc[(entry.name, budget)]
+            summary = summarize(list(values.values()))
+            row[budget] = {"by_seed": {str(s): v for s, v in values.items()},
+                           "mean": summary.mean, "std": summary.std}
+            if reference is not None and entry.name != reference:
+                gain = paired(values, acc[(reference, budget)], RESOLVE_CONFIDENCE)
+                row[budget]["gain"] = {"mean": gain.mean, "lower": gain.lower,
+                                       "p_value": gain.p_value}
+        rows.append(row)
+    for budget in BUDGETS:
+        order = sorted(rows, key=lambda r, b=budget: -r[b]["mean"])
+        for rank, row in enumerate(order, 1):
+            row[budget]["rank"] = rank
+    agreement = rank_agreement([list(acc[(e.name, "proxy")].values()) for e in panel],
+                               [list(acc[(e.name, "target")].values()) for e in panel],
+                               level=0.90)
+    finite = {b: [t for t in secs[b] if math.isfinite(t)] for b in BUDGETS}
+    seconds = {b: sum(finite[b]) / len(finite[b]) if finite[b] else math.nan for b in BUDGETS}
+    best = min(rows, key=lambda r: r["target"]["rank"])
+    return {
+        "policies": rows,
+        "reference": reference,
+        "seeds": list(seeds),
+        "spearman": agreement.spearman, "kendall": agreement.kendall,
+        "spearman_interval": list(agreement.spearman_interval),
+        "kendall_interval": list(agreement.kendall_interval),
+        "interval_level": agreement.level,
+        "seed_std": {b: pooled_std([acc[(e.name, b)] for e in panel]) for b in BUDGETS},
+        "resolvable": {b: resolvable(panel, acc, b) for b in BUDGETS},
+        "seconds_per_run": seconds,
+        "cost_ratio": seconds["proxy"] / seconds["target"] if seconds["target"] else math.nan,
+        "best_at_target": best["policy"], "its_rank_at_proxy": best["proxy"]["rank"],
+        "diverged": sum(bool(r.get("diverged")) for r in runs),
+    }
+
+
+def run_key_of(run: dict[str, Any]) -> tuple[str, str, int]:
+    return (run["key"], run["budget"], int(run["seed"]))
+
+
+def _reference_key() -> str:
+    from policysearch.spaces import BASELINES
+
+    return BASELINES[REFERENCE].key()
+
+
+def pooled_std(per_policy: Sequence[dict[int, float]]) -> float:
+    """The seed standard deviation pooled over policies: sqrt of the mean per-policy variance."""
+    variances = [summarize(list(v.values())).std ** 2 for v in per_policy if len(v) > 1]
+    return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
+
+
+def resolvable(panel: Sequence[PanelEntry], acc: dict[tuple[str, str], dict[int, float]],
+               budget: str) -> dict[str, Any]:
+    """The smallest paired difference the budget resolves with these seeds.
+
+    For every pair of panel policies, the one-sided 95 % half-width of the mean paired
+    difference (Student's t over the common seeds: t(0.95, n-1) * sd(diff) / sqrt(n)); a mean
+    difference larger than it would be called real. Reported: the mean and the median over
+    all pairs.
+    """
+    widths = [paired(acc[(a.name, budget)], acc[(b.name, budget)], RESOLVE_CONFIDENCE).half_width
+              for a, b in combinations(panel, 2)]
+    widths.sort()
+    mid = len(widths) // 2
+    median = widths[mid] if len(widths) % 2 else (widths[mid - 1] + widths[mid]) / 2
+    return {"mean": sum(widths) / len(widths), "median": median, "pairs": len(widths),
+            "confidence": RESOLVE_CONFIDENCE}
+
+
+# ----------------------------------------------------------------------------------------------
+# The command
+
+
+def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Sequence[int],
+                 out: Path, *, tracking_uri: str | None = None, command: str = "",
+                 log: Callable[..., Any] = print) -> Path:
+    """Train the panel at both budgets (resuming saved runs), write the report, log to MLflow.
+
+    Returns the path of the Markdown report; its JSON (every run) and scatter plot lie beside.
+    """
+    from policysearch.fidelity_report import log_mlflow, render, scatter_png
+    from policysearch.splits import load_splits
+    from policysearch.trainer import TrainingDiverged, trainer_for
+
+    started = time.perf_counter()
+    seeds = [int(s) for s in seeds]
+    json_path = out.with_suffix(".json")
+    stamp = fingerprint(experiment)
+    runs, invocations = load_runs(json_path, stamp, log)
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    commit = git_commit()
+
+    def history(trained: int) -> list[dict[str, Any]]:
+        return [*invocations, {"date": date, "wall_seconds": time.perf_counter() - started,
+                               "trained": trained, "commit": commit}]
+
+    done = {run_key_of(r) for r in runs}
+    todo = [(e, b, s) for s in seeds for e in panel for b in BUDGETS
+            if run_key(e.policy, b, s) not in done]
+    reused = len(panel) * len(BUDGETS) * len(seeds) - len(todo)
+    saved = f", {reused} saved in {json_path}" if reused else ""
+    log(f"fidelity: {experiment.name}: {len(panel)} policies x {len(seeds)} seeds x proxy and "
+        f"target; {len(todo)} runs to train{saved}")
+    header = {"experiment": experiment.to_dict(), "fingerprint": stamp,
+              "panel": [e.name for e in panel], "seeds": list(seeds)}
+    compile_seconds: dict[str, float] = {}
+    if todo:
+        splits = load_splits(experiment)
+        log(f"fidelity: proxy {len(splits.proxy)} images, target {len(splits.target)} images, "
+            f"scored on {len(splits.val)} search-validation images")
+        trainers = {}
+        for budget in BUDGETS:
+            tic = time.perf_counter()
+            trainers[budget] = trainer_for(experiment, budget, splits)
+            compile_seconds[budget] = time.perf_counter() - tic
+        for i, (entry, budget, seed) in enumerate(todo, 1):
+            record = {"policy": entry.name, "key": entry.policy.key(), "budget": budget,
+                      "seed": seed}
+            try:
+                result = trainers[budget].train(entry.policy, splits.training(budget),
+                                                splits.val, seed)
+                record.update(accuracy=result.final_accuracy, seconds=result.seconds,
+                              curve=dict(zip(result.val_epochs, result.val_accuracy)))
+            except TrainingDiverged as err:
+                # a policy that makes training diverge is a real outcome: chance accuracy
+                record.update(accuracy=1.0 / len(splits.classes), seconds=math.nan,
+                              diverged=str(err))
+            runs.append(record)
+            save_json(json_path, {**header, "invocations": history(i), "runs": runs})
+            log(f"fidelity: [{i}/{len(todo)}] {entry.name:>20} {budget:>6} seed {seed}: "
+                f"{100 * record['accuracy']:.1f} % ({record['seconds']:.0f} s)")
+    analysis = analyse(panel, runs, seeds)
+    wanted = {run_key(e.policy, b, s) for e in panel for b in BUDGETS for s in seeds}
+    every = history(len(todo))
+    meta = {"machine": machine(), "commit": commit, "command": command, "date": date,
+            "wall_seconds": every[-1]["wall_seconds"], "trained_now": len(todo), "reused": reused,
+            "invocations": every,
+            "total_wall_seconds": sum(float(v.get("wall_seconds") or 0) for v in every),
+            "train_seconds": sum(float(r["seconds"]) for r in runs if run_key_of(r) in wanted
+                                 and math.isfinite(float(r["seconds"]))),
+            "compile_seconds": compile_seconds}
+    save_json(json_path, {**header, **meta, "analysis": analysis, "runs": runs})
+    plot_path = out.with_suffix(".png")
+    plot_path.write_bytes(scatter_png(analysis, experiment.name))
+    out.write_text(render(experiment, analysis, meta, json_path.name, plot_path.name))
+    log(f"fidelity: Spearman {analysis['spearman']:+.2f} "
+        f"[{analysis['spearman_interval'][0]:+.2f}, {analysis['spearman_interval'][1]:+.2f}], "
+        f"Kendall {analysis['kendall']:+.2f}, cost ratio {analysis['cost_ratio']:.2f}")
+    log(f"fidelity: wrote {out}, {json_path.name} and {plot_path.name}")
+    log_mlflow(experiment, analysis, [out, json_path, plot_path], tracking_uri, log)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """The machine of this run (``policysearch.proof.machine`` when it imports)."""
+    try:
+        from policysearch.proof import machine as proof_machine
+
+        return proof_machine()
+    except Exception:  # proof.py is optional here; fall back to /proc/cpuinfo
+        cpu = "unknown CPU"
+        try:
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        return {"cpu": cpu, "cores": os.cpu_count()}
+
+
+def git_commit() -> str | None:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+
+
+def default_out(experiment: Experiment, smoke: bool) -> Path:
+    return RESULTS_DIR / f"{experiment.name}{'-smoke' if smoke else ''}-fidelity.md"
