@@ -35,7 +35,7 @@ from typing import Any
 
 from policysearch.augment.ops import OPS, RANDAUGMENT_OPS, check_op_names
 from policysearch.config import PROJECT_ROOT, Experiment
-from policysearch.errors import ConfigError, PolicyFormatError
+from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
 from policysearch.policy import Policy, randaugment, trivialaugment
 from policysearch.stats import paired, rank_agreement, summarize
 
@@ -374,3 +374,23 @@ def git_commit() -> str | None:
 
 def default_out(experiment: Experiment, smoke: bool) -> Path:
     return RESULTS_DIR / f"{experiment.name}{'-smoke' if smoke else ''}-fidelity.md"
+
+
+def known_fidelity(experiment: Experiment) -> dict[str, Any] | None:
+    """The analysis of this experiment's last fidelity run, if it measured this very proxy
+    and target (same fingerprint); ``None`` otherwise."""
+    path = default_out(experiment, smoke=False).with_suffix(".json")
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    try:  # the stored config, fingerprinted as this version does
+        from policysearch.config import experiment_from_dict
+
+        measured = experiment_from_dict(saved["experiment"], str(path))
+    except (KeyError, TypeError, PolicySearchError):
+        return None
+    if fingerprint(measured) != fingerprint(experiment):
+        return None
+    analysis = saved.get("analysis")
+    return analysis if isinstance(analysis, dict) else None

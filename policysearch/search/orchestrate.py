@@ -72,6 +72,14 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
                         total_trials=total)
     handle = open_study(storage_url, study_name, record, experiment=experiment)
     study = handle.study
+    from policysearch.fidelity import known_fidelity
+
+    fidelity = known_fidelity(experiment)
+    update_study(study, fidelity=fidelity)
+    if fidelity:
+        log(f"proxy fidelity (policysearch fidelity {experiment.name}): Spearman "
+            f"{fidelity['spearman']:+.2f} over {len(fidelity.get('policies', []))} policies, "
+            f"cost ratio {fidelity['cost_ratio']:.2f}")
     view = _view(uri, experiment_name, study_name, study)
     configure_threads(workers)
     runner = Runner(handle, splits, view, "w0", log)

@@ -43,6 +43,8 @@ class StudyRecord:
     decision: dict[str, Any] | None = None
     exported_policy: str | None = None
     exported_by: str | None = None
+    fidelity: dict[str, Any] | None = None
+    """The proxy's measured fidelity (``policysearch fidelity``), when known for this config."""
     exported_for: int | None = None
     """The trial budget the export was made for (a resume with more trials exports again)."""
 

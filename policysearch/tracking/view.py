@@ -125,7 +125,7 @@ class StudyView:
                 source=record.experiment_source, storage=self.storage,
                 decision=record.decision,
                 progress=progress(self.study, record.total_trials) if running(record) else None,
-                fidelity=fidelity or getattr(record, "fidelity", None),
+                fidelity=fidelity or record.fidelity,
                 policy_path=record.exported_policy, links=self.links())
             t.client.set_tag(parent, NOTE, text)
 
