@@ -26,6 +26,7 @@ SEARCH_FLAGS = --dataset $(call q,$(DATASET)) \
 	$(call opt,--epochs,$(EPOCHS)) \
 	$(call opt,--train-size,$(TRAIN_SIZE)) \
 	$(call opt,--val-size,$(VAL_SIZE)) \
+	$(call opt,--selection-size,$(SELECTION_SIZE)) \
 	$(call opt,--batch-size,$(BATCH_SIZE)) \
 	$(call opt,--image-size,$(IMAGE_SIZE)) \
 	$(call opt,--crop-padding,$(BASE_CROP_PADDING)) \

@@ -72,6 +72,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         "data.data_dir": args.data_dir,
         "data.train_size": args.train_size,
         "data.val_size": args.val_size,
+        "data.selection_size": args.selection_size,
         "data.image_size": args.image_size,
         "base_augment.crop_padding": args.crop_padding,
         "base_augment.flip": args.flip,

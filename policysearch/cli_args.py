@@ -86,7 +86,10 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="stop starting trials after this many minutes")
     p.add_argument("--epochs", type=count(), help="proxy training epochs per trial")
     p.add_argument("--train-size", type=count(), help="training images per trial")
-    p.add_argument("--val-size", type=count(), help="validation images (from the training part)")
+    p.add_argument("--val-size", type=count(), help="search-validation images (from the training "
+                   "part)")
+    p.add_argument("--selection-size", type=count(), help="selection images: the race chooses "
+                   "the winner on them (from the training part)")
     p.add_argument("--batch-size", type=count())
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (shorter side resized, bicubic, then "

@@ -78,7 +78,8 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
     regular.write_text("x")
     search = ["search", "--storage", f"sqlite:///{root}/optuna.db", "--tracking-uri",
               f"sqlite:///{root}/mlflow.db", "--export", str(root / "out.json")]
-    tiny = ["--train-size", "6", "--val-size", "6", "--epochs", "1", "--trials", "0"]
+    tiny = ["--train-size", "6", "--val-size", "6", "--selection-size", "3", "--epochs", "1",
+            "--trials", "0"]
     cases: list[dict[str, Any]] = []
 
     def case(name: str, argv: list[str], needle: str) -> None:
@@ -233,10 +234,11 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
     renamed = folder("renamed")
     (renamed / "test" / "class2").rename(renamed / "test" / "klass2")
     exp = write("tiny.yaml", yaml.safe_dump({**TINY_EXPERIMENT, "data": {
-        "train_size": 6, "val_size": 6, "split_seed": 0}}))
+        "train_size": 6, "val_size": 6, "selection_size": 3, "split_seed": 0},
+        "target": {"train_size": 9}}))
     case("validate-renamed-test-class",
          ["validate", str(good_policy), "--dataset", str(renamed), "--experiment", str(exp),
-          "--epochs", "1", "--seeds", "1"], "only in test/: klass2")
+          "--epochs", "1", "--seeds", "2"], "only in test/: klass2")
     return cases, good_policy, good_data
 
 
