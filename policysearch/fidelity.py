@@ -138,7 +138,7 @@ def load_runs(path: Path, stamp: str,
     except (OSError, json.JSONDecodeError):
         log(f"fidelity: {path} is unreadable; starting afresh")
         return [], []
-    if saved.get("fingerprint") != stamp:
+    if saved.get("fingerprint") != stamp and not same_config(saved, stamp):
         log(f"fidelity: {path} holds runs of another configuration; starting afresh")
         return [], []
     runs = [r for r in saved.get("runs", []) if isinstance(r, dict) and "accuracy" in r]
@@ -376,6 +376,17 @@ def default_out(experiment: Experiment, smoke: bool) -> Path:
     return RESULTS_DIR / f"{experiment.name}{'-smoke' if smoke else ''}-fidelity.md"
 
 
+def same_config(saved: dict[str, Any], stamp: str) -> bool:
+    """Whether saved runs measured the configuration ``stamp`` fingerprints, as this version
+    fingerprints the stored config (a stamp of an older version is not a difference)."""
+    from policysearch.config import experiment_from_dict
+
+    try:
+        return fingerprint(experiment_from_dict(saved["experiment"], "saved runs")) == stamp
+    except (KeyError, TypeError, PolicySearchError):
+        return False
+
+
 def known_fidelity(experiment: Experiment) -> dict[str, Any] | None:
     """The analysis of this experiment's last fidelity run, if it measured this very proxy
     and target (same fingerprint); ``None`` otherwise."""
@@ -384,13 +395,7 @@ def known_fidelity(experiment: Experiment) -> dict[str, Any] | None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    try:  # the stored config, fingerprinted as this version does
-        from policysearch.config import experiment_from_dict
-
-        measured = experiment_from_dict(saved["experiment"], str(path))
-    except (KeyError, TypeError, PolicySearchError):
-        return None
-    if fingerprint(measured) != fingerprint(experiment):
+    if not same_config(saved, fingerprint(experiment)):
         return None
     analysis = saved.get("analysis")
     return analysis if isinstance(analysis, dict) else None

@@ -80,7 +80,7 @@ def epochs_grid(policy: Policy, images: np.ndarray, epochs: int = 8, seed: int =
 # Study plots
 
 
-def _figure(width: float = 7.0, height: float = 4.0) -> Any:
+def new_figure(width: float = 7.0, height: float = 4.0) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,7 +91,7 @@ def _figure(width: float = 7.0, height: float = 4.0) -> Any:
 
 def history_figure(trials: Sequence[Any]) -> Any:
     """Validation accuracy of every finished trial, the best so far, and the baselines."""
-    fig, ax = _figure()
+    fig, ax = new_figure()
     from policysearch.search.record import queued_baseline
 
     search = [(t.number, t.value) for t in trials
@@ -115,7 +115,7 @@ def history_figure(trials: Sequence[Any]) -> Any:
 
 
 def importance_figure(importances: dict[str, float]) -> Any:
-    fig, ax = _figure(7.0, max(2.5, 0.25 * len(importances) + 1))
+    fig, ax = new_figure(7.0, max(2.5, 0.25 * len(importances) + 1))
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color="tab:blue")
     ax.set_xlabel("importance (fANOVA)")
@@ -126,7 +126,7 @@ def importance_figure(importances: dict[str, float]) -> Any:
 
 def op_effect_figure(effects: dict[str, tuple[float, float, int, int]]) -> Any:
     """Mean validation accuracy of trials with each op in vs out of the policy."""
-    fig, ax = _figure(8.0, 4.0)
+    fig, ax = new_figure(8.0, 4.0)
     names = list(effects)
     x = np.arange(len(names))
     ins = [effects[n][0] for n in names]

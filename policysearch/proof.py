@@ -27,9 +27,12 @@ TARGET_GAIN_OVER_CROP_FLIP = 0.03
 def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None,
                    tracking_uri: str | None = None, out: str | None = None,
                    data_dir: str | None = None, log: Any = print) -> Path:
-    """Run the whole experiment; returns the path of the results file."""
+    """Fidelity, search, validation; returns the path of the results file."""
+    import time
+
     from policysearch.config import load_experiment
-    from policysearch.policy import write_policy
+    from policysearch.fidelity import DEFAULT_PANEL, build_panel, run_fidelity
+    from policysearch.policy import read_policy, write_policy
     from policysearch.search.orchestrate import run_search
     from policysearch.search.store import open_study
     from policysearch.spaces import load_space
@@ -44,26 +47,62 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     out_path.parent.mkdir(parents=True, exist_ok=True)
     policy_path = out_path.with_suffix(".policy.json")
     storage_url = storage or default_storage()
+    stages: dict[str, float] = {}
 
+    started = time.monotonic()
+    panel = build_panel(experiment.fidelity.panel or DEFAULT_PANEL)
+    fidelity_path = out_path.with_name(f"{tag}-fidelity.md")
+    run_fidelity(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)),
+                 fidelity_path, tracking_uri=tracking_uri, command=command(name, smoke),
+                 log=log)
+    stages["fidelity"] = time.monotonic() - started
+
+    started = time.monotonic()
     policy = run_search(experiment, space, storage_url=storage_url, study_name=study_name,
                         export_path=policy_path, tracking_uri=tracking_uri, log=log)
+    if policy is None:  # exported by another process of the same study
+        policy = read_policy(policy_path)
+    stages["search"] = time.monotonic() - started
     study = open_study(storage_url, study_name).study
     search = _search_stats(study)
-    log(f"experiment: validating {policy.label} against the baselines on the test split")
-    if policy is None:  # exported by another process of the same study
-        from policysearch.policy import read_policy
 
-        policy = read_policy(policy_path)
+    started = time.monotonic()
+    log(f"experiment: validating {policy.label} against the baselines on the test split")
     result = validate(policy, experiment, seeds=experiment.validate.seeds,
                       tracking_uri=tracking_uri, log=log)
+    stages["validate"] = time.monotonic() - started
     write_policy(policy, policy_path)
+    plot = out_path.with_suffix(".png")
+    plot.write_bytes(paired_plot(result["rows"]))
     raw = {"experiment": experiment.to_dict(), "search": search, "validate": result,
+           "stages_seconds": {k: round(v, 1) for k, v in stages.items()},
            "machine": machine(), "command": command(name, smoke), "code": _git_commit(),
-           "results_json": out_path.with_suffix(".json").name}
+           "results_json": out_path.with_suffix(".json").name, "plot": plot.name,
+           "fidelity": fidelity_path.name}
     out_path.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
     out_path.write_text(render(experiment, policy, search, result, raw, policy_path))
-    log(f"experiment: wrote {out_path}")
+    log(f"experiment: wrote {out_path} and {fidelity_path}")
     return out_path
+
+
+def paired_plot(rows: list[dict[str, Any]]) -> bytes:
+    """Test accuracy per policy and seed; a line joins one seed's policies (paired)."""
+    from policysearch.plots import figure_png, new_figure
+
+    fig, ax = new_figure(6.5, 4.0)
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    at = {(r["label"], r["seed"]): 100 * r["accuracy"] for r in rows}
+    for seed in seeds:
+        xs = [i for i, label in enumerate(labels) if (label, seed) in at]
+        ax.plot(xs, [at[(labels[i], seed)] for i in xs], marker="o", alpha=0.6,
+                label=f"seed {seed}")
+    ax.set_xticks(range(len(labels)), labels, rotation=15, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Test accuracy per policy; lines join the same seed")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return figure_png(fig)
 
 
 def _search_stats(study: Any) -> dict[str, Any]:
@@ -132,27 +171,34 @@ def _git_commit() -> str | None:
 
 
 def targets(summary: list[dict[str, Any]]) -> list[str]:
-    """The issue's targets, each stated as met or missed and by how much (paired by seed)."""
+    """The issue's targets on the test split, each met or missed, paired by seed."""
     rows = {s["role"]: s for s in summary}
     lines = []
+
+    def gain(s: dict[str, Any]) -> str:
+        return (f"{100 * s['gain']:+.2f} pts (95 % lower bound {100 * s['gain_lower']:+.2f}, "
+                f"upper {100 * s['gain_upper']:+.2f}, one-sided p = {s['p_value']:.3g}, "
+                f"n = {s['n']})")
+
     crop = rows.get("crop_flip")
     if crop is not None and "gain" in crop:
         met = crop["gain"] >= TARGET_GAIN_OVER_CROP_FLIP and crop["p_value"] < 0.05
-        verdict = "met" if met else "missed"
-        lines.append(f"- Beat crop+flip by at least 3 points, paired one-sided p < 0.05: gain "
-                     f"{100 * crop['gain']:+.2f} pts (95 % lower bound "
-                     f"{100 * crop['gain_lower']:+.2f}, p = {crop['p_value']:.3g}): "
-                     f"**{verdict}**.")
-    strong = [rows[r] for r in ("randaugment_n2_m9", "trivialaugment") if r in rows]
-    strong = [s for s in strong if "gain" in s]
+        lines.append(f"- Beat crop+flip by at least 3 points, paired one-sided p < 0.05: "
+                     f"{gain(crop)}: **{'met' if met else 'missed'}**.")
+    strong = [rows[r] for r in ("randaugment_n2_m9", "trivialaugment")
+              if r in rows and "gain" in rows[r]]
     if strong:
         best = max(strong, key=lambda s: s["mean"])
-        verdict = "met" if best["p_value"] < 0.05 and best["gain"] > 0 else "missed"
-        lines.append(f"- Beat the better of RandAugment N=2 M=9 and TrivialAugment "
-                     f"({best['label']}), paired one-sided p < 0.05: gain "
-                     f"{100 * best['gain']:+.2f} pts (95 % lower bound "
-                     f"{100 * best['gain_lower']:+.2f}, p = {best['p_value']:.3g}): "
-                     f"**{verdict}**.")
+        close = best["gain_upper"] >= 0
+        lines.append(f"- Not below the better of RandAugment N=2 M=9 and TrivialAugment "
+                     f"({best['label']}) by more than the paired noise (upper bound of the gain "
+                     f"at least 0): {gain(best)}: **{'met' if close else 'missed'}**.")
+        beats = best["p_value"] < 0.05 and best["gain"] > 0
+        lines.append(f"- Stretch: beat {best['label']}, paired one-sided p < 0.05: "
+                     f"**{'met' if beats else 'missed'}**.")
+    if not lines:
+        lines.append("- The exported policy is itself one of the baselines (see the decision "
+                     "below): no searched policy to compare.")
     return lines
 
 
@@ -175,17 +221,22 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         f"code: `{raw['code']}`",
         f"- Machine: {m['cpu']} ({m['cores']} cores); accelerator: {m['accelerator']}; "
         f"Keras {m['keras']} on {m['backend']}",
-        f"- Data: {experiment.dataset}, {result['train_size']} training images "
-        f"(seeded, class-balanced), {experiment.data.val_size} validation images from other "
-        f"training images (search only), {result['test_size']} test images (validation only)",
+        f"- Data: {experiment.dataset}: target {result['train_size']} training images, proxy "
+        f"{experiment.data.train_size} of them (seeded, class-balanced); "
+        f"{experiment.data.val_size} search-validation and {experiment.data.selection_size} "
+        f"selection images from other training images; {result['test_size']} test images "
+        "(read by validation only)",
         f"- Search: study `{search['study']}`, space `{experiment.search.space}`, "
         f"{search['trials']} trials ({states}), {experiment.trainer.epochs} proxy epochs; "
         f"trials took {_minutes(search['trial_phase_seconds'])}, re-evaluation of the top "
         f"{experiment.race.top_k} and the best baseline ({experiment.race.min_seeds}-"
         f"{experiment.race.max_seeds} seeds, {experiment.race.budget} budget) took "
         f"{_minutes(search['reevaluation_seconds'])}",
-        f"- Validation: {result['epochs']} epochs, {result['seeds']} seeds per policy, took "
-        f"{_minutes(result['seconds'])}",
+        f"- Validation (target budget): {result['train_size']} training images, "
+        f"{result['epochs']} epochs, {result['seeds']} seeds per policy, paired by seed",
+        "- Wall time per stage: " + ", ".join(f"{k} {_minutes(v)}"
+                                             for k, v in raw["stages_seconds"].items())
+        + f"; fidelity of the proxy: [{raw['fidelity']}]({raw['fidelity']})",
         "",
         "## Test accuracy",
         "",
@@ -193,6 +244,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         "",
         "Gain: the exported policy's accuracy minus the baseline's at the same seed, averaged "
         "over seeds; the lower bound is the one-sided 95 % paired t bound.",
+        "",
+        f"![test accuracy per policy and seed]({raw['plot']})",
         "",
         "## Targets",
         "",
