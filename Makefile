@@ -11,7 +11,7 @@ DATASET ?= cifar10
 DATA_DIR ?= $(if $(wildcard ../shared/data/cifar10-images.tar.gz),../shared/data,)
 MLFLOW_TRACKING_URI ?= sqlite:///runs/mlflow.db
 UI_PORT ?= 5000
-EXPERIMENT ?= cifar10-reduced
+EXPERIMENT ?= cifar10
 
 # $(call q,VALUE): VALUE as one shell word (paths with spaces or quotes stay whole).
 q = '$(subst ','\'',$(1))'
@@ -48,7 +48,7 @@ help:
 	@echo "make test          the test suite (bootstraps .venv)"
 	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
 	@echo "make bench         augmentation and epoch-time benchmarks"
-	@echo "make experiment EXPERIMENT=cifar10-reduced   search + validate, results file"
+	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
 
 install: $(STAMP)

@@ -46,7 +46,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dataset = write_image_folder(root / "data", classes=3, per_class=24, size=16,
                                  test_per_class=6)
     config = tiny_experiment(root / "tiny.yaml", dataset,
-                             smoke={"search": {"trials": 1}})
+                             smoke={"search": {"trials": 1},
+                                    "fidelity": {"seeds": 2,
+                                                 "panel": ["crop_flip", "RA(1,5)", "TA"]}})
     return {"root": root, "dataset": dataset, "config": config}
 
 
@@ -190,20 +192,28 @@ def test_jax_search_with_augmentation_in_the_train_step(tiny: dict[str, Path],
     assert (tmp_path / "jx.json").exists() and "crop+flip" in proc.stdout
 
 
-def test_experiment_reads_the_test_split_only_in_validate(tiny: dict[str, Path],
-                                                          tmp_path: Path) -> None:
+def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    # `make experiment` in small: fidelity, search with its race, paired validation on test.
     out = tmp_path / "results" / "tiny.md"
     proc = run_cli(tmp_path, "experiment", str(tiny["config"]), "--smoke",
                    "--storage", f"sqlite:///{tmp_path}/optuna.db", "--out", str(out))
     text = out.read_text()
-    assert "| policy | test accuracy" in text and "## Targets" in text
-    assert "crop+flip" in text and "lower bound" in text
+    for heading in ("## Test accuracy", "## Targets", "## The chosen policy", "## Config"):
+        assert heading in text
+    assert "| policy | test accuracy (mean ± std) | seeds | policy's paired gain |" in text
+    assert "95 % lower bound" in text and "Wall time per stage: fidelity" in text
+    assert "Search decision (selection split only): " in text
+    assert ("changes accuracy over crop+flip" in text) or ("No measurable gain" in text)
+    fidelity = (out.parent / "tiny-smoke-fidelity.md").read_text()
+    assert "Spearman" in fidelity and "cost ratio" in fidelity
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     raw = json.loads(out.with_suffix(".json").read_text())
     rows = raw["validate"]["rows"]
     assert {r["seed"] for r in rows} == {20000, 20001}
     assert raw["validate"]["test_size"] == 18  # 3 classes x 6 test images
-    assert out.with_suffix(".policy.json").exists()
-    assert "wrote" in proc.stdout
+    assert set(raw["stages_seconds"]) == {"fidelity", "search", "validate"}
+    assert out.with_suffix(".policy.json").exists() and "wrote" in proc.stdout
     study = _study(tmp_path, "tiny-smoke-randaugment_subset")
     assert all("test" not in k for t in study.get_trials() for k in t.user_attrs)
 
