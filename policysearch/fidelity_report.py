@@ -185,7 +185,7 @@ def log_mlflow(experiment: Experiment, analysis: dict[str, Any], files: Sequence
 
     MLflow is a view of the results files, which are already written.
     """
-    from policysearch.tracking import ROLE, Tracker, code_version
+    from policysearch.tracking.client import ROLE, Tracker, code_version
 
     dataset = Path(experiment.dataset).name
     try:
