@@ -104,7 +104,7 @@ def epoch_times(x: Any, y: Any, epochs: int) -> dict[str, float]:
 
 
 def machine_line() -> str:
-    from policysearch.proof import machine
+    from policysearch.runinfo import machine
 
     m = machine()
     return (f"{m['cpu']} ({m['cores']} cores), accelerator: {m['accelerator']}, "

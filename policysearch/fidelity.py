@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.augment.ops import OPS, RANDAUGMENT_OPS, check_op_names
-from policysearch.config import PROJECT_ROOT, Experiment
+from policysearch.config import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
+from policysearch.paths import RESULTS_DIR
 from policysearch.policy import Policy, randaugment, trivialaugment
+from policysearch.runinfo import git_commit, machine
 from policysearch.stats import paired, rank_agreement, summarize
 
-RESULTS_DIR = PROJECT_ROOT / "experiments" / "results"
 BUDGETS = ("proxy", "target")
 REFERENCE = "crop_flip"
 RESOLVE_CONFIDENCE = 0.95
@@ -337,39 +338,6 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     log(f"fidelity: wrote {out}, {json_path.name} and {plot_path.name}")
     log_mlflow(experiment, analysis, [out, json_path, plot_path], tracking_uri, log)
     return out
-
-
-def machine() -> dict[str, Any]:
-    """The machine of this run (``policysearch.proof.machine`` when it imports)."""
-    try:
-        from policysearch.proof import machine as proof_machine
-
-        return proof_machine()
-    except Exception:  # proof.py is optional here; fall back to /proc/cpuinfo
-        cpu = "unknown CPU"
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return {"cpu": cpu, "cores": os.cpu_count()}
-
-
-def git_commit() -> str | None:
-    import subprocess
-
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
 def default_out(experiment: Experiment, smoke: bool) -> Path:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from policysearch.config import Experiment
-from policysearch.paths import PROJECT_ROOT, RESULTS_DIR
+from policysearch.paths import RESULTS_DIR
+from policysearch.runinfo import git_commit, machine
 
 TARGET_GAIN_OVER_CROP_FLIP = 0.03
 
@@ -76,7 +74,7 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     plot.write_bytes(paired_plot(result["rows"]))
     raw = {"experiment": experiment.to_dict(), "search": search, "validate": result,
            "stages_seconds": {k: round(v, 1) for k, v in stages.items()},
-           "machine": machine(), "command": command(name, smoke), "code": _git_commit(),
+           "machine": machine(), "command": command(name, smoke), "code": git_commit(),
            "results_json": out_path.with_suffix(".json").name, "plot": plot.name,
            "fidelity": fidelity_path.name}
     out_path.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
@@ -123,51 +121,10 @@ def _search_stats(study: Any) -> dict[str, Any]:
             "search_seconds": round(trial_seconds + reeval_seconds, 1)}
 
 
-def machine() -> dict[str, Any]:
-    """CPU model, core count, accelerator and Keras backend of this run."""
-    import keras
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    accelerator = "none (CPU only)"
-    if keras.backend.backend() == "jax":
-        import jax
-
-        gpus = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
-        accelerator = ", ".join(gpus) or accelerator
-    elif keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        accelerator = ", ".join(g.name for g in gpus) or accelerator
-    return {"cpu": cpu, "cores": os.cpu_count(), "accelerator": accelerator,
-            "backend": keras.backend.backend(), "keras": keras.__version__,
-            "python": platform.python_version()}
-
-
 def command(name: str, smoke: bool) -> str:
     args = " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else ""
     make = f"make experiment EXPERIMENT={name}" + (" SMOKE=1" if smoke else "")
     return f"{make}   (runs: policysearch {args})" if args else make
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
-                             capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def targets(summary: list[dict[str, Any]]) -> list[str]:
