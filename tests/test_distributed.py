@@ -118,12 +118,13 @@ def assert_exact_budget(trials: list[Any], budget: int) -> list[Any]:
     return finished
 
 
-def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_url: str,
-                                                  study_name: str) -> None:
-    trials = 3  # 2 baselines + 3 searched, shared by the search process and 2 spawned workers
+def test_two_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_url: str,
+                                                study_name: str) -> None:
+    trials = 3  # 2 baselines + 3 searched, shared by the search process and a spawned worker
+    # (two processes: local workers are capped at the cores, and CI has two)
     proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, None,
-                                      "--workers", "3", "--trials", str(trials),
-                                      "--devices", "4,5,6"))
+                                      "--workers", "2", "--trials", str(trials),
+                                      "--devices", "4,5"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done = trials_of(postgres_url, study_name)
     assert len(done) == len(BASELINES) + trials, [(t.number, t.state.name) for t in done]
@@ -138,10 +139,9 @@ def test_three_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_
     by_worker: dict[str, int] = {}
     for t in done:
         by_worker[t.user_attrs["ps.worker"]] = by_worker.get(t.user_attrs["ps.worker"], 0) + 1
-    for worker in ("w1", "w2"):
-        assert f"[{worker}] done: ran {by_worker.get(worker, 0)} trial(s)" in proc.stdout
+    assert f"[w1] done: ran {by_worker.get('w1', 0)} trial(s)" in proc.stdout
     # --devices pins every process, the search's own included, one device each in turn.
-    pinned = {"w0": "4", "w1": "5", "w2": "6"}
+    pinned = {"w0": "4", "w1": "5"}
     assert all(t.user_attrs["ps.device"] == pinned[t.user_attrs["ps.worker"]] for t in done)
     assert (tiny["root"] / f"{study_name}.json").exists()
 

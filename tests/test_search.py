@@ -26,7 +26,8 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
                MLFLOW_TRACKING_URI=f"sqlite:///{tmp}/mlflow.db",
-               POLICYSEARCH_CACHE_DIR=str(tmp / "cache"), **extra)
+               POLICYSEARCH_CACHE_DIR=str(tmp / "cache"))
+    env.update(extra)
     return env
 
 

@@ -81,6 +81,7 @@ class Runner:
         self.seed = handle.record.trial_seed
         self._trainer: Any = None
         self.started = time.monotonic()
+        self.deadline_told = False
 
     @property
     def trainer(self) -> Any:
@@ -116,7 +117,9 @@ class Runner:
                 total = read_study(study).total_trials
                 limit = self.experiment.search.max_failures
                 if deadline is not None and time.time() > deadline:
-                    self.log(f"[{self.worker}] time budget reached")
+                    if not self.deadline_told:
+                        self.log(f"[{self.worker}] time budget reached")
+                        self.deadline_told = True
                     return ran
                 if failed > limit:
                     self.log(f"[{self.worker}] stopping: {failed} trials failed "
@@ -168,7 +171,10 @@ class Runner:
 
         def on_epoch(epoch: int, loss: float, accuracy: float) -> bool:
             trial.report(accuracy, epoch)
-            return not baseline and trial.should_prune()
+            # asked for every trial, so that baselines fill the pruner's rungs too; a baseline
+            # always runs to the end
+            prune = trial.should_prune()
+            return prune and not baseline
 
         state, value, reason, result = "COMPLETE", None, None, None
         with heartbeat(self.handle.study, trial):
