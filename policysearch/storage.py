@@ -146,3 +146,10 @@ def budget_lock(storage: Any, url: str, study_name: str) -> Iterator[None]:
 
 def default_storage() -> str:
     return os.environ.get("POLICYSEARCH_STORAGE", DEFAULT_STORAGE)
+
+
+def reset_connections(storage: Any) -> None:
+    """Drop the pooled database connections (one may be broken by a signal mid-call)."""
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+    if engine is not None:
+        engine.dispose()

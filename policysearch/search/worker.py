@@ -35,7 +35,7 @@ from policysearch.search.record import (
 )
 from policysearch.search.store import StudyHandle
 from policysearch.spaces import BASELINES
-from policysearch.storage import GRACE_PERIOD, budget_lock
+from policysearch.storage import GRACE_PERIOD, budget_lock, reset_connections
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 Log = Callable[[str], None]
@@ -143,18 +143,28 @@ class Runner:
         try:
             self._run_trial(trial)
         except Interrupted as stop:
-            study = self.handle.study
-            frozen = study._storage.get_trial(trial._trial_id)
-            if frozen.state.name == "RUNNING":
-                update_trial(trial, interrupted=True)
-                with budget_lock(study._storage, self.handle.storage_url, study.study_name):
-                    self._finish(trial, "FAIL", None, f"interrupted by {stop}", None)
-                    baseline = queued_baseline(frozen)
-                    study.enqueue_trial(frozen.params, user_attrs={PREFIX + "baseline": baseline}
-                                        if baseline else None)
-            else:  # stopped while rendering a finished trial
-                self.render(frozen)
+            # the signal may have cut a database call short: start from fresh connections
+            reset_connections(self.handle.study._storage)
+            try:
+                self._record_interrupted(trial, stop)
+            except Exception as err:  # the storage is away: the heartbeat fails the trial later
+                self.log(f"[{self.worker}] trial {trial.number} could not be recorded as "
+                         f"interrupted ({failure_reason(err)}); it is failed and retried once "
+                         "its heartbeat goes stale")
             raise
+
+    def _record_interrupted(self, trial: Any, stop: Interrupted) -> None:
+        study = self.handle.study
+        frozen = study._storage.get_trial(trial._trial_id)
+        if frozen.state.name == "RUNNING":
+            update_trial(trial, interrupted=True)
+            with budget_lock(study._storage, self.handle.storage_url, study.study_name):
+                self._finish(trial, "FAIL", None, f"interrupted by {stop}", None)
+                baseline = queued_baseline(frozen)
+                study.enqueue_trial(frozen.params, user_attrs={PREFIX + "baseline": baseline}
+                                    if baseline else None)
+        else:  # stopped while rendering a finished trial
+            self.render(frozen)
 
     def _run_trial(self, trial: Any) -> None:
         baseline = queued_baseline(trial)
