@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tar_folder, write_image_folder
+from conftest import png_header, tar_folder, write_image_folder
 
 from policysearch.data import (
     CIFAR10_CLASSES,
@@ -201,19 +201,6 @@ def test_cifar10_archive(data_dir: Path) -> None:
     assert np.array_equal(again.y, train.y) and np.array_equal(again.x[::997], train.x[::997])
 # ----------------------------------------------------------------------------------------------
 # A user's own images (issue 16)
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that claims ``width`` x ``height`` pixels (header only: nothing to decode)."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def test_test_labels_are_matched_by_class_name(folder: Path, cache: Path) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_EXPERIMENT, tar_folder, write_image_folder
+from conftest import TINY_EXPERIMENT, png_header, tar_folder, write_image_folder
 
 from policysearch import randaugment, write_policy
 
@@ -54,18 +54,6 @@ for case in cases:
                            "after_stderr": after_err}
 json.dump(results, open(sys.argv[3], "w"))
 """
-
-
-def png_header(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
 def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
