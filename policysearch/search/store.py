@@ -24,7 +24,7 @@ from policysearch.search.record import (
 )
 from policysearch.search.samplers import PRUNERS, SAMPLERS
 from policysearch.spaces import SearchSpace, parse_space
-from policysearch.storage import budget_lock, open_storage, redact
+from policysearch.storage import budget_lock, open_storage
 
 warnings.filterwarnings("ignore", message=".*is experimental.*")
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -183,7 +183,3 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def describe_storage(url: str) -> str:
-    return redact(url)
