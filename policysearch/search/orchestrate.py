@@ -61,7 +61,8 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     experiment_name = mlflow_experiment or mlflow_experiment_name(experiment.dataset)
     from policysearch.tracking import Tracker
 
-    Tracker(uri, experiment_name, study_name).connect()  # refuse to start if MLflow is away
+    tracker = Tracker(uri, experiment_name, study_name)
+    tracker.connect()  # refuse to start if MLflow is away
     device = device_for(0, devices)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
@@ -80,7 +81,9 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         log(f"proxy fidelity (policysearch fidelity {experiment.name}): Spearman "
             f"{fidelity['spearman']:+.2f} over {len(fidelity.get('policies', []))} policies, "
             f"cost ratio {fidelity['cost_ratio']:.2f}")
-    view = _view(uri, experiment_name, study_name, study)
+    from policysearch.tracking import StudyView
+
+    view = StudyView(tracker, study)
     configure_threads(workers)
     runner = Runner(handle, splits, view, "w0", log)
     params = {**experiment.flat(), **{f"space.{k}": v for k, v in space.summary().items()},
