@@ -39,12 +39,12 @@ def mlflow_experiment_name(dataset: str) -> str:
     return f"policysearch-{slug(dataset)}"
 
 
-def _view(uri: str, name: str, study_name: str, study: Any) -> Any:
+def _view(uri: str, name: str, study_name: str, study: Any, storage_url: str) -> Any:
     from policysearch.tracking import StudyView, Tracker
 
     tracker = Tracker(uri, name, study_name)
     tracker.connect()
-    return StudyView(tracker, study)
+    return StudyView(tracker, study, redact(storage_url))
 
 
 def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
@@ -83,7 +83,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
             f"cost ratio {fidelity['cost_ratio']:.2f}")
     from policysearch.tracking import StudyView
 
-    view = StudyView(tracker, study)
+    view = StudyView(tracker, study, redact(storage_url))
     configure_threads(workers)
     runner = Runner(handle, splits, view, "w0", log)
     params = {**experiment.flat(), **{f"space.{k}": v for k, v in space.summary().items()},
@@ -262,7 +262,7 @@ def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, work
     uri = tracking_uri or record.mlflow_tracking_uri
     view = None
     if uri and record.mlflow_experiment:
-        view = _view(uri, record.mlflow_experiment, study_name, handle.study)
+        view = _view(uri, record.mlflow_experiment, study_name, handle.study, storage_url)
     configure_threads(int(os.environ.get("POLICYSEARCH_WORKERS", "1")))
     runner = Runner(handle, splits, view, worker_id, log)
     with interruptible():
