@@ -284,7 +284,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it may be ignored at start
+        signal.signal(signum, stop)
     try:
         run_fidelity(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
                      tracking_uri=args.tracking_uri, log=_print,
