@@ -69,8 +69,10 @@ def contenders(study: Any, top_k: int) -> list[Contender]:
         chosen.append(baselines[0])
     reference = BASELINES[REFERENCE]
     if all(c.key != reference.key() for c in chosen):
+        trial = best.get(reference.key())  # its search trial, when it ran one
         chosen.append(Contender(reference.key(), f"baseline {REFERENCE}", reference.to_dict(),
-                                "reference"))
+                                "reference", trial.trial if trial else None,
+                                trial.value if trial else None))
     return chosen
 
 
