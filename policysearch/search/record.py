@@ -107,11 +107,16 @@ def write_study(study: Any, record: StudyRecord) -> None:
     study.set_user_attr(PREFIX + "ready", True)
 
 
-def update_study(study: Any, **values: Any) -> None:
+def _update(target: Any, record: type, names: set[str], values: dict[str, Any]) -> None:
+    """Set some fields of a study's or a trial's record; an unknown field is a bug."""
     for key, value in values.items():
-        if key not in _STUDY_FIELDS:
-            raise KeyError(f"StudyRecord has no field {key!r}")
-        study.set_user_attr(PREFIX + key, value)
+        if key not in names:
+            raise KeyError(f"{record.__name__} has no field {key!r}")
+        target.set_user_attr(PREFIX + key, value)
+
+
+def update_study(study: Any, **values: Any) -> None:
+    _update(study, StudyRecord, _STUDY_FIELDS, values)
 
 
 def read_trial(trial: Any) -> TrialRecord | None:
@@ -127,10 +132,7 @@ def write_trial(trial: Any, record: TrialRecord) -> None:
 
 
 def update_trial(trial: Any, **values: Any) -> None:
-    for key, value in values.items():
-        if key not in _TRIAL_FIELDS:
-            raise KeyError(f"TrialRecord has no field {key!r}")
-        trial.set_user_attr(PREFIX + key, value)
+    _update(trial, TrialRecord, _TRIAL_FIELDS, values)
 
 
 def queued_baseline(trial: Any) -> str | None:
