@@ -30,7 +30,7 @@ from policysearch.splits import Split
 
 EpochCallback = Callable[[int, float, float], bool]
 """Called after each validated epoch with (epoch, train loss, validation accuracy), epochs
-counted from 1; True stops training."""
+counted from 1; the loss is the mean since the previous call; True stops training."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -40,6 +40,7 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class TrainResult:
     train_loss: list[float] = field(default_factory=list)
+    loss_epochs: list[int] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     val_epochs: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -141,12 +142,17 @@ class Trainer:
             self.augment.set_policy(policy)
             self.augment.set_seed(seed)
         result = TrainResult()
+        streamed = self.placement == "data" or has_tensorflow()
+        # Keras pays a fixed cost at every epoch's end; with the batches streamed, one Keras
+        # epoch spans every epoch between two validations (the same steps, the same batches)
+        span = math.gcd(self.config.validate_every, self.epochs) if streamed else 1
         callback = _EpochHook(result, on_epoch, (val.x, self._onehot(val.y)), self.batch_size,
-                              self.config.validate_every, self.epochs)
+                              self.config.validate_every, self.epochs, span)
         start = time.perf_counter()
-        if self.placement == "data" or has_tensorflow():
-            self.model.fit(self.batches(policy, train, seed), epochs=self.epochs,
-                           steps_per_epoch=self.steps_per_epoch, callbacks=[callback], verbose=0)
+        if streamed:
+            self.model.fit(self.batches(policy, train, seed), epochs=self.epochs // span,
+                           steps_per_epoch=self.steps_per_epoch * span, callbacks=[callback],
+                           verbose=0)
         else:
             x, y = self._epoch_images(train, seed)
             keras.utils.set_random_seed(seed)
@@ -154,8 +160,8 @@ class Trainer:
                            callbacks=[callback], verbose=0)
         result.seconds = time.perf_counter() - start
         if callback.diverged:
-            raise TrainingDiverged(f"training loss became {callback.diverged} at epoch "
-                                   f"{len(result.train_loss)}")
+            raise TrainingDiverged(f"training loss became {callback.diverged} by epoch "
+                                   f"{result.loss_epochs[-1]}")
         return result
 
     def evaluate(self, split: Split) -> float:
@@ -217,11 +223,11 @@ class Trainer:
 
 class _EpochHook(keras.callbacks.Callback):
     """Records the loss, validates every ``every`` epochs and after the last, stops on NaN or
-    when ``on_epoch`` says so."""
+    when ``on_epoch`` says so. One Keras epoch is ``span`` training epochs."""
 
     def __init__(self, result: TrainResult, on_epoch: EpochCallback | None,
                  val: tuple[np.ndarray, np.ndarray], batch_size: int, every: int,
-                 epochs: int) -> None:
+                 epochs: int, span: int = 1) -> None:
         super().__init__()
         self.result = result
         self.on_epoch = on_epoch
@@ -229,16 +235,18 @@ class _EpochHook(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.every = every
         self.epochs = epochs
+        self.span = span
         self.diverged: str | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         loss = float((logs or {}).get("loss", float("nan")))
+        done = (epoch + 1) * self.span
         self.result.train_loss.append(loss)
+        self.result.loss_epochs.append(done)
         if not math.isfinite(loss):
             self.diverged = "NaN" if math.isnan(loss) else "infinite"
             self.model.stop_training = True
             return
-        done = epoch + 1
         if done % self.every and done != self.epochs:
             return
         out = self.model.evaluate(*self.val, batch_size=self.batch_size, verbose=0,

@@ -81,3 +81,14 @@ def test_validation_only_every_k_epochs_and_at_the_end(data) -> None:
         no_augment(), train, val, seed=1, on_epoch=lambda e, loss, acc: seen.append(e) and False)
     assert result.val_epochs == seen == [2, 4, 5], "epochs counted from 1, the last always"
     assert len(result.train_loss) == 5
+
+
+def test_spanning_epochs_between_validations_trains_the_same_steps(data) -> None:
+    # one Keras epoch per validation interval (fewer epoch-end costs) is the same training
+    train, val = data
+    every_epoch = trainer(epochs=4, validate_every=1).train(randaugment(1, 9), train, val, seed=5)
+    spanned = trainer(epochs=4, validate_every=2).train(randaugment(1, 9), train, val, seed=5)
+    assert spanned.loss_epochs == spanned.val_epochs == [2, 4]
+    assert every_epoch.loss_epochs == [1, 2, 3, 4]
+    assert spanned.val_accuracy == [every_epoch.val_accuracy[1], every_epoch.val_accuracy[3]]
+    assert spanned.train_loss[1] == pytest.approx(np.mean(every_epoch.train_loss[2:]), rel=1e-4)

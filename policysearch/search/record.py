@@ -61,6 +61,8 @@ class TrialRecord:
     device: str | None = None
     mlflow_run_id: str | None = None
     train_loss: list[float | None] = field(default_factory=list)
+    """Mean training loss over each stretch of epochs, ending at ``loss_epochs``."""
+    loss_epochs: list[int] = field(default_factory=list)
     train_seconds: float | None = None
     paired_gain: float | None = None
     """Accuracy minus crop+flip's at the same seed (None until crop+flip has completed)."""

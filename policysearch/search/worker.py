@@ -206,7 +206,8 @@ class Runner:
         if result is not None:
             update_trial(trial, train_seconds=round(result.seconds, 3),
                          train_loss=[round(v, 6) if math.isfinite(v) else None
-                                     for v in result.train_loss])
+                                     for v in result.train_loss],
+                         loss_epochs=list(result.loss_epochs))
         if state == "COMPLETE" and (value is None or not math.isfinite(value)):
             state, reason = "FAIL", "validation accuracy is not a number"
         if state == "COMPLETE":

@@ -132,8 +132,9 @@ def trial_metrics(trial: Any, record: TrialRecord | None) -> list[tuple[str, flo
     out = [("val_accuracy", float(v), start + 1000 * int(step), int(step))
            for step, v in sorted(trial.intermediate_values.items())]
     losses = record.train_loss if record else []
-    out += [("train_loss", float(v), start + 1000 * (step + 1), step + 1)
-            for step, v in enumerate(losses) if v is not None and math.isfinite(v)]
+    epochs = (record.loss_epochs if record else []) or range(1, len(losses) + 1)
+    out += [("train_loss", float(v), start + 1000 * step, step)
+            for step, v in zip(epochs, losses) if v is not None and math.isfinite(v)]
     last = max(trial.intermediate_values, default=0)
     if trial.value is not None:
         out.append(("value", float(trial.value), end, last))
