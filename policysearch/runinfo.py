@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from policysearch.paths import PROJECT_ROOT
+from policysearch.paths import PROJECT_ROOT, RESULTS_DIR
 
 
 def machine() -> dict[str, Any]:
@@ -44,7 +44,9 @@ def git_commit() -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT,
                               capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # results files are what a run writes, not a change to the code that ran
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", f":(exclude){RESULTS_DIR.relative_to(PROJECT_ROOT)}"],
                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
