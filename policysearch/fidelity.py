@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -204,6 +205,7 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
                                level=0.90)
     finite = {b: [t for t in secs[b] if math.isfinite(t)] for b in BUDGETS}
     seconds = {b: sum(finite[b]) / len(finite[b]) if finite[b] else math.nan for b in BUDGETS}
+    medians = {b: statistics.median(finite[b]) if finite[b] else math.nan for b in BUDGETS}
     best = min(rows, key=lambda r: r["target"]["rank"])
     return {
         "policies": rows,
@@ -217,6 +219,9 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
         "resolvable": {b: resolvable(panel, acc, b) for b in BUDGETS},
         "seconds_per_run": seconds,
         "cost_ratio": seconds["proxy"] / seconds["target"] if seconds["target"] else math.nan,
+        "median_seconds_per_run": medians,
+        "cost_ratio_median": (medians["proxy"] / medians["target"] if medians["target"]
+                              else math.nan),
         "best_at_target": best["policy"], "its_rank_at_proxy": best["proxy"]["rank"],
         "diverged": sum(bool(r.get("diverged")) for r in runs),
     }

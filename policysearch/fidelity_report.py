@@ -106,6 +106,7 @@ def render(experiment: Experiment, analysis: dict[str, Any], meta: dict[str, Any
         f"[{a['kendall_interval'][0]:+.2f}, {a['kendall_interval'][1]:+.2f}] |",
         f"| cost ratio proxy / target (training seconds a run) | {a['cost_ratio']:.2f} "
         f"({sec['proxy']:.0f} s / {sec['target']:.0f} s) | |",
+        *_median_cost(a),
         f"| seed std, proxy (pooled over policies) | {_pts(a['seed_std']['proxy'])} pts | |",
         f"| seed std, target | {_pts(a['seed_std']['target'])} pts | |",
         f"| smallest paired difference the proxy resolves | {_pts(res_p['mean'])} pts "
@@ -225,3 +226,12 @@ def log_mlflow(experiment: Experiment, analysis: dict[str, Any], files: Sequence
     log(f"fidelity: logged to MLflow ({tracker.uri}), experiment policysearch-{dataset}, "
         f"run 'fidelity {experiment.name}'")
     return run_id
+
+
+def _median_cost(a: dict[str, Any]) -> list[str]:
+    """The cost ratio on median seconds: a few slow runs move the mean, not the median."""
+    if "cost_ratio_median" not in a:  # written before medians were kept
+        return []
+    med = a["median_seconds_per_run"]
+    return [f"| the same on median seconds a run | {a['cost_ratio_median']:.2f} "
+            f"({med['proxy']:.0f} s / {med['target']:.0f} s) | |"]
