@@ -204,7 +204,7 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
                                [list(acc[(e.name, "target")].values()) for e in panel],
                                level=0.90)
     finite = {b: [t for t in secs[b] if math.isfinite(t)] for b in BUDGETS}
-    seconds = {b: sum(finite[b]) / len(finite[b]) if finite[b] else math.nan for b in BUDGETS}
+    seconds = {b: statistics.fmean(finite[b]) if finite[b] else math.nan for b in BUDGETS}
     medians = {b: statistics.median(finite[b]) if finite[b] else math.nan for b in BUDGETS}
     best = min(rows, key=lambda r: r["target"]["rank"])
     return {

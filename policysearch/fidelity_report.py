@@ -230,8 +230,6 @@ def log_mlflow(experiment: Experiment, analysis: dict[str, Any], files: Sequence
 
 def _median_cost(a: dict[str, Any]) -> list[str]:
     """The cost ratio on median seconds: a few slow runs move the mean, not the median."""
-    if "cost_ratio_median" not in a:  # written before medians were kept
-        return []
     med = a["median_seconds_per_run"]
     return [f"| the same on median seconds a run | {a['cost_ratio_median']:.2f} "
             f"({med['proxy']:.0f} s / {med['target']:.0f} s) | |"]

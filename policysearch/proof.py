@@ -18,6 +18,7 @@ from typing import Any
 from policysearch.config import Experiment
 from policysearch.paths import RESULTS_DIR
 from policysearch.runinfo import git_commit, machine
+from policysearch.spaces import same_baseline
 
 TARGET_GAIN_OVER_CROP_FLIP = 0.03
 
@@ -182,16 +183,6 @@ def targets(summary: list[dict[str, Any]], same_as: str | None = None,
         lines.append("- No baseline was validated beside the exported policy: nothing to "
                      "compare.")
     return lines
-
-
-def same_baseline(policy: Any, names: Any) -> tuple[str | None, str]:
-    """The baseline (name, label) that ``policy`` is, if any."""
-    from policysearch.spaces import BASELINES
-
-    for name in names:
-        if name in BASELINES and BASELINES[name].key() == policy.key():
-            return name, BASELINES[name].label
-    return None, ""
 
 
 def render(experiment: Experiment, policy: Any, search: dict[str, Any],

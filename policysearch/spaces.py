@@ -50,6 +50,14 @@ BASELINES: dict[str, Policy] = {
 """Baselines a study runs first: what a user would pick without a search. ``crop_only`` turns
 the base flip off (digits, text: where a flip changes the label); the others keep it."""
 
+
+def same_baseline(policy: Policy, names: Any) -> tuple[str | None, str]:
+    """The baseline among ``names`` that ``policy`` is, as (name, label); (None, "") if none."""
+    for name in names:
+        if name in BASELINES and BASELINES[name].key() == policy.key():
+            return name, BASELINES[name].label
+    return None, ""
+
 _FIELDS = {
     "randaugment": {"num_ops": (0, MAX_STAGES, int), "magnitude": (0, MAX_LEVEL, float),
                     "magnitude_std": (0, MAX_LEVEL, float), "ops": None},

@@ -13,7 +13,7 @@ from typing import Any
 
 from policysearch.config import Experiment
 from policysearch.policy import Policy
-from policysearch.spaces import BASELINES
+from policysearch.spaces import BASELINES, same_baseline
 from policysearch.stats import paired, summarize
 
 VALIDATE_SEED_BASE = 20_000
@@ -31,11 +31,10 @@ def validate(policy: Policy, experiment: Experiment, *, seeds: int,
     part = load_test_part(exp.dataset, splits.classes, exp.data.data_dir, exp.data.image_size)
     test = Split(part.x, part.y)
     trainer = trainer_for(exp, "target", splits)
+    same, _ = same_baseline(policy, exp.search.baselines)  # trained once, as the policy
     entries = [("policy", policy.label, policy)]
-    for name in exp.search.baselines:
-        baseline = BASELINES[name]
-        if baseline.key() != policy.key():
-            entries.append((name, baseline.label, baseline))
+    entries += [(name, BASELINES[name].label, BASELINES[name])
+                for name in exp.search.baselines if name != same]
     rows = []
     started = time.monotonic()
     budget = exp.target_budget

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from policysearch.policy import randaugment
-from policysearch.proof import same_baseline, targets
-from policysearch.spaces import BASELINES
+from policysearch.proof import targets
+from policysearch.spaces import BASELINES, same_baseline
 
 
 def row(role: str, mean: float, gain: float | None = None, p: float = 0.5) -> dict[str, Any]:

@@ -39,11 +39,18 @@ def mlflow_experiment_name(dataset: str) -> str:
     return f"policysearch-{slug(dataset)}"
 
 
-def _view(uri: str, name: str, study_name: str, study: Any, storage_url: str) -> Any:
-    from policysearch.tracking import StudyView, Tracker
+def _tracker(uri: str, name: str, study_name: str) -> Any:
+    """A connected tracker: raises if the MLflow server is away."""
+    from policysearch.tracking import Tracker
 
     tracker = Tracker(uri, name, study_name)
     tracker.connect()
+    return tracker
+
+
+def _view(tracker: Any, study: Any, storage_url: str) -> Any:
+    from policysearch.tracking import StudyView
+
     return StudyView(tracker, study, redact(storage_url))
 
 
@@ -59,10 +66,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
 
     uri = resolve_uri(tracking_uri)
     experiment_name = mlflow_experiment or mlflow_experiment_name(experiment.dataset)
-    from policysearch.tracking import Tracker
-
-    tracker = Tracker(uri, experiment_name, study_name)
-    tracker.connect()  # refuse to start if MLflow is away
+    tracker = _tracker(uri, experiment_name, study_name)  # refuse to start if MLflow is away
     device = device_for(0, devices)
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
@@ -81,9 +85,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         log(f"proxy fidelity (policysearch fidelity {experiment.name}): Spearman "
             f"{fidelity['spearman']:+.2f} over {len(fidelity.get('policies', []))} policies, "
             f"cost ratio {fidelity['cost_ratio']:.2f}")
-    from policysearch.tracking import StudyView
-
-    view = StudyView(tracker, study, redact(storage_url))
+    view = _view(tracker, study, storage_url)
     configure_threads(workers)
     runner = Runner(handle, splits, view, "w0", log)
     params = {**experiment.flat(), **{f"space.{k}": v for k, v in space.summary().items()},
@@ -262,7 +264,8 @@ def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, work
     uri = tracking_uri or record.mlflow_tracking_uri
     view = None
     if uri and record.mlflow_experiment:
-        view = _view(uri, record.mlflow_experiment, study_name, handle.study, storage_url)
+        view = _view(_tracker(uri, record.mlflow_experiment, study_name), handle.study,
+                     storage_url)
     configure_threads(int(os.environ.get("POLICYSEARCH_WORKERS", "1")))
     runner = Runner(handle, splits, view, worker_id, log)
     with interruptible():
