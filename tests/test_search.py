@@ -219,6 +219,25 @@ def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
     assert all("test" not in k for t in study.get_trials() for k in t.user_attrs)
 
 
+def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_path: Path) -> None:
+    # `make experiment EXPERIMENT=cifar10 SMOKE=1`: the shipped experiment, its smoke budget,
+    # real CIFAR-10 images, validated on all 10,000 test images.
+    out = tmp_path / "results" / "cifar10.md"
+    run_cli(tmp_path, "experiment", "cifar10", "--smoke", "--data-dir", str(data_dir),
+            "--storage", f"sqlite:///{tmp_path}/optuna.db", "--out", str(out))
+    text = out.read_text()
+    for heading in ("## Test accuracy", "## Targets", "## The chosen policy", "## Config"):
+        assert heading in text
+    assert "| policy | test accuracy (mean ± std) | seeds | policy's paired gain |" in text
+    assert "Search decision (selection split only): " in text
+    assert ("changes accuracy over crop+flip" in text) or ("No measurable gain" in text)
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["validate"]["test_size"] == 10000
+    assert {r["seed"] for r in raw["validate"]["rows"]} == {20000, 20001}
+    fidelity = (out.parent / "cifar10-smoke-fidelity.md").read_text()
+    assert "Spearman" in fidelity and "cost ratio" in fidelity
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--trials", "-1"], "--trials"),
     (["--top-k", "0"], "--top-k"),
