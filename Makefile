@@ -87,7 +87,7 @@ test-interop: $(STAMP)
 		tests/interop $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m policysearch.bench $(call opt,--data-dir,$(DATA_DIR))
+	$(VENV)/bin/python -m policysearch.evidence.bench $(call opt,--data-dir,$(DATA_DIR))
 
 experiment: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(call q,$(EXPERIMENT)) \

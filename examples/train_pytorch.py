@@ -26,8 +26,8 @@ def torchvision_transform(policy_path: str):  # noqa: ANN201 - a torchvision tra
     import torch
     from torchvision.transforms import v2
 
-    from policysearch.exporters import export
-    from policysearch.policy import read_policy
+    from policysearch.policy.definition import read_policy
+    from policysearch.policy.exporters import export
 
     policy = read_policy(policy_path)
     # What `policysearch export POLICY --to torchvision > policy_tv.py` writes; then
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> float:
     from torch.utils.data import DataLoader, Dataset
 
     import policysearch
-    from policysearch.data import load_part
+    from policysearch.data.datasets import load_part
 
     train = load_part("cifar10", "train", args.data_dir)
     x, y = train.x[: args.images], train.y[: args.images]

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> float:
     import tensorflow as tf
 
     import policysearch
-    from policysearch.data import load_part
+    from policysearch.data.datasets import load_part
 
     train = load_part("cifar10", "train", args.data_dir)
     x, y = train.x[: args.images], train.y[: args.images]

@@ -1,5 +1,5 @@
 import sys
 
-from policysearch.cli import main
+from policysearch.cli.main import main
 
 sys.exit(main())

@@ -116,7 +116,7 @@ def test_show_epochs_explains(policies: dict[str, Path], tmp_path: Path) -> None
 
 def test_show_does_not_import_tensorflow_or_mlflow(policies: dict[str, Path],
                                                    tmp_path: Path) -> None:
-    code = ("import sys, policysearch.cli as c\n"
+    code = ("import sys, policysearch.cli.main as c\n"
             "assert c.main(['show', sys.argv[1], '--epochs', '5']) == 0\n"
             "heavy = sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'optuna', 'jax') "
             "if m in sys.modules)\n"
@@ -314,7 +314,7 @@ def test_make_search_passes_variables_as_whole_words() -> None:
     assert pairs["--export"] == "out dir/p.json"
     assert (pairs["--batch-size"], pairs["--image-size"]) == ("64", "48")
     assert (pairs["--crop-padding"], pairs["--flip"]) == ("auto", "false")
-    from policysearch.cli_args import build_parser
+    from policysearch.cli.args import build_parser
 
     args = build_parser().parse_args(["search", *argv])
     assert args.dataset == "my photos/it's here.tar.gz" and args.flip is False
@@ -329,7 +329,7 @@ def test_make_refuses_an_unknown_smoke_value() -> None:
 
 
 def test_load_hint_says_what_to_do_when_crop_flip_wins(tmp_path: Path) -> None:
-    from policysearch.cli import load_hint
+    from policysearch.cli.main import load_hint
 
     path = tmp_path / "p.json"
     hint = load_hint(no_augment(), path)

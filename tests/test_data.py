@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import png_header, tar_folder, write_image_folder
 
-from policysearch.data import (
+from policysearch.data.datasets import (
     CIFAR10_CLASSES,
     cache_dir,
     load_part,
@@ -204,7 +204,7 @@ def test_cifar10_archive(data_dir: Path) -> None:
 
 
 def test_test_labels_are_matched_by_class_name(folder: Path, cache: Path) -> None:
-    from policysearch.data import load_test_part
+    from policysearch.data.datasets import load_test_part
 
     train = load_part(str(folder), "train")
     test = load_test_part(str(folder), train.classes)
@@ -326,7 +326,7 @@ def test_full_disk_leaves_no_temporary_cache_file(folder: Path, tmp_path: Path) 
 
     cache = tmp_path / "cache"
     code = ("import resource, warnings; resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096));"
-            "from policysearch.data import load_part;"
+            "from policysearch.data.datasets import load_part;"
             "warnings.simplefilter('always');"
             f"print(load_part({str(folder)!r}, 'train').x.shape)")
     env = {**os.environ, "POLICYSEARCH_CACHE_DIR": str(cache)}
@@ -339,7 +339,7 @@ def test_full_disk_leaves_no_temporary_cache_file(folder: Path, tmp_path: Path) 
 
 
 def test_image_side_reads_one_header(folder: Path, tmp_path: Path, cache: Path) -> None:
-    from policysearch.data import image_side
+    from policysearch.data.datasets import image_side
 
     assert image_side(str(folder)) == 16
     assert image_side(str(tar_folder(folder, tmp_path / "d.tar.gz"))) == 16

@@ -53,7 +53,7 @@ def study_name(postgres_url: str) -> Iterator[str]:
     """A fresh study name; the study is deleted afterwards."""
     import optuna
 
-    from policysearch.storage import normalize_url
+    from policysearch.study.storage import normalize_url
 
     name = f"test-{uuid.uuid4().hex[:12]}"
     yield name
@@ -86,7 +86,7 @@ def search_args(tiny: dict[str, Any], url: str, name: str, config: Path | None =
 def trials_of(url: str, name: str) -> list[Any]:
     import optuna
 
-    from policysearch.storage import normalize_url
+    from policysearch.study.storage import normalize_url
 
     return optuna.load_study(study_name=name, storage=normalize_url(url)).get_trials()
 
@@ -160,10 +160,10 @@ def test_timeout_stops_every_worker(tiny: dict[str, Any], postgres_url: str,
 
 def test_killed_worker_trial_is_failed_and_retried(tiny: dict[str, Any], postgres_url: str,
                                                    study_name: str, tmp_path: Path) -> None:
-    from policysearch.config import load_experiment
-    from policysearch.search.store import new_record, open_study
-    from policysearch.spaces import load_space
-    from policysearch.splits import load_splits
+    from policysearch.config.experiment import load_experiment
+    from policysearch.data.splits import load_splits
+    from policysearch.study.spaces import load_space
+    from policysearch.study.store import new_record, open_study
 
     os.environ["POLICYSEARCH_CACHE_DIR"] = tiny["env"]["POLICYSEARCH_CACHE_DIR"]
     experiment = load_experiment(str(tiny["config"]))
@@ -235,7 +235,7 @@ def test_sigterm_interrupts_cleanly_and_resumes(tiny: dict[str, Any], postgres_u
 
     import optuna
 
-    from policysearch.storage import normalize_url
+    from policysearch.study.storage import normalize_url
 
     attrs = optuna.load_study(study_name=study_name,
                               storage=normalize_url(postgres_url)).user_attrs

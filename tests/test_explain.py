@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from policysearch import autoaugment, no_augment, randaugment, trivialaugment
-from policysearch.explain import explain, unchanged_probability, variant_count
+from policysearch.policy.explain import explain, unchanged_probability, variant_count
 
 
 def test_closed_forms() -> None:
@@ -29,7 +29,7 @@ def test_closed_forms() -> None:
 
 
 def test_layer_agrees_with_the_unchanged_probability(cifar_images: np.ndarray) -> None:
-    from policysearch.augment.layer import PolicyAugmentation
+    from policysearch.policy.layer import PolicyAugmentation
 
     policy = randaugment(1, 9, ["Identity", "Rotate", "Brightness"])
     layer = PolicyAugmentation(policy, seed=3)

@@ -16,7 +16,7 @@ import pytest
 
 from policysearch import autoaugment, randaugment, read_policy, trivialaugment
 from policysearch.augment import OPS
-from policysearch.exporters import TARGETS, export
+from policysearch.policy.exporters import TARGETS, export
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = {path.stem: path for path in sorted((ROOT / "examples" / "policies").glob("*.json"))}
@@ -76,7 +76,7 @@ def test_timm_never_prints_a_zero_bit_posterize() -> None:
 def test_timm_levels_reproduce_our_arguments() -> None:
     """timm's level functions at our per-op magnitude give our argument at every bin."""
     from policysearch.augment.ops import arg_value
-    from policysearch.export_code import level_value
+    from policysearch.policy.export_code import level_value
 
     for name, spec in OPS.items():
         if spec.timm_level is None or spec.neutral is None and name != "Solarize":
@@ -132,6 +132,6 @@ def test_cli_export_prints_runnable_code_and_approximations(tmp_path: Path) -> N
 
 
 def test_policy_format_doc_holds_the_generated_op_table() -> None:
-    from policysearch.optable import markdown_table
+    from policysearch.augment.optable import markdown_table
 
     assert markdown_table() in (ROOT / "docs" / "policy-format.md").read_text()

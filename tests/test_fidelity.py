@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from policysearch.errors import ConfigError
-from policysearch.fidelity import (
+from policysearch.evidence.fidelity import (
     DEFAULT_PANEL,
     OP_GROUPS,
     PanelEntry,
@@ -23,8 +23,8 @@ from policysearch.fidelity import (
     parse_entry,
     resolvable,
 )
-from policysearch.policy import randaugment, trivialaugment
-from policysearch.stats import t_quantile
+from policysearch.evidence.stats import t_quantile
+from policysearch.policy.definition import randaugment, trivialaugment
 
 PANEL = ["crop_flip", "RA(1,5)", "RA(2,9)[geometric]", "TA[colour]"]
 SEEDS = 2
@@ -81,7 +81,7 @@ def _cli(*args: str) -> list[str]:
 @pytest.mark.slow
 def test_fidelity_end_to_end_interrupted_resumed_without_test_split(
         tmp_path: Path, data_dir: Path) -> None:
-    from policysearch.data import cache_dir, load_part
+    from policysearch.data.datasets import cache_dir, load_part
 
     # a fresh cache holding only the decoded training part: a test part would appear here
     load_part("cifar10", "train", data_dir)

@@ -5,7 +5,7 @@ search space, a policy file, a storage or tracking URI, a numeric flag. Every ca
 a non-zero exit and exactly one line on stderr that names the problem (no traceback), and the
 next normal command must still work. The search-path cases fail before any training.
 
-To keep start-up cost low, the cases run in one child process (``policysearch.cli.main`` per
+To keep start-up cost low, the cases run in one child process (``policysearch.cli.main.main`` per
 case, stderr captured per case); a normal command runs after each case in that process, and
 normal commands run in fresh processes after the batch.
 """
@@ -29,7 +29,7 @@ from policysearch import randaugment, write_policy
 
 DRIVER = r"""
 import contextlib, io, json, sys, traceback
-from policysearch.cli import main
+from policysearch.cli.main import main
 
 def call(argv):
     err, out = io.StringIO(), io.StringIO()
@@ -295,7 +295,7 @@ def test_normal_commands_work_after_the_batch(fuzz: dict[str, Any]) -> None:
                            str(fuzz["good_policy"])], cwd=root, env=env, capture_output=True,
                           text=True, timeout=300)
     assert show.returncode == 0 and show.stdout.startswith("RandAugment(n=2, m=9"), show.stderr
-    code = ("from policysearch.data import load_part;"
+    code = ("from policysearch.data.datasets import load_part;"
             f"p = load_part({str(fuzz['good_data'])!r}, 'train');"
             "print(p.x[:6].shape)")
     load = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,

@@ -11,7 +11,7 @@ import pytest
 
 from policysearch import autoaugment, no_augment, randaugment, trivialaugment
 from policysearch.augment import OP_NAMES, apply_op
-from policysearch.augment.layer import PolicyAugmentation
+from policysearch.policy.layer import PolicyAugmentation
 
 pytestmark = pytest.mark.backends
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policysearch.config import ModelConfig
+from policysearch.config.experiment import ModelConfig
 from policysearch.errors import ConfigError
-from policysearch.models import MODELS, build_model
+from policysearch.training.models import MODELS, build_model
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -20,7 +20,7 @@ from policysearch import (
     write_policy,
 )
 from policysearch.errors import PolicyFormatError
-from policysearch.policy import SCHEMA
+from policysearch.policy.definition import SCHEMA
 
 AA_SUBS = [[("Rotate", 0.7, 12), ("Equalize", 0.3, 0)], [("ShearX", 1.0, 30)]]
 
@@ -471,8 +471,8 @@ def test_valid_base_and_unknown_source_fields_are_kept() -> None:
 
 
 def test_crop_only_policy_turns_the_layers_flip_off(images: np.ndarray) -> None:
-    from policysearch.augment import PolicyAugmentation
-    from policysearch.policy import crop_only
+    from policysearch.policy.definition import crop_only
+    from policysearch.policy.layer import PolicyAugmentation
 
     x = images.astype("float32")
     layer = PolicyAugmentation(crop_only(), flip=True, seed=0)
@@ -487,7 +487,7 @@ def test_crop_only_policy_turns_the_layers_flip_off(images: np.ndarray) -> None:
 def test_layer_accepts_a_single_unbatched_image(images: np.ndarray) -> None:
     import tensorflow as tf
 
-    from policysearch.augment import PolicyAugmentation
+    from policysearch.policy.layer import PolicyAugmentation
 
     layer = PolicyAugmentation(randaugment(2, 9), crop_padding=2, flip=True, seed=0)
     one = as_np(layer(images[0], training=True))
@@ -504,7 +504,7 @@ def test_saved_model_with_the_layer_reloads_without_custom_objects(tmp_path: Pat
 
     import keras
 
-    from policysearch.augment import PolicyAugmentation
+    from policysearch.policy.layer import PolicyAugmentation
 
     inputs = keras.Input((32, 32, 3))
     layer = PolicyAugmentation(randaugment(2, 9).with_source(dataset="d"), crop_padding=4,
@@ -512,7 +512,7 @@ def test_saved_model_with_the_layer_reloads_without_custom_objects(tmp_path: Pat
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(layer(inputs))))
     path = tmp_path / "model.keras"
     model.save(path)
-    code = ("import keras, policysearch.augment.layer;"
+    code = ("import keras, policysearch.policy.layer;"
             f"m = keras.saving.load_model({str(path)!r});"
             "l = m.layers[1]; print(type(l).__name__, l.policy.label, l.crop_padding, l.flip)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from policysearch.policy import randaugment
-from policysearch.proof import targets
-from policysearch.spaces import BASELINES, same_baseline
+from policysearch.policy.baselines import BASELINES, same_baseline
+from policysearch.policy.definition import randaugment
+from policysearch.search.proof import targets
 
 
 def row(role: str, mean: float, gain: float | None = None, p: float = 0.5) -> dict[str, Any]:

@@ -11,12 +11,12 @@ import zlib
 import numpy as np
 import pytest
 
-from policysearch.config import RaceConfig
-from policysearch.policy import randaugment
+from policysearch.config.experiment import RaceConfig
+from policysearch.evidence.stats import paired
+from policysearch.policy.baselines import BASELINES
+from policysearch.policy.definition import randaugment
 from policysearch.search.race import RACE_SEED_BASE, Contender, contenders, race
-from policysearch.search.record import TrialRecord, write_trial
-from policysearch.spaces import BASELINES
-from policysearch.stats import paired
+from policysearch.study.record import TrialRecord, write_trial
 
 
 def entrant(name: str, role: str) -> Contender:

@@ -251,7 +251,7 @@ def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_pat
 def test_bad_input_is_one_line(tiny: dict[str, Path], tmp_path: Path, args: list[str],
                                message: str, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from policysearch.cli import main
+    from policysearch.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     code = main(["search", "--experiment", str(tiny["config"]), "--storage",

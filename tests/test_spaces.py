@@ -11,8 +11,9 @@ import pytest
 
 from policysearch.augment.ops import MAX_LEVEL, RANDAUGMENT_OPS
 from policysearch.errors import ConfigError
-from policysearch.policy import Policy, no_augment, randaugment, trivialaugment
-from policysearch.spaces import BASELINES, SPACES_DIR, available_spaces, load_space
+from policysearch.policy.baselines import BASELINES
+from policysearch.policy.definition import Policy, no_augment, randaugment, trivialaugment
+from policysearch.study.spaces import SPACES_DIR, available_spaces, load_space
 
 SHIPPED = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 

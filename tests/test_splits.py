@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import write_image_folder
 
-from policysearch.config import load_experiment
-from policysearch.data import load_part
+from policysearch.config.experiment import load_experiment
+from policysearch.data.datasets import load_part
+from policysearch.data.splits import carve, load_splits
 from policysearch.errors import DataError
-from policysearch.splits import carve, load_splits
 
 LABELS = np.array([0] * 100 + [1] * 50 + [2] * 30 + [3] * 20)  # 200 images, imbalanced
 np.random.default_rng(7).shuffle(LABELS)

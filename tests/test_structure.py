@@ -69,3 +69,47 @@ def test_modules_stay_small() -> None:
     sizes = {p.relative_to(PACKAGE.parent).as_posix(): len(p.read_text().splitlines())
              for p in PACKAGE.rglob("*.py")}
     assert not {k: v for k, v in sizes.items() if v > LIMIT}
+
+
+LAYERS: list[set[str]] = [
+    {"errors", "paths", "_version"},       # foundations
+    {"data", "augment"},                   # images and the op table
+    {"policy"},                            # the policy, its file, its layer, transform, exporters
+    {"config"},                            # experiments, samplers and pruners as data
+    {"training", "study"},                 # the trainer; the study record, storage, spaces
+    {"tracking"},                          # the MLflow view of a study
+    {"evidence"},                          # statistics, fidelity, validate, bench
+    {"search"},                            # workers, the race, the whole run, the proof
+    {"cli", "__main__", "policysearch"},   # the command line and the public face
+]
+"""The rooms of ``policysearch/``, bottom first: a module imports only from its own room or a
+lower one (README.md, Layout, says the same in words)."""
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "policysearch"
+
+
+def rank(module: str) -> int:
+    name = room(module)
+    for i, layer in enumerate(LAYERS):
+        if name in layer:
+            return i
+    raise AssertionError(f"{module}: room {name!r} is in no layer of LAYERS")
+
+
+def test_every_room_is_placed_and_the_root_is_short() -> None:
+    rooms = {room(m) for m in modules()}
+    assert rooms <= set().union(*LAYERS), rooms - set().union(*LAYERS)
+    root_files = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert root_files == ["__init__.py", "__main__.py", "_version.py", "errors.py", "paths.py"]
+
+
+def test_imports_run_down_the_layers() -> None:
+    upward = []
+    for name, tree in modules().items():
+        for module, _ in imports(tree, name):
+            if rank(module) > rank(name):
+                upward.append(f"{name} -> {module}")
+    assert not upward, upward

@@ -301,7 +301,7 @@ def _trials(pruner_cuts: bool) -> Any:
 
 
 def test_a_trial_reads_as_its_policy() -> None:
-    from policysearch.search.record import TrialRecord
+    from policysearch.study.record import TrialRecord
     from policysearch.tracking import render
 
     policy = {"type": "randaugment", "num_ops": 2, "magnitude": 9.0, "magnitude_std": 0.0,
@@ -339,10 +339,10 @@ def test_a_trial_reads_as_its_policy() -> None:
 
 
 def _decision(candidate: list[float], crop_flip: list[float]) -> dict[str, Any]:
-    from policysearch.config import RaceConfig
-    from policysearch.policy import randaugment
+    from policysearch.config.experiment import RaceConfig
+    from policysearch.policy.baselines import BASELINES
+    from policysearch.policy.definition import randaugment
     from policysearch.search.race import Contender, race
-    from policysearch.spaces import BASELINES
 
     ra = randaugment(2, 9, ops=("Rotate", "Color"))
     cf = BASELINES["crop_flip"]

@@ -12,15 +12,15 @@ import keras
 import numpy as np
 import pytest
 
-from policysearch.config import BaseAugmentConfig, ModelConfig, TrainerConfig
-from policysearch.policy import no_augment, randaugment
-from policysearch.splits import Split
-from policysearch.trainer import Trainer
+from policysearch.config.experiment import BaseAugmentConfig, ModelConfig, TrainerConfig
+from policysearch.data.splits import Split
+from policysearch.policy.definition import no_augment, randaugment
+from policysearch.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
 def data(data_dir: Path) -> tuple[Split, Split]:
-    from policysearch.data import load_part
+    from policysearch.data.datasets import load_part
 
     part = load_part("cifar10", "train", data_dir)  # sorted by class: take every 625th image
     return Split(part.x[::1250], part.y[::1250]), Split(part.x[625::1562], part.y[625::1562])

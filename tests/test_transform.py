@@ -29,7 +29,7 @@ from policysearch import (
     write_policy,
 )
 from policysearch.augment import OP_NAMES, OPS
-from policysearch.transform import PolicyTransform
+from policysearch.policy.transform import PolicyTransform
 
 ROOT = Path(__file__).resolve().parent.parent
 P_MIN = 1e-3  # KS p-value below which two samples are called different
@@ -192,7 +192,7 @@ def statistics(originals: np.ndarray, augmented: np.ndarray) -> dict[str, np.nda
 
 
 def layer_sample(policy: object, images: np.ndarray, **base: object) -> np.ndarray:
-    from policysearch.augment import PolicyAugmentation
+    from policysearch.policy.layer import PolicyAugmentation
 
     layer = PolicyAugmentation(policy, seed=1, **base)
     return np.asarray(layer(images, training=True)).astype("uint8")

@@ -1,8 +1,9 @@
-"""Augmentation ops and the policy layer.
+"""Augmentation ops: the op table, its batched kernels and the PIL reference.
 
-``OPS`` (from ``policysearch.augment.ops``) is the table of ops; ``apply_op`` applies one op
-deterministically (the form tests compare with PIL); ``PolicyAugmentation`` applies a policy.
-Keras is imported only when ``apply_op`` or the layer is used.
+``OPS`` (from ``policysearch.augment.ops``) is the table of ops, the single source of op facts;
+``apply_op`` applies one op deterministically (the form tests compare with PIL). The Keras layer
+that applies a whole policy is ``policysearch.policy.layer.PolicyAugmentation``. Keras is
+imported only when ``apply_op`` is called.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from typing import Any
 
 from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, OPS, RANDAUGMENT_OPS, OpSpec
 
-__all__ = ["MAX_LEVEL", "OPS", "OP_NAMES", "RANDAUGMENT_OPS", "OpSpec", "PolicyAugmentation",
-           "apply_op"]
+__all__ = ["MAX_LEVEL", "OPS", "OP_NAMES", "RANDAUGMENT_OPS", "OpSpec", "apply_op"]
 
 
 def apply_op(
@@ -70,11 +70,3 @@ def apply_op(
     fill_t = K.numpy.broadcast_to(K.cast(fill, "float32"), (batch,))
     spec = OPS[name]
     return spec.apply(K, images, spec.arg(K, level, sign, shape[1], shape[2]), rand, fill_t)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PolicyAugmentation":
-        from policysearch.augment.layer import PolicyAugmentation
-
-        return PolicyAugmentation
-    raise AttributeError(name)

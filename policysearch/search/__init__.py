@@ -1,8 +1,7 @@
-"""The search: an Optuna study of policies, scored by the proxy, decided by a race.
+"""The search: trials scored by the proxy, decided by a race, proven by an experiment.
 
-Modules, one job each: ``record`` (the typed study and trial records in Optuna storage),
-``store`` (create, join and check a study; samplers and pruners), ``worker`` (the claim loop,
-heartbeat, signals, worker processes), ``race`` (candidates, the race on the selection split,
-the export rule), ``provenance`` (the exported policy and its evidence) and ``orchestrate``
-(the whole run).
+Modules, one job each: ``worker`` (the claim loop, heartbeat, signals, worker processes),
+``race`` (candidates, the race on the selection split, the export rule), ``provenance`` (the
+exported policy and its evidence), ``orchestrate`` (the whole run) and ``proof`` (``make
+experiment``: fidelity, the search, then ``validate``, and the results files).
 """

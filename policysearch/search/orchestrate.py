@@ -14,13 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from policysearch.config import Experiment
+from policysearch.config.experiment import Experiment
 from policysearch.errors import PolicySearchError
-from policysearch.policy import Policy
+from policysearch.policy.definition import Policy
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race
-from policysearch.search.record import read_study, update_study
-from policysearch.search.store import StudyHandle, new_record, open_study
 from policysearch.search.worker import (
     Runner,
     configure_threads,
@@ -29,14 +27,11 @@ from policysearch.search.worker import (
     spawn_workers,
     stop_workers,
 )
-from policysearch.spaces import SearchSpace
-from policysearch.storage import budget_lock, redact
-
-
-def mlflow_experiment_name(dataset: str) -> str:
-    from policysearch.data import slug
-
-    return f"policysearch-{slug(dataset)}"
+from policysearch.study.record import read_study, update_study
+from policysearch.study.spaces import SearchSpace
+from policysearch.study.storage import budget_lock, redact
+from policysearch.study.store import StudyHandle, new_record, open_study
+from policysearch.tracking.client import mlflow_experiment_name
 
 
 def _tracker(uri: str, name: str, study_name: str) -> Any:
@@ -61,7 +56,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
                log: Any = print) -> Policy | None:
     """Run (or resume) a whole search and export its winner; ``None`` when another process
     of the same study exported it."""
-    from policysearch.splits import load_splits
+    from policysearch.data.splits import load_splits
     from policysearch.tracking import tracking_uri as resolve_uri
 
     uri = resolve_uri(tracking_uri)
@@ -77,7 +72,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
                         total_trials=total)
     handle = open_study(storage_url, study_name, record, experiment=experiment)
     study = handle.study
-    from policysearch.fidelity import known_fidelity
+    from policysearch.evidence.fidelity import known_fidelity
 
     fidelity = known_fidelity(experiment)
     update_study(study, fidelity=fidelity)
@@ -150,7 +145,7 @@ def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) 
     killed worker's trial goes stale after the grace period and is retried here)."""
     from optuna.storages import fail_stale_trials
 
-    from policysearch.storage import GRACE_PERIOD
+    from policysearch.study.storage import GRACE_PERIOD
 
     study = runner.handle.study
     told = False
@@ -210,7 +205,7 @@ def sample(runner: Runner) -> Any:
 def race_on_selection(handle: StudyHandle, runner: Runner, entrants: list[Contender],
                       log: Any) -> Any:
     """The race, resumable: every (policy, seed) result is kept in the study record."""
-    from policysearch.trainer import trainer_for
+    from policysearch.training.trainer import trainer_for
 
     exp = handle.experiment
     budget = exp.race.budget
@@ -253,7 +248,7 @@ def print_decision(decision: dict[str, Any], log: Any) -> None:
 def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, worker_id: str,
                deadline: float | None = None, log: Any = print) -> int:
     """Join a study (its stored config) and run trials until its budget is reached."""
-    from policysearch.splits import load_splits
+    from policysearch.data.splits import load_splits
 
     handle = open_study(storage_url, study_name)
     record = handle.record

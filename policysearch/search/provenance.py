@@ -6,10 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from policysearch.policy import Policy, write_policy
-from policysearch.search.record import now
-from policysearch.search.store import StudyHandle
-from policysearch.storage import redact
+from policysearch.policy.definition import Policy, write_policy
+from policysearch.study.record import now
+from policysearch.study.storage import redact
+from policysearch.study.store import StudyHandle
 
 
 def budget_facts(experiment: Any, name: str) -> dict[str, Any]:

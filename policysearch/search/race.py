@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from policysearch.config import RaceConfig
-from policysearch.policy import Policy
-from policysearch.search.record import read_trial
-from policysearch.spaces import BASELINES
-from policysearch.stats import PairedGain, paired, summarize
+from policysearch.config.experiment import RaceConfig
+from policysearch.evidence.stats import PairedGain, paired, summarize
+from policysearch.policy.baselines import BASELINES
+from policysearch.policy.definition import Policy
+from policysearch.study.record import read_trial
 
 RACE_SEED_BASE = 10_000
 REFERENCE = "crop_flip"

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from policysearch.search.record import (
+from policysearch.policy.baselines import BASELINES
+from policysearch.study.record import (
     PREFIX,
     TrialRecord,
     queued_baseline,
@@ -33,9 +34,8 @@ from policysearch.search.record import (
     update_trial,
     write_trial,
 )
-from policysearch.search.store import StudyHandle
-from policysearch.spaces import BASELINES
-from policysearch.storage import GRACE_PERIOD, budget_lock, reset_connections
+from policysearch.study.storage import GRACE_PERIOD, budget_lock, reset_connections
+from policysearch.study.store import StudyHandle
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 Log = Callable[[str], None]
@@ -86,7 +86,7 @@ class Runner:
     @property
     def trainer(self) -> Any:
         if self._trainer is None:
-            from policysearch.trainer import trainer_for
+            from policysearch.training.trainer import trainer_for
 
             self._trainer = trainer_for(self.experiment, "proxy", self.splits)
         return self._trainer

@@ -183,3 +183,10 @@ def reason(err: Exception) -> str:
     text = str(err).strip().splitlines()
     first = text[0] if text else type(err).__name__
     return first[:200]
+
+
+def mlflow_experiment_name(dataset: str) -> str:
+    """The MLflow experiment a dataset's studies log to."""
+    from policysearch.data.datasets import slug
+
+    return f"policysearch-{slug(dataset)}"

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from policysearch.augment.ops import RANDAUGMENT_OPS
-from policysearch.search.record import TrialRecord
+from policysearch.study.record import TrialRecord
 from policysearch.tracking.client import ms
 
 NAME_LIMIT = 200

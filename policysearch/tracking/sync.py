@@ -17,11 +17,10 @@ def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
                 log: Any = print) -> int:
     """Log every finished trial MLflow lacks, the race, the summary and the description;
     returns how many trials were logged."""
-    from policysearch.search.orchestrate import mlflow_experiment_name
-    from policysearch.search.record import update_study
-    from policysearch.search.store import open_study
-    from policysearch.storage import redact
-    from policysearch.tracking.client import Tracker
+    from policysearch.study.record import update_study
+    from policysearch.study.storage import redact
+    from policysearch.study.store import open_study
+    from policysearch.tracking.client import Tracker, mlflow_experiment_name
     from policysearch.tracking.client import tracking_uri as resolve
     from policysearch.tracking.ui import experiment_url
     from policysearch.tracking.view import StudyView

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from policysearch.search.record import read_study, read_trial, update_study
+from policysearch.study.record import read_study, read_trial, update_study
 from policysearch.tracking import note, render, ui
 from policysearch.tracking.client import (
     PARENT,
@@ -191,8 +191,8 @@ class StudyView:
         if policy:
             t.client.log_dict(run_id, policy, "policy.json")
         if splits is not None and policy:
-            from policysearch.plots import sample_grid
-            from policysearch.policy import Policy
+            from policysearch.policy.definition import Policy
+            from policysearch.tracking.plots import sample_grid
 
             base = study.experiment["base_augment"]
             grid = sample_grid(Policy.from_dict(policy), sample_images(splits), seed=0,
@@ -255,8 +255,8 @@ class StudyView:
         def log() -> None:
             from mlflow.entities import Metric
 
-            from policysearch.plots import epochs_grid, figure_png, study_figures
-            from policysearch.policy import Policy
+            from policysearch.policy.definition import Policy
+            from policysearch.tracking.plots import epochs_grid, figure_png, study_figures
 
             now = int(time.time() * 1000)
             metrics = {}

@@ -28,9 +28,9 @@ from policysearch import randaugment, read_policy  # noqa: E402
 from policysearch.augment import OP_NAMES, OPS, apply_op  # noqa: E402
 from policysearch.augment.ops import arg_value  # noqa: E402
 from policysearch.augment.pil import apply_pil  # noqa: E402
-from policysearch.export_code import timm_op  # noqa: E402
-from policysearch.exporters import export  # noqa: E402
-from policysearch.transform import PolicyTransform  # noqa: E402
+from policysearch.policy.export_code import timm_op  # noqa: E402
+from policysearch.policy.exporters import export  # noqa: E402
+from policysearch.policy.transform import PolicyTransform  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {path.stem: path for path in sorted((ROOT / "examples" / "policies").glob("*.json"))}
@@ -101,7 +101,7 @@ def test_torchvision_snippet_ops_equal_ours(name: str, cifar_images: np.ndarray,
 def _module_with(name: str) -> types.ModuleType:
     """A torchvision snippet whose op table holds ``name`` (from a one-op policy)."""
     from policysearch import randaugment
-    from policysearch.export_code import torchvision_code
+    from policysearch.policy.export_code import torchvision_code
 
     module = types.ModuleType(f"snippet_{name}")
     exec(compile(torchvision_code(randaugment(1, 9, ops=[name])), name, "exec"),

@@ -1,4 +1,6 @@
-"""The op table as Markdown, for ``docs/policy-format.md`` (``python -m policysearch.optable``).
+"""The op table as Markdown, for ``docs/policy-format.md``.
+
+Run ``python -m policysearch.augment.optable`` to print it.
 
 Every column is a field of the op's ``OpSpec``; ``tests/test_exporters.py`` checks that the docs
 hold exactly this table.

@@ -12,9 +12,10 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from policysearch.config import Experiment, experiment_from_dict
+from policysearch.config.experiment import Experiment, experiment_from_dict
+from policysearch.config.samplers import PRUNERS, SAMPLERS
 from policysearch.errors import PolicySearchError
-from policysearch.search.record import (
+from policysearch.study.record import (
     PREFIX,
     StudyRecord,
     has_record,
@@ -22,9 +23,8 @@ from policysearch.search.record import (
     read_study,
     write_study,
 )
-from policysearch.search.samplers import PRUNERS, SAMPLERS
-from policysearch.spaces import SearchSpace, parse_space
-from policysearch.storage import budget_lock, open_storage
+from policysearch.study.spaces import SearchSpace, parse_space
+from policysearch.study.storage import budget_lock, open_storage
 
 warnings.filterwarnings("ignore", message=".*is experimental.*")
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -110,7 +110,7 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
                                                    exp.search.seed if created else None),
                               pruner=make_pruner(stored_experiment))
     if record is not None and not created and record.total_trials != stored.total_trials:
-        from policysearch.search.record import update_study
+        from policysearch.study.record import update_study
 
         update_study(study, total_trials=record.total_trials)
     return StudyHandle(study, storage_url, exp, space, created)

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policysearch.config.samplers import PRUNERS, SAMPLERS
+from policysearch.config.schema import build, option
+from policysearch.data.textfile import load_yaml, read_text
 from policysearch.errors import ConfigError, DataError
 from policysearch.paths import EXPERIMENTS_DIR, PROJECT_ROOT  # noqa: F401  (re-exported)
-from policysearch.schema import build, option
-from policysearch.search.samplers import PRUNERS, SAMPLERS
-from policysearch.spaces import BASELINES
-from policysearch.textfile import load_yaml, read_text
+from policysearch.policy.baselines import BASELINES
 
 
 @dataclass
@@ -37,7 +37,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = option("cnn", choices=("cnn", "resnet"), doc="a name in policysearch.models.MODELS")
+    name: str = option("cnn", choices=("cnn", "resnet"),
+                       doc="a name in policysearch.training.models.MODELS")
     widths: list[int] = option([16, 32, 64], low=1, high=4096, min_items=1,
                            doc="channels of each stage")
     depth: int = option(1, low=1, high=64, doc="convs (cnn) or residual blocks (resnet) per stage")
@@ -281,7 +282,7 @@ def _resolve_auto(experiment: Experiment) -> None:
     base = experiment.base_augment
     if base.crop_padding != "auto":
         return
-    from policysearch.data import image_side
+    from policysearch.data.datasets import image_side
 
     try:
         side = image_side(experiment.dataset, experiment.data.data_dir, experiment.data.image_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from policysearch.augment.ops import MAX_LEVEL, OPS
-from policysearch.policy import Policy
+from policysearch.policy.definition import Policy
 
 
 def level_value(expression: str, m: float) -> float:

@@ -27,36 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, RANDAUGMENT_OPS
+from policysearch.data.textfile import load_yaml, read_text
 from policysearch.errors import ConfigError
 from policysearch.paths import SPACES_DIR
-from policysearch.policy import (
+from policysearch.policy.definition import (
     MAX_STAGES,
     MAX_SUB_POLICIES,
     Policy,
     autoaugment,
-    crop_only,
-    no_augment,
     randaugment,
     trivialaugment,
 )
-from policysearch.textfile import load_yaml, read_text
-
-BASELINES: dict[str, Policy] = {
-    "crop_flip": no_augment(),
-    "crop_only": crop_only(),
-    "randaugment_n2_m9": randaugment(2, 9),
-    "trivialaugment": trivialaugment(),
-}
-"""Baselines a study runs first: what a user would pick without a search. ``crop_only`` turns
-the base flip off (digits, text: where a flip changes the label); the others keep it."""
-
-
-def same_baseline(policy: Policy, names: Any) -> tuple[str | None, str]:
-    """The baseline among ``names`` that ``policy`` is, as (name, label); (None, "") if none."""
-    for name in names:
-        if name in BASELINES and BASELINES[name].key() == policy.key():
-            return name, BASELINES[name].label
-    return None, ""
 
 _FIELDS = {
     "randaugment": {"num_ops": (0, MAX_STAGES, int), "magnitude": (0, MAX_LEVEL, float),

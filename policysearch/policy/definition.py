@@ -22,7 +22,7 @@ from typing import Any
 
 from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, OPS, RANDAUGMENT_OPS, arg_value
 from policysearch.errors import PolicyFormatError
-from policysearch.policy_format import (  # noqa: F401  (re-exported)
+from policysearch.policy.fileformat import (  # noqa: F401  (re-exported)
     MAX_STAGES,
     MAX_SUB_POLICIES,
     SCHEMA,
@@ -273,7 +273,7 @@ def read_policy(path: str | os.PathLike[str]) -> Policy:
     Directories, devices, files over ``MAX_FILE_BYTES`` and binary files are refused in one
     line without being read whole.
     """
-    from policysearch.textfile import read_text
+    from policysearch.data.textfile import read_text
 
     path = Path(path)
     text = read_text(path, "policy file", PolicyFormatError, MAX_FILE_BYTES, "JSON text")

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass, field
 
 from policysearch.augment.ops import MAX_LEVEL, OPS
-from policysearch.explain import unchanged_probability
-from policysearch.export_code import timm_code, torchvision_code
-from policysearch.policy import Policy, randaugment
+from policysearch.policy.definition import Policy, randaugment
+from policysearch.policy.explain import unchanged_probability
+from policysearch.policy.export_code import timm_code, torchvision_code
 
 TARGETS = ("torchvision", "timm", "tf-models")
 

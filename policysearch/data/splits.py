@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from policysearch.data import load_part
+from policysearch.data.datasets import load_part
 from policysearch.errors import DataError
 
 ROLES = ("proxy", "target", "val", "selection")

@@ -32,7 +32,7 @@ from PIL import Image
 
 from policysearch.augment.ops import MAX_LEVEL, OPS, arg_value
 from policysearch.augment.pil import apply_pil
-from policysearch.policy import Policy, read_policy
+from policysearch.policy.definition import Policy, read_policy
 
 Step = tuple[str, float, float, tuple[float, float]]  # op, level, sign, Cutout position
 

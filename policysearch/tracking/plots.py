@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from policysearch.policy import Policy
+from policysearch.policy.definition import Policy
 
 
 def augment_batch(policy: Policy, images: np.ndarray, seed: int, *, crop_padding: int = 0,
@@ -22,7 +22,7 @@ def augment_batch(policy: Policy, images: np.ndarray, seed: int, *, crop_padding
     """
     import keras
 
-    from policysearch.augment.layer import PolicyAugmentation
+    from policysearch.policy.layer import PolicyAugmentation
 
     layer = PolicyAugmentation(policy, crop_padding=crop_padding, flip=flip, seed=seed)
     out = [keras.ops.convert_to_numpy(layer(images, training=True)) for _ in range(draws)]
@@ -92,7 +92,7 @@ def new_figure(width: float = 7.0, height: float = 4.0) -> Any:
 def history_figure(trials: Sequence[Any]) -> Any:
     """Validation accuracy of every finished trial, the best so far, and the baselines."""
     fig, ax = new_figure()
-    from policysearch.search.record import queued_baseline
+    from policysearch.study.record import queued_baseline
 
     search = [(t.number, t.value) for t in trials
               if t.value is not None and not queued_baseline(t)]

@@ -63,8 +63,8 @@ def tfdata_throughput(images: Any, batch: int, num_ops: int, seconds: float) -> 
     import keras
     import tensorflow as tf
 
-    from policysearch import randaugment
-    from policysearch.augment.layer import PolicyAugmentation
+    from policysearch.policy.definition import randaugment
+    from policysearch.policy.layer import PolicyAugmentation
 
     ours = PolicyAugmentation(randaugment(num_ops, 9), seed=0)
     stock = keras.layers.RandAugment(value_range=(0, 255), num_ops=num_ops, factor=0.3,
@@ -85,10 +85,10 @@ def tfdata_throughput(images: Any, batch: int, num_ops: int, seconds: float) -> 
 
 
 def epoch_times(x: Any, y: Any, epochs: int) -> dict[str, float]:
-    from policysearch import no_augment, randaugment
-    from policysearch.config import BaseAugmentConfig, TrainerConfig
-    from policysearch.splits import Split
-    from policysearch.trainer import Trainer
+    from policysearch.config.experiment import BaseAugmentConfig, TrainerConfig
+    from policysearch.data.splits import Split
+    from policysearch.policy.definition import no_augment, randaugment
+    from policysearch.training.trainer import Trainer
 
     cfg = TrainerConfig(epochs=epochs, batch_size=256, validate_every=epochs)
     trainer = Trainer(cfg, BaseAugmentConfig(crop_padding=4, flip=True), x.shape[1:], 10, len(x))
@@ -104,7 +104,7 @@ def epoch_times(x: Any, y: Any, epochs: int) -> dict[str, float]:
 
 
 def machine_line() -> str:
-    from policysearch.runinfo import machine
+    from policysearch.evidence.runinfo import machine
 
     m = machine()
     return (f"{m['cpu']} ({m['cores']} cores), accelerator: {m['accelerator']}, "
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> str:
 
     import keras
 
-    from policysearch.data import load_part
+    from policysearch.data.datasets import load_part
 
     part = load_part("cifar10", "train", args.data_dir)
     lines = ["# Benchmarks", "", f"Machine: {machine_line()}", ""]

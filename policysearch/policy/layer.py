@@ -22,7 +22,13 @@ from keras.src.layers.preprocessing.data_layer import DataLayer
 
 from policysearch.augment import kernels
 from policysearch.augment import ops as O
-from policysearch.policy import MAX_STAGES, MAX_SUB_POLICIES, Policy, no_augment, read_policy
+from policysearch.policy.definition import (
+    MAX_STAGES,
+    MAX_SUB_POLICIES,
+    Policy,
+    no_augment,
+    read_policy,
+)
 
 _PER_STAGE = 8  # op, apply, magnitude, 2 for a normal, sign, 2 for Cutout's position
 _HEAD = 4  # sub-policy, flip, 2 for the crop offset
@@ -353,7 +359,7 @@ def _select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill
 
 def load_policy(path: str | os.PathLike[str], *, base: bool = False,
                 seed: int | None = None) -> PolicyAugmentation:
-    """Load a policy file as a Keras layer (``policysearch.augment.PolicyAugmentation``).
+    """Load a policy file as a Keras layer (``policysearch.policy.layer.PolicyAugmentation``).
 
     The layer applies the policy in training (``training=True``, as in ``model.fit`` or a
     ``tf.data`` map) and passes images through unchanged at inference. With ``base=True`` it also

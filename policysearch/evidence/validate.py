@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from policysearch.config import Experiment
-from policysearch.policy import Policy
-from policysearch.spaces import BASELINES, same_baseline
-from policysearch.stats import paired, summarize
+from policysearch.config.experiment import Experiment
+from policysearch.evidence.stats import paired, summarize
+from policysearch.policy.baselines import BASELINES, same_baseline
+from policysearch.policy.definition import Policy
 
 VALIDATE_SEED_BASE = 20_000
 
@@ -22,9 +22,9 @@ VALIDATE_SEED_BASE = 20_000
 def validate(policy: Policy, experiment: Experiment, *, seeds: int,
              tracking_uri: str | None = None, log: Any = print) -> dict[str, Any]:
     """Train ``policy`` and the baselines at the target budget; test accuracy per seed."""
-    from policysearch.data import load_test_part
-    from policysearch.splits import Split, load_splits
-    from policysearch.trainer import trainer_for
+    from policysearch.data.datasets import load_test_part
+    from policysearch.data.splits import Split, load_splits
+    from policysearch.training.trainer import trainer_for
 
     exp = experiment
     splits = load_splits(exp)
@@ -100,8 +100,8 @@ def _track(policy: Policy, exp: Experiment, rows: list[dict[str, Any]],
     """Nest the validation runs under the study's run when the policy names one (a view:
     any failure only warns)."""
     from policysearch.errors import TrackingError
-    from policysearch.search.orchestrate import mlflow_experiment_name
     from policysearch.tracking import StudyView, Tracker
+    from policysearch.tracking.client import mlflow_experiment_name
 
     source = policy.source
     uri = tracking_uri or source.get("mlflow_tracking_uri")

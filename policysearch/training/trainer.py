@@ -22,11 +22,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from policysearch.augment.layer import PolicyAugmentation
-from policysearch.config import BaseAugmentConfig, TrainerConfig
-from policysearch.models import WarmupLinearDecay, build_model
-from policysearch.policy import Policy
-from policysearch.splits import Split
+from policysearch.config.experiment import BaseAugmentConfig, TrainerConfig
+from policysearch.data.splits import Split
+from policysearch.policy.definition import Policy
+from policysearch.policy.layer import PolicyAugmentation
+from policysearch.training.models import WarmupLinearDecay, build_model
 
 EpochCallback = Callable[[int, float, float], bool]
 """Called after each validated epoch with (epoch, train loss, validation accuracy), epochs

@@ -1,6 +1,6 @@
 """The fidelity report: the Markdown results file, the scatter plot, and the MLflow run.
 
-Every figure comes from ``policysearch.fidelity.analyse``; nothing here trains or decides.
+Every figure comes from ``policysearch.evidence.fidelity.analyse``; nothing here trains or decides.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from policysearch.config import Budget, Experiment
+from policysearch.config.experiment import Budget, Experiment
 
 SPEARMAN_TARGET = 0.8
 COST_TARGET = 0.2

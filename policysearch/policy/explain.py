@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from policysearch.augment.ops import MAX_LEVEL, OPS, arg_value
-from policysearch.policy import Policy
+from policysearch.policy.definition import Policy
 
 ASSUMPTIONS = (
     "Assumptions: an op leaves an image unchanged only as Identity, when skipped by its "

@@ -66,7 +66,7 @@ def boolean(text: str) -> bool:
 
 def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     """The ``policysearch`` command line; each subcommand sets ``handler``."""
-    from policysearch.search.samplers import PRUNERS, SAMPLERS
+    from policysearch.config.samplers import PRUNERS, SAMPLERS
 
     parser = _Parser(prog="policysearch", description=doc)
     from policysearch._version import __version__

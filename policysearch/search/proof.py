@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policysearch.config import Experiment
+from policysearch.config.experiment import Experiment
+from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.paths import RESULTS_DIR
-from policysearch.runinfo import git_commit, machine
-from policysearch.spaces import same_baseline
+from policysearch.policy.baselines import same_baseline
 
 TARGET_GAIN_OVER_CROP_FLIP = 0.03
 
@@ -29,14 +29,14 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     """Fidelity, search, validation; returns the path of the results file."""
     import time
 
-    from policysearch.config import load_experiment
-    from policysearch.fidelity import DEFAULT_PANEL, build_panel, run_fidelity
-    from policysearch.policy import read_policy, write_policy
+    from policysearch.config.experiment import load_experiment
+    from policysearch.evidence.fidelity import DEFAULT_PANEL, build_panel, run_fidelity
+    from policysearch.evidence.validate import validate
+    from policysearch.policy.definition import read_policy, write_policy
     from policysearch.search.orchestrate import run_search
-    from policysearch.search.store import open_study
-    from policysearch.spaces import load_space
-    from policysearch.storage import default_storage
-    from policysearch.validate import validate
+    from policysearch.study.spaces import load_space
+    from policysearch.study.storage import default_storage
+    from policysearch.study.store import open_study
 
     experiment = load_experiment(name, smoke=smoke, overrides={"data.data_dir": data_dir})
     space = load_space(experiment.search.space)
@@ -86,7 +86,7 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
 
 def paired_plot(rows: list[dict[str, Any]]) -> bytes:
     """Test accuracy per policy and seed; a line joins one seed's policies (paired)."""
-    from policysearch.plots import figure_png, new_figure
+    from policysearch.tracking.plots import figure_png, new_figure
 
     fig, ax = new_figure(6.5, 4.0)
     labels = list(dict.fromkeys(r["label"] for r in rows))
@@ -105,7 +105,7 @@ def paired_plot(rows: list[dict[str, Any]]) -> bytes:
 
 
 def _search_stats(study: Any) -> dict[str, Any]:
-    from policysearch.search.record import read_study
+    from policysearch.study.record import read_study
 
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
@@ -190,7 +190,7 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
     """The results file, in Markdown."""
     import yaml
 
-    from policysearch.validate import table
+    from policysearch.evidence.validate import table
 
     m = raw["machine"]
     states = ", ".join(f"{v} {k.lower()}" for k, v in sorted(search["states"].items()))

@@ -62,10 +62,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     _quiet()
     if args.devices:  # before any framework starts: this process is worker 0
         os.environ["CUDA_VISIBLE_DEVICES"] = args.devices.split(",")[0]
-    from policysearch.config import load_experiment
-    from policysearch.search.orchestrate import mlflow_experiment_name, run_search
-    from policysearch.spaces import load_space
-    from policysearch.storage import default_storage
+    from policysearch.config.experiment import load_experiment
+    from policysearch.search.orchestrate import run_search
+    from policysearch.study.spaces import load_space
+    from policysearch.study.storage import default_storage
+    from policysearch.tracking.client import mlflow_experiment_name
 
     args.workers = cap_workers(args.workers)
     overrides = {
@@ -120,7 +121,7 @@ def load_hint(policy: Any, path: Path) -> str:
 
 def default_study_name(experiment: Any, space: str, smoke: bool) -> str:
     """The experiment's name, or the dataset's for a folder searched with the defaults."""
-    from policysearch.data import slug
+    from policysearch.data.datasets import slug
 
     name = experiment.name if experiment.source != "defaults" else slug(experiment.dataset)
     return f"{name}-{space}" + ("-smoke" if smoke else "")
@@ -129,7 +130,7 @@ def default_study_name(experiment: Any, space: str, smoke: bool) -> str:
 def cmd_worker(args: argparse.Namespace) -> int:
     _quiet()
     from policysearch.search.orchestrate import run_worker
-    from policysearch.storage import default_storage
+    from policysearch.study.storage import default_storage
 
     run_worker(args.study_name, args.storage or default_storage(), args.tracking_uri,
                args.worker_id, deadline=args.deadline, log=_print)
@@ -138,9 +139,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     _quiet()
-    from policysearch.config import experiment_from_dict, load_experiment, with_overrides
-    from policysearch.policy import read_policy
-    from policysearch.validate import table, validate
+    from policysearch.config.experiment import experiment_from_dict, load_experiment, with_overrides
+    from policysearch.evidence.validate import table, validate
+    from policysearch.policy.definition import read_policy
 
     policy = read_policy(args.policy)
     overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
@@ -171,7 +172,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from policysearch.policy import read_policy
+    from policysearch.policy.definition import read_policy
 
     policy = read_policy(args.policy)
     size = policy.source.get("image_size") or [32, 32]
@@ -191,7 +192,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         if src.get("reason"):
             _print(f"why: {src['reason']}")
     if args.epochs:
-        from policysearch.explain import explain
+        from policysearch.policy.explain import explain
 
         _print("")
         for line in explain(policy, args.epochs, height, width).lines():
@@ -200,8 +201,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from policysearch.exporters import export
-    from policysearch.policy import read_policy
+    from policysearch.policy.definition import read_policy
+    from policysearch.policy.exporters import export
 
     result = export(read_policy(args.policy), args.to)
     if args.approximate and result.approximate:
@@ -220,9 +221,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     _quiet()
-    from policysearch.data import load_part
-    from policysearch.plots import epochs_grid, sample_grid
-    from policysearch.policy import read_policy
+    from policysearch.data.datasets import load_part
+    from policysearch.policy.definition import read_policy
+    from policysearch.tracking.plots import epochs_grid, sample_grid
 
     policy = read_policy(args.policy)
     dataset = args.dataset or policy.source.get("dataset") or "cifar10"
@@ -248,7 +249,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     _quiet()
-    from policysearch.storage import default_storage
+    from policysearch.study.storage import default_storage
     from policysearch.tracking.sync import sync_mlflow
 
     sync_mlflow(args.study_name, args.storage or default_storage(), args.tracking_uri,
@@ -258,7 +259,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def cmd_experiment(args: argparse.Namespace) -> int:
     _quiet()
-    from policysearch.proof import run_experiment
+    from policysearch.search.proof import run_experiment
 
     run_experiment(args.experiment, smoke=args.smoke, storage=args.storage,
                    tracking_uri=args.tracking_uri, out=args.out, data_dir=args.data_dir,
@@ -272,8 +273,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     import shlex
     import signal
 
-    from policysearch.config import load_experiment
-    from policysearch.fidelity import DEFAULT_PANEL, build_panel, default_out, run_fidelity
+    from policysearch.config.experiment import load_experiment
+    from policysearch.evidence.fidelity import DEFAULT_PANEL, build_panel, default_out, run_fidelity
 
     experiment = load_experiment(args.experiment, smoke=args.smoke,
                                  overrides={"data.data_dir": args.data_dir,
@@ -312,7 +313,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from policysearch.cli_args import build_parser
+    from policysearch.cli.args import build_parser
 
     parser = build_parser(__doc__.splitlines()[0])
     try:

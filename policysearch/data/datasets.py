@@ -4,7 +4,7 @@ A dataset is named (``cifar10``) or a path to a folder or ``.tar.gz`` laid out a
 ``train/<class>/*.<image>`` and ``test/<class>/*.<image>``. Decoded arrays are cached as ``.npz``
 files (zip CRCs detect a truncated or corrupt cache, which is then rebuilt). The training and
 test parts are cached apart, and the search loads only the training part: the test split is
-read by ``validate`` alone (``policysearch.splits`` carves the training part).
+read by ``validate`` alone (``policysearch.data.splits`` carves the training part).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from policysearch.data.images import allocate, decode_image, fit_arrays
 from policysearch.errors import DataError
-from policysearch.images import allocate, decode_image, fit_arrays
 
 CIFAR10_ARCHIVE = "cifar10-images.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",

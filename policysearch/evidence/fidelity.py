@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.augment.ops import OPS, RANDAUGMENT_OPS, check_op_names
-from policysearch.config import Experiment
+from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
+from policysearch.evidence.runinfo import git_commit, machine
+from policysearch.evidence.stats import paired, rank_agreement, summarize
 from policysearch.paths import RESULTS_DIR
-from policysearch.policy import Policy, randaugment, trivialaugment
-from policysearch.runinfo import git_commit, machine
-from policysearch.stats import paired, rank_agreement, summarize
+from policysearch.policy.definition import Policy, randaugment, trivialaugment
 
 BUDGETS = ("proxy", "target")
 REFERENCE = "crop_flip"
@@ -67,7 +67,7 @@ class PanelEntry:
 
 def parse_entry(text: str, where: str = "fidelity.panel") -> Policy:
     """The policy a panel entry names; a ConfigError naming ``where`` if it names none."""
-    from policysearch.spaces import BASELINES
+    from policysearch.policy.baselines import BASELINES
 
     text = str(text).strip()
     if text in BASELINES:
@@ -232,7 +232,7 @@ def run_key_of(run: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def _reference_key() -> str:
-    from policysearch.spaces import BASELINES
+    from policysearch.policy.baselines import BASELINES
 
     return BASELINES[REFERENCE].key()
 
@@ -272,9 +272,9 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
 
     Returns the path of the Markdown report; its JSON (every run) and scatter plot lie beside.
     """
-    from policysearch.fidelity_report import log_mlflow, render, scatter_png
-    from policysearch.splits import load_splits
-    from policysearch.trainer import TrainingDiverged, trainer_for
+    from policysearch.data.splits import load_splits
+    from policysearch.evidence.fidelity_report import log_mlflow, render, scatter_png
+    from policysearch.training.trainer import TrainingDiverged, trainer_for
 
     started = time.perf_counter()
     seeds = [int(s) for s in seeds]
@@ -352,7 +352,7 @@ def default_out(experiment: Experiment, smoke: bool) -> Path:
 def same_config(saved: dict[str, Any], stamp: str) -> bool:
     """Whether saved runs measured the configuration ``stamp`` fingerprints, as this version
     fingerprints the stored config (a stamp of an older version is not a difference)."""
-    from policysearch.config import experiment_from_dict
+    from policysearch.config.experiment import experiment_from_dict
 
     try:
         return fingerprint(experiment_from_dict(saved["experiment"], "saved runs")) == stamp
