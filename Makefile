@@ -57,7 +57,8 @@ $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
-	TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/python -c "import policysearch, keras, optuna, mlflow, tensorflow" \
+	$(VENV)/bin/python -c "from policysearch.cli import quiet; quiet.install(); \
+		import policysearch, keras, optuna, mlflow, tensorflow" \
 		|| { echo "make: the environment in $(VENV) is incomplete" >&2; exit 1; }
 	touch $@
 

@@ -20,11 +20,14 @@ from policysearch import autoaugment, no_augment, randaugment, trivialaugment, w
 PYTHON = sys.executable
 
 
-def run(*args: str, cwd: Path, env: dict[str, str] | None = None,
-        code: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None, code: str | None = None,
+        merge: bool = False) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it (``merge``: stderr into stdout, in the order written)."""
     command = [PYTHON, "-c", code, *args] if code else [PYTHON, "-m", "policysearch", *args]
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True,
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the tool's own default, as a user gets it
+    return subprocess.run(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True,
                           timeout=300)
 
 
@@ -116,8 +119,8 @@ def test_show_epochs_explains(policies: dict[str, Path], tmp_path: Path) -> None
 
 def test_show_does_not_import_tensorflow_or_mlflow(policies: dict[str, Path],
                                                    tmp_path: Path) -> None:
-    code = ("import sys, policysearch.cli.main as c\n"
-            "assert c.main(['show', sys.argv[1], '--epochs', '5']) == 0\n"
+    code = ("import sys\nfrom policysearch.cli.main import main\n"
+            "assert main(['show', sys.argv[1], '--epochs', '5']) == 0\n"
             "heavy = sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'optuna', 'jax') "
             "if m in sys.modules)\n"
             "assert not heavy, heavy\n"
@@ -235,9 +238,9 @@ def test_preview_writes_a_png(policies: dict[str, Path], tmp_path: Path) -> None
     out = tmp_path / "grids" / "preview.png"
     env = {"POLICYSEARCH_CACHE_DIR": str(tmp_path / "cache")}
     result = run("preview", str(policies["ra"]), "--dataset", str(dataset), "--images", "2",
-                 "--base", "--out", str(out), cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
+                 "--base", "--out", str(out), cwd=tmp_path, env=env, merge=True)
+    assert result.returncode == 0, result.stdout
+    # stdout and stderr together: Keras and TensorFlow were loaded, and said nothing (issue 23)
     assert result.stdout.strip() == f"wrote {out}"
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -249,6 +252,38 @@ def test_preview_writes_a_png(policies: dict[str, Path], tmp_path: Path) -> None
     assert height > 2 * 16 * 3 and width > 16 * 3, "a grid of at least 2 rows of scaled tiles"
     assert not (tmp_path / "previews").exists(), "--out is honoured"
     assert list((tmp_path / "cache").glob("tiny-*-train.npz")), "the dataset was cached there"
+
+
+def test_a_command_that_loads_tensorflow_speaks_first(tmp_path: Path) -> None:
+    """TensorFlow's absl and oneDNN start-up lines are not the first thing a user reads; the
+    tool's own error is, and is all there is (issue 23)."""
+    write_policy(randaugment(2, 9), tmp_path / "p.json")
+    code = ("import sys\nfrom policysearch.cli.main import main\n"
+            "code = main(sys.argv[1:])\n"
+            "print('tensorflow loaded' if 'tensorflow' in sys.modules else 'not loaded')\n"
+            "sys.exit(code)\n")
+    result = run("validate", "p.json", "--dataset", str(tmp_path / "missing"), cwd=tmp_path,
+                 code=code, merge=True)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 2 and lines[-1] == "tensorflow loaded", result.stdout
+    assert lines[:-1] == [f"policysearch: error: dataset '{tmp_path / 'missing'}': no such "
+                          "folder or archive"], result.stdout
+
+
+def test_tensorflow_start_up_lines_are_held_back_but_errors_are_not() -> None:
+    from policysearch.cli.quiet import keep
+
+    absl = ("WARNING: All log messages before absl::InitializeLog() is called are written to "
+            "STDERR")
+    info = ("I0000 00:00:1796216065.438807    7026 port.cc:153] oneDNN custom operations are "
+            "on. You may see slightly different numerical results")
+    warning = "W0000 00:00:1796216065.438807    7026 cuda_dnn.cc:8310] Unable to register cuDNN"
+    error = "E0000 00:00:1796216065.438807    7026 op_kernel.cc:1773] OP_REQUIRES failed"
+    python = "/x/keras/src/backend.py:12: UserWarning: something"
+    assert [keep(line, 2) for line in (absl, info, warning, error, python)] == [
+        False, False, False, True, True]
+    assert [keep(line, 0) for line in (absl, info, warning, error)] == [True] * 4
+    assert [keep(line, 3) for line in (info, error, python)] == [False, False, True]
 
 
 # ----------------------------------------------------------------------------------------------

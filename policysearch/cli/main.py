@@ -19,8 +19,8 @@ EXIT_INTERRUPTED = {15: 143, 2: 130}
 
 
 def _quiet() -> None:
-    """Keep TensorFlow's and absl's start-up chatter out of the progress display."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keep Keras' and Python's warnings out of the progress display (TensorFlow's start-up
+    lines are held back by ``quiet.install`` in ``main``)."""
     os.environ.setdefault("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
     import warnings
 
@@ -313,8 +313,10 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from policysearch.cli import quiet
     from policysearch.cli.args import build_parser
 
+    quiet.install()  # before any command imports TensorFlow: its first lines are not the tool's
     parser = build_parser(__doc__.splitlines()[0])
     try:
         args = parser.parse_args(argv)
