@@ -148,3 +148,11 @@ def test_the_checker_finds_stale_names() -> None:
 def test_every_key_and_flag_in_the_docs_exists(path: Path) -> None:
     found = problems(path.relative_to(ROOT).as_posix(), path.read_text())
     assert not found, "\n".join(found)
+
+
+def test_the_readme_layout_names_every_room() -> None:
+    """README's Layout lists each folder of ``policysearch/`` (the rooms of LAYERS)."""
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("### Layout"):]
+    rooms = sorted(p.parent.name for p in (ROOT / "policysearch").glob("*/__init__.py"))
+    assert rooms and not [room for room in rooms if f"`{room}/`" not in layout], rooms
