@@ -340,3 +340,30 @@ def arg_value(name: str, magnitude: float, height: int = 32, width: int = 32,
     Pure Python (no Keras import), for summaries such as ``policysearch show``.
     """
     return float(OPS[name].arg(_ScalarBackend, float(magnitude), float(sign), height, width))
+
+
+def op_summary(name: str, magnitude: float, height: int = 32, width: int = 32,
+               upto: bool = False) -> str:
+    """One op at one magnitude in its own unit, e.g. ``Rotate ±8.1°``."""
+    spec = OPS[name]
+    value = arg_value(name, magnitude, height, width)
+    pm = "±" if spec.signed else ""
+    up = "up to " if upto else ""
+    if spec.unit == "degrees":
+        return f"{name} {up}{pm}{value:.1f}°"
+    if spec.unit == "pixels":
+        return f"{name} {up}{pm}{value:.1f} px"
+    if spec.unit == "shear":
+        return f"{name} {up}{pm}{value:.3f}"
+    if spec.unit == "factor":
+        low = arg_value(name, magnitude, height, width, sign=-1.0)
+        if upto:
+            return f"{name} factor in [{low:.2f}, {value:.2f}]"
+        return f"{name} factor {low:.2f} or {value:.2f}"
+    if spec.unit == "bits":
+        return f"{name} {'down to ' if upto else ''}{int(value)} bits"
+    if spec.unit == "threshold":
+        return f"{name} threshold {'down to ' if upto else ''}{value:.1f}"
+    if spec.unit == "fraction of side":
+        return f"{name} {up}{value:.2f} of the side"
+    return name
