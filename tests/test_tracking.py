@@ -412,3 +412,23 @@ def test_a_grouped_trial_shows_each_ops_magnitude_and_the_base_it_turns_off() ->
                                           "Color, Equalize · no flip")
     plain = render.policy_params(randaugment(2, 9).to_dict())
     assert not any(k.startswith("magnitude_") for k in plain) and plain["flip"] == "on"
+
+
+def test_op_in_out_counts_the_ops_the_policy_held() -> None:
+    """With op groups, an op whose switch is on is out when its group is off."""
+    import optuna
+
+    from policysearch.study.record import TrialRecord, write_trial
+    from policysearch.tracking.plots import op_effects
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction="maximize")
+    for value, group, ops in ((0.6, True, ["Rotate", "Color"]),
+                              (0.4, False, ["Color", "Identity"])):
+        study.enqueue_trial({"op_Rotate": True, "group_geometric": group})
+        trial = study.ask()
+        trial.suggest_categorical("op_Rotate", [True, False])  # on in both trials
+        trial.suggest_categorical("group_geometric", [True, False])
+        write_trial(trial, TrialRecord(policy={"type": "randaugment", "ops": ops}, label="",
+                                       seed=1, worker="w"))
+        study.tell(trial, value)
+    assert op_effects(study.get_trials()) == {"Rotate": (0.6, 0.4, 1, 1)}
