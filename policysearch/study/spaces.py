@@ -33,9 +33,10 @@ each its own magnitude::
 the group is always in. ``magnitude`` (a number or an int/float range; parameter
 ``magnitude_<name>`` when searched) applies to every op of the group; ops of no listed group
 with a magnitude take ``magnitude``. An op is in the policy when its own switch (``op_<Name>``,
-from ``ops``) and its group's switch are both on. When fewer than ``min_size`` ops are in (1
-without a subset), the policy is completed deterministically, never resampled: first with the
-ops whose own switch is on (their group being off), then with the others, each in table order.
+from ``ops``) and its group's switch are both on. When that leaves fewer than ``min_size`` ops
+(1 without a subset), the group switches are ignored and the op switches alone decide; if still
+too few, the ops are completed in order. Deterministic, never resampled: the parameters stay
+fixed.
 """
 
 from __future__ import annotations
@@ -137,7 +138,9 @@ class SearchSpace:
         universe = f["ops"].op_universe
         chosen = [op for op in universe if own[op] and on.get(OPS[op].group, True)]
         minimum = f["ops"].min_size if f["ops"].kind == "subset" else 1
-        for op in [o for o in universe if own[o]] + list(universe):
+        if len(chosen) < minimum:  # the groups leave too few: the op switches alone decide
+            chosen = [op for op in universe if own[op]]
+        for op in universe:  # still too few: complete in order
             if len(chosen) >= minimum:
                 break
             if op not in chosen:
