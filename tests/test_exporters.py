@@ -25,16 +25,22 @@ MORE = {
                                                  "TranslateY"], magnitude_std=5),
     "ra_zero": randaugment(0, 0, ops=["Rotate"]),
     "ta_subset": trivialaugment(ops=["Posterize", "Solarize", "Identity", "Contrast"]),
+    "ra_op_magnitudes": randaugment(2, 9, ops=["Identity", "Rotate", "TranslateY", "Solarize",
+                                               "Posterize", "Color"],
+                                    op_magnitudes={"Rotate": 21, "TranslateY": 21,
+                                                   "Posterize": 30}, magnitude_std=2),
     "aa_ragged": autoaugment([[("Cutout", 0.5, 30)], [("Rotate", 1, 0), ("Posterize", 0.2, 30),
                                                       ("Solarize", 0.9, 0)]]),
 }
 
 
-def test_the_four_example_policies_are_shipped() -> None:
+def test_the_example_policies_are_shipped() -> None:
     kinds = {name: read_policy(path) for name, path in EXAMPLES.items()}
     assert {p.type for p in kinds.values()} == {"randaugment", "trivialaugment", "autoaugment"}
     subset = kinds["randaugment_subset"]
     assert set(subset.ops) < set(kinds["randaugment"].ops), "an op subset"
+    groups = kinds["randaugment_groups"]
+    assert groups.op_magnitudes and not groups.flips, "a magnitude per group, the flip off"
 
 
 @pytest.mark.parametrize("target", ["torchvision", "timm"])
@@ -135,3 +141,30 @@ def test_policy_format_doc_holds_the_generated_op_table() -> None:
     from policysearch.augment.optable import markdown_table
 
     assert markdown_table() in (ROOT / "docs" / "policy-format.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["ra_op_magnitudes", "randaugment_groups"])
+def test_per_op_magnitudes_are_exported_op_by_op(name: str) -> None:
+    """torchvision draws each op at its own magnitude, timm gives each AugmentOp its own; the
+    code says so in data a reader can check against the policy."""
+    from policysearch.policy.export_code import level_value
+
+    policy = MORE[name] if name in MORE else read_policy(EXAMPLES[name])
+    tv = export(policy, "torchvision")
+    assert tv.exact
+    namespace = ast.parse(tv.code)
+    cls = next(n for n in namespace.body if isinstance(n, ast.ClassDef))
+    assigned = {t.id: ast.literal_eval(n.value) for n in cls.body if isinstance(n, ast.Assign)
+                for t in n.targets}
+    assert assigned["magnitudes"] == {op: m for op, m in policy.op_magnitudes}
+    assert f"self.magnitudes.get(name, {float(policy.magnitude)!r})" in tv.code
+    timm = export(policy, "timm")
+    assert timm.exact
+    for line in timm.code.splitlines():
+        if line.startswith("    op(") and line.split("#")[-1].strip() in OPS:
+            op = line.split("#")[-1].strip()
+            spec = OPS[op]
+            level = level_value(spec.timm_level, policy.magnitude_of(op))
+            assert f"op({spec.timm!r}, 1.0, {level!r}" in line, line
+    if not policy.flips:
+        assert any("without a horizontal flip" in note for note in tv.notes + timm.notes)

@@ -234,3 +234,34 @@ def test_bad_layer_arguments_name_the_value() -> None:
         PolicyAugmentation(strategy="fast")
     with pytest.raises(ValueError, match="rank 4"):
         PolicyAugmentation(randaugment(1, 1))(np.zeros((32, 32), "float32"), training=True)
+
+
+def test_each_op_gets_its_own_magnitude(cifar_images: np.ndarray) -> None:
+    """RandAugment's per-op magnitudes (a group's magnitude) land on each drawn op; the other
+    ops keep the policy's magnitude; magnitude_std jitters around each op's own."""
+    own = {"Rotate": 25, "TranslateX": 20, "Brightness": 3}
+    policy = randaugment(2, 9, op_magnitudes=own)
+    t = draws(PolicyAugmentation(policy, seed=0), batch(cifar_images, 512))
+    for stage in range(2):
+        for index, level in zip(t["op"][:, stage], t["level"][:, stage]):
+            assert level == policy.magnitude_of(OP_NAMES[index])
+    assert {OP_NAMES[i] for i in np.unique(t["op"][:, :2])} >= set(own)
+    jitter = PolicyAugmentation(randaugment(1, 9, op_magnitudes=own, magnitude_std=2.0), seed=0)
+    t = draws(jitter, batch(cifar_images, 1024))
+    rotate = t["level"][t["op"][:, 0] == OP_NAMES.index("Rotate"), 0]
+    assert abs(rotate.mean() - 25) < 0.6 and 1.0 < rotate.std() < 3.0
+
+
+def test_a_policy_turns_the_base_crop_and_flip_off(cifar_images: np.ndarray) -> None:
+    from dataclasses import replace
+
+    off = replace(no_augment(), base={"flip": False, "crop_padding": 0})
+    layer = PolicyAugmentation(off, crop_padding=4, flip=True, seed=0, dynamic=True)
+    assert np.array_equal(as_np(layer(cifar_images, training=True)), cifar_images)
+    layer.set_policy(replace(no_augment(), base={"crop_padding": 0}))  # flip only
+    out = as_np(layer(cifar_images, training=True))
+    flipped = np.all(out == cifar_images[:, :, ::-1], axis=(1, 2, 3))
+    kept = np.all(out == cifar_images, axis=(1, 2, 3))
+    assert np.all(flipped | kept) and 10 < flipped.sum() < 54
+    layer.set_policy(no_augment())  # back to the experiment's crop and flip
+    assert set(np.unique(draws(layer, cifar_images)["shift"])) > {0}

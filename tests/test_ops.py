@@ -190,3 +190,15 @@ def test_op_spec_fields_are_complete() -> None:
         assert spec.reference, spec.name
         assert spec.torchvision.startswith(("F.", "img", "cutout(")), spec.name
         assert (spec.neutral is None) == (spec.kind == "identity" or spec.unit in ("", "threshold"))
+
+
+def test_every_op_is_in_one_group_and_groups_follow_the_kind() -> None:
+    """Groups are data of the op table: geometric ops are the affine ones; colour ops are the
+    default pixel ops; Cutout, Invert and Identity stand apart."""
+    from policysearch.augment.ops import GROUPS, RANDAUGMENT_OPS, group_ops
+
+    assert all(spec.group in GROUPS for spec in OPS.values())
+    assert sum(len(group_ops(g)) for g in GROUPS) == len(OP_NAMES)
+    assert group_ops("geometric") == tuple(n for n in OP_NAMES if OPS[n].kind == "affine")
+    assert group_ops("colour") == tuple(n for n in RANDAUGMENT_OPS if OPS[n].kind == "pixel")
+    assert group_ops("occlusion") == ("Cutout",) and group_ops("inversion") == ("Invert",)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from policysearch import (
 from policysearch.errors import PolicyFormatError
 from policysearch.policy.definition import SCHEMA
 
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 AA_SUBS = [[("Rotate", 0.7, 12), ("Equalize", 0.3, 0)], [("ShearX", 1.0, 30)]]
 
 POLICIES = {
@@ -32,6 +34,9 @@ POLICIES = {
     "trivialaugment_subset": trivialaugment(["Identity", "Solarize"]),
     "autoaugment": autoaugment(AA_SUBS),
     "none": no_augment(),
+    "randaugment_groups_no_base": replace(
+        randaugment(2, 9, op_magnitudes={op: 17 for op in GEOMETRIC} | {"Posterize": 25}),
+        base={"flip": False, "crop_padding": 0}),
 }
 
 
@@ -519,3 +524,68 @@ def test_saved_model_with_the_layer_reloads_without_custom_objects(tmp_path: Pat
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["PolicyAugmentation", "RA(N=2,M=9)", "4", "True"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-op magnitudes and a base that the policy turns off
+
+
+def test_per_op_magnitudes_are_data_of_the_file(tmp_path: Path) -> None:
+    policy = POLICIES["randaugment_groups_no_base"]
+    data = json.loads(policy.to_json())
+    assert data["schema"] == SCHEMA  # still v1: the field is optional
+    assert data["op_magnitudes"] == {"ShearX": 17, "ShearY": 17, "TranslateX": 17,
+                                     "TranslateY": 17, "Rotate": 17, "Posterize": 25}
+    assert data["base"] == {"flip": False, "crop_padding": 0}
+    again = read_policy(write_policy(policy, tmp_path / "p.json"))
+    assert again == policy and again.magnitude_of("Rotate") == 17
+    assert again.magnitude_of("Color") == 9 and not again.flips and not again.crops
+    assert again.label == "RA(N=2,M=geometric 17/colour 9 (Posterize 25)) no crop/flip"
+    assert repr(again).endswith("ops=[all 14]) no crop/flip")
+    assert "  Rotate ±17.0°" in again.describe() and "  Posterize 5 bits" in again.describe()
+    assert again.describe()[-1] == "base augmentation: no crop/flip (the policy turns it off)"
+
+
+def test_per_op_magnitudes_have_one_canonical_form() -> None:
+    """Equal magnitudes say one thing one way: a policy equal to a baseline is that baseline."""
+    from policysearch.policy.baselines import same_baseline
+
+    scaled = [op for op in randaugment().ops
+              if op not in ("Identity", "AutoContrast", "Equalize")]
+    everywhere_nine = randaugment(2, 4, op_magnitudes={op: 9 for op in scaled})
+    assert everywhere_nine == randaugment(2, 9) and not everywhere_nine.op_magnitudes
+    assert same_baseline(everywhere_nine, ["crop_flip", "randaugment_n2_m9"]) == (
+        "randaugment_n2_m9", "RA(N=2,M=9)")
+    assert randaugment(2, 9, op_magnitudes={"Rotate": 9}).to_dict() == randaugment(2, 9).to_dict()
+    # every op overridden: the policy's own magnitude no longer matters to the key
+    a = randaugment(2, 3, op_magnitudes={op: 5 + (op == "Rotate") for op in scaled})
+    b = randaugment(2, 5, op_magnitudes={"Rotate": 6})
+    assert a.key() == b.key()
+    assert randaugment(2, 9, op_magnitudes={"Rotate": 10}).key() != randaugment(2, 9).key()
+    flip_off = replace(randaugment(2, 9), base={"flip": False})
+    assert same_baseline(flip_off, ["randaugment_n2_m9"]) == (None, "")
+    assert same_baseline(replace(no_augment(), base={"flip": False, "crop_padding": 4}),
+                         ["crop_flip", "crop_only"])[0] == "crop_only"
+    assert replace(no_augment(), base={"crop_padding": 0}).label == "flip only"
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"Nope": 3}, "field 'op_magnitudes.Nope': unknown op 'Nope'"),
+    ({"Cutout": 3}, "field 'op_magnitudes.Cutout': Cutout is not in the policy's ops"),
+    ({"Equalize": 3}, "field 'op_magnitudes.Equalize': Equalize takes no magnitude"),
+    ({"Rotate": 31}, "field 'op_magnitudes.Rotate': 31 is outside 0..30"),
+    ({"Rotate": "high"}, "field 'op_magnitudes.Rotate': expected a number"),
+    ([14], "field 'op_magnitudes': expected an object of op name to magnitude"),
+])
+def test_bad_per_op_magnitudes_are_named(value: object, message: str) -> None:
+    assert message in reject(valid_dict(op_magnitudes=value), message.split("'")[1])
+    with pytest.raises(PolicyFormatError, match="not a field of a trivialaugment policy"):
+        Policy.from_dict({**trivialaugment().to_dict(), "op_magnitudes": {"Rotate": 3}})
+
+
+def test_an_exported_file_records_the_base_the_policy_trained_with() -> None:
+    assert randaugment().trained_base(4, True) == {"crop_padding": 4, "flip": True}
+    off = replace(randaugment(), base={"flip": False, "crop_padding": 0})
+    assert off.trained_base(4, True) == {"crop_padding": 0, "flip": False}
+    assert replace(randaugment(), base={"flip": False}).trained_base(4, False) == {
+        "crop_padding": 4, "flip": False}

@@ -292,3 +292,26 @@ def test_two_searches_started_at_once_share_one_study(tiny: dict[str, Path],
     searched = [tuple(sorted(t.params.items())) for t in trials if t.params]
     assert len(set(searched)) == len(searched), "each process samples its own policies"
     assert json.loads((tmp_path / "both.json").read_text())["source"]["study"] == "both"
+
+
+def test_the_groups_space_searches_flip_and_crop_end_to_end(tiny: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    """`--space randaugment_groups`: every searched trial asks the same parameters, trains the
+    policy they say (the base flip and crop included) and the exported file parses."""
+    from policysearch.policy.definition import Policy, read_policy
+    from policysearch.study.record import read_trial
+
+    _search(tmp_path, tiny, "g", "--smoke", "--space", "randaugment_groups", "--trials", "2",
+            "--pruner", "none")
+    searched = [t for t in _study(tmp_path, "g").get_trials()
+                if not t.user_attrs.get("ps.baseline")]
+    assert len(searched) == 2 and all(t.state.name == "COMPLETE" for t in searched)
+    names = {"num_ops", "group_geometric", "magnitude_geometric", "group_colour",
+             "magnitude_colour", "flip", "crop_padding"}
+    for trial in searched:
+        assert names <= set(trial.params)
+        policy = Policy.from_dict(read_trial(trial).policy)
+        assert policy.flips == trial.params["flip"]
+        assert policy.crops == (trial.params["crop_padding"] != 0)
+    exported = read_policy(tmp_path / "g.json")
+    assert set(exported.base) == {"crop_padding", "flip"}

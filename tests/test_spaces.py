@@ -9,10 +9,17 @@ from pathlib import Path
 import optuna
 import pytest
 
-from policysearch.augment.ops import MAX_LEVEL, RANDAUGMENT_OPS
+from policysearch.augment.ops import MAX_LEVEL, OPS, RANDAUGMENT_OPS, takes_magnitude
 from policysearch.errors import ConfigError
 from policysearch.policy.baselines import BASELINES
-from policysearch.policy.definition import Policy, no_augment, randaugment, trivialaugment
+from policysearch.policy.definition import (
+    Policy,
+    no_augment,
+    randaugment,
+    read_policy,
+    trivialaugment,
+    write_policy,
+)
 from policysearch.study.spaces import SPACES_DIR, available_spaces, load_space
 
 SHIPPED = sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
@@ -75,8 +82,12 @@ def test_sampled_policies_are_valid_and_within_the_space(name: str, sampler: str
         if policy.type == "randaugment":
             assert 0 <= policy.magnitude <= MAX_LEVEL
             assert f["num_ops"].low <= policy.num_ops <= f["num_ops"].high
-            assert f["magnitude"].low <= policy.magnitude <= f["magnitude"].high
-            assert float(policy.magnitude).is_integer(), "int distribution"
+            for op in filter(takes_magnitude, policy.ops):  # its group's, else `magnitude`
+                group = f["groups"].value.get(OPS[op].group)
+                dist = group.magnitude if group and group.magnitude else f["magnitude"]
+                m = policy.magnitude_of(op)
+                assert (m == dist.value if dist.kind == "fixed" else dist.low <= m <= dist.high)
+                assert float(m).is_integer(), "int distribution"
             assert policy.magnitude_std == f["magnitude_std"].value
         if policy.type == "autoaugment":
             assert len(policy.sub_policies) == f["sub_policies"].value
@@ -270,3 +281,115 @@ def test_a_space_that_expands_without_bound_is_refused(tmp_path: Path) -> None:
                       f"*a{i - 1}]\n" for i in range(1, 9))
             + "ops: *a8\n")
     refused(write_space(tmp_path, text), "expands to more than")
+
+
+# ----------------------------------------------------------------------------------------------
+# Op groups, each with its magnitude, and the base flip and crop (issue 21)
+
+GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
+COLOUR = ("Brightness", "Color", "Contrast", "Sharpness", "Posterize", "Solarize", "AutoContrast",
+          "Equalize")
+
+
+def groups_trial(**changes: object) -> Policy:
+    """The randaugment_groups space's policy for one real Optuna trial with these params."""
+    params = {f"op_{op}": True for op in RANDAUGMENT_OPS} | {
+        "num_ops": 2, "group_geometric": True, "magnitude_geometric": 14, "group_colour": True,
+        "magnitude_colour": 5, "flip": True, "crop_padding": "experiment"} | changes
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    study.enqueue_trial(params)
+    trial = study.ask()
+    policy = load_space("randaugment_groups").sample(trial)
+    assert set(trial.params) == set(params), "every parameter is asked in every trial"
+    return policy
+
+
+def test_parameter_names_of_the_groups_space() -> None:
+    _, names = sample_policies("randaugment_groups", optuna.samplers.RandomSampler(seed=0), 2)
+    assert names[0] == {"num_ops", "group_geometric", "magnitude_geometric", "group_colour",
+                        "magnitude_colour", "flip", "crop_padding"} | {
+                            f"op_{op}" for op in RANDAUGMENT_OPS}
+
+
+def test_each_group_magnitude_lands_on_its_ops(tmp_path: Path) -> None:
+    policy = groups_trial()
+    assert policy.ops == RANDAUGMENT_OPS and policy.flips and policy.crops
+    assert {op: policy.magnitude_of(op) for op in GEOMETRIC + COLOUR[:6]} == (
+        {op: 14 for op in GEOMETRIC} | {op: 5 for op in COLOUR[:6]})
+    assert policy.label == "RA(N=2,M=geometric 14/colour 5)"
+    again = read_policy(write_policy(policy, tmp_path / "p.json"))
+    assert again == policy and again.key() == policy.key()
+    # in the file: the magnitude most ops use (colour's 5, six ops), the others op by op
+    assert again.to_dict()["magnitude"] == 5
+    assert again.to_dict()["op_magnitudes"] == {op: 14 for op in GEOMETRIC}
+
+
+def test_a_group_off_drops_its_ops_and_an_op_off_drops_itself() -> None:
+    policy = groups_trial(group_geometric=False, op_Solarize=False)
+    assert policy.ops == ("Identity",) + tuple(op for op in COLOUR if op != "Solarize")
+    assert policy.magnitude == 5 and not policy.op_magnitudes  # one magnitude left: canonical
+
+
+def test_flip_and_crop_off_turn_the_base_off() -> None:
+    policy = groups_trial(flip=False, crop_padding=0)
+    assert policy.base == {"flip": False, "crop_padding": 0}
+    table = policy.table()
+    assert table["flip"] == 0 and table["crop"] == 0
+    assert policy.trained_base(4, True) == {"crop_padding": 0, "flip": False}
+    assert groups_trial(flip=False).base == {"flip": False}
+    assert groups_trial().base == {}
+
+
+def test_a_search_that_lands_on_a_baseline_names_it() -> None:
+    from policysearch.policy.baselines import same_baseline
+
+    policy = groups_trial(magnitude_geometric=9, magnitude_colour=9)
+    assert same_baseline(policy, BASELINES) == ("randaugment_n2_m9", "RA(N=2,M=9)")
+
+
+def test_too_few_ops_fall_back_deterministically() -> None:
+    """Groups that leave too few ops are ignored (the op switches decide); then table order."""
+    off = {f"op_{op}": False for op in RANDAUGMENT_OPS}
+    both_off = {"group_geometric": False, "group_colour": False}
+    assert groups_trial(**both_off).ops == RANDAUGMENT_OPS
+    assert groups_trial(**both_off | {"op_Identity": False, "op_Color": False}).ops == tuple(
+        op for op in RANDAUGMENT_OPS if op not in ("Identity", "Color"))
+    assert groups_trial(**off | {"op_Rotate": True, "op_Color": True, "group_geometric": False,
+                                 "op_Identity": True}).ops == ("Identity", "Color")
+    assert groups_trial(**off | {"op_Rotate": True, "group_geometric": False}).ops == (
+        "Identity", "Rotate")
+    assert groups_trial(**off).ops == ("Identity", "ShearX")
+
+
+@pytest.mark.parametrize("text, key, needle", [
+    ("groups: {shape: {}}", "groups.shape", "unknown group"),
+    ("groups: [geometric]", "groups", "expected a mapping"),
+    ("groups: {geometric: {switch: maybe}}", "groups.geometric.switch", "true or false"),
+    ("groups: {geometric: {magnitude: 31}}", "groups.geometric.magnitude", "outside"),
+    ("groups: {geometric: {magnitude: {choice: [1, 2]}}}", "groups.geometric.magnitude",
+     "int or float"),
+    ("groups: {geometric: {weight: 2}}", "groups.geometric", "expected {switch"),
+    ("groups: {occlusion: {}}", "groups.occlusion", "no op of this group"),
+    ("ops: [Rotate, Invert]\ngroups: {inversion: {magnitude: 3}}", "groups.inversion.magnitude",
+     "take no magnitude"),
+    ("flip: maybe", "flip", "true and false"),
+    ("flip: {choice: [true, true]}", "flip", "distinct"),
+    ("crop_padding: 4", "crop_padding", "keep the experiment's crop or turn it off"),
+    ("crop_padding: {choice: [0, 4]}", "crop_padding", "0 and experiment"),
+    ("crop_padding: {choice: []}", "crop_padding", "expected a value"),
+])
+def test_bad_groups_and_base_choices_name_file_and_key(tmp_path: Path, text: str, key: str,
+                                                       needle: str) -> None:
+    message = refused(write_space(tmp_path, f"type: randaugment\n{text}\n"), f"key '{key}'",
+                      needle)
+    assert "\n" not in message
+
+
+def test_groups_are_randaugment_only_but_every_type_may_turn_the_base_off(
+        tmp_path: Path) -> None:
+    refused(write_space(tmp_path, "type: trivialaugment\ngroups: {geometric: {}}\n"),
+            "key 'groups'", "not a field of a trivialaugment space")
+    path = write_space(tmp_path, "type: trivialaugment\nflip: false\n", "ta.yaml")
+    space = load_space(str(path))
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    assert space.sample(study.ask()).base == {"flip": False}

@@ -393,3 +393,42 @@ def test_the_description_states_the_decision_and_how_to_use_it() -> None:
         "number": 2, "value": 0.55, "label": "TA: all 14 ops", "gain": 0.01}}, **common)
     assert text.startswith("### Running: 4 of 23 trials done")
     assert "best so far **TA: all 14 ops** (trial 2)" in text and "+1.00 pts" in text
+
+
+def test_a_grouped_trial_shows_each_ops_magnitude_and_the_base_it_turns_off() -> None:
+    from policysearch import randaugment
+    from policysearch.tracking import render
+
+    policy = randaugment(2, 9, ops=["Identity", "Rotate", "Color", "Equalize"],
+                         op_magnitudes={"Rotate": 14}).to_dict()
+    policy["base"] = {"flip": False}
+    switches = {"group_geometric": True, "magnitude_geometric": 14, "op_Rotate": True,
+                "op_Color": True, "op_Identity": True, "op_Equalize": True, "op_ShearX": False}
+    params = render.policy_params(policy, switches)
+    assert params["magnitude_Rotate"] == "14" and params["magnitude_Color"] == "9"
+    assert params["magnitude_ShearX"] == "—" and "magnitude_Equalize" not in params
+    assert params["flip"] == "off" and params["crop"] == "on"
+    assert render.policy_name(policy) == ("RA N=2 M=geometric 14/colour 9: Identity, Rotate, "
+                                          "Color, Equalize · no flip")
+    plain = render.policy_params(randaugment(2, 9).to_dict())
+    assert not any(k.startswith("magnitude_") for k in plain) and plain["flip"] == "on"
+
+
+def test_op_in_out_counts_the_ops_the_policy_held() -> None:
+    """With op groups, an op whose switch is on is out when its group is off."""
+    import optuna
+
+    from policysearch.study.record import TrialRecord, write_trial
+    from policysearch.tracking.plots import op_effects
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction="maximize")
+    for value, group, ops in ((0.6, True, ["Rotate", "Color"]),
+                              (0.4, False, ["Color", "Identity"])):
+        study.enqueue_trial({"op_Rotate": True, "group_geometric": group})
+        trial = study.ask()
+        trial.suggest_categorical("op_Rotate", [True, False])  # on in both trials
+        trial.suggest_categorical("group_geometric", [True, False])
+        write_trial(trial, TrialRecord(policy={"type": "randaugment", "ops": ops}, label="",
+                                       seed=1, worker="w"))
+        study.tell(trial, value)
+    assert op_effects(study.get_trials()) == {"Rotate": (0.6, 0.4, 1, 1)}

@@ -39,6 +39,10 @@ POLICIES = {
     "ra_subset_mstd": randaugment(2, 14, ops=["Identity", "ShearX", "TranslateY", "Color",
                                               "Posterize", "Solarize", "Cutout"],
                                   magnitude_std=4),
+    "ra_op_magnitudes": randaugment(2, 9, ops=["Identity", "ShearY", "TranslateX", "Rotate",
+                                               "Brightness", "Posterize", "Solarize"],
+                                    op_magnitudes={"ShearY": 20, "TranslateX": 20, "Rotate": 20,
+                                                   "Brightness": 2, "Posterize": 28}),
     "ta": trivialaugment(),
     "aa": autoaugment([[("Invert", 0.3, 0), ("Rotate", 0.8, 20)],
                        [("Cutout", 0.7, 12), ("Equalize", 0.5, 0)],
@@ -223,3 +227,25 @@ def test_the_distribution_test_tells_a_wrong_magnitude_apart(cifar_images: np.nd
     keras = statistics(images, layer_sample(randaugment(2, 9), images))
     wrong = statistics(images, transform_sample(randaugment(2, 13), images))
     assert min(ks_pvalues(wrong, keras).values()) < P_MIN
+
+
+def test_the_distribution_test_tells_ignored_op_magnitudes_apart(
+        cifar_images: np.ndarray) -> None:
+    """Per-op magnitudes change what the policy does, visibly to the same test."""
+    images = np.concatenate([cifar_images] * 20)
+    policy = POLICIES["ra_op_magnitudes"]
+    keras = statistics(images, layer_sample(policy, images))
+    ignored = statistics(images, transform_sample(replace(policy, op_magnitudes=()), images))
+    assert min(ks_pvalues(ignored, keras).values()) < P_MIN
+
+
+def test_a_policy_that_turns_the_base_off_leaves_images_alone(cifar_images: np.ndarray) -> None:
+    off = replace(no_augment(), base={"flip": False, "crop_padding": 0})
+    transform = PolicyTransform(off, crop_padding=4, flip=True, seed=0)
+    assert all(np.array_equal(transform(i), i) for i in cifar_images[:16])
+    flip_only = PolicyTransform(replace(off, base={"crop_padding": 0}), crop_padding=4,
+                                flip=True, seed=0)
+    outs = [flip_only(i) for i in cifar_images[:32]]
+    assert all(np.array_equal(o, i) or np.array_equal(o, i[:, ::-1])
+               for o, i in zip(outs, cifar_images))
+    assert any(not np.array_equal(o, i) for o, i in zip(outs, cifar_images))

@@ -67,11 +67,13 @@ class OpSpec:
     that applies the op to a PIL image ``img`` at argument ``v`` with fill ``fill`` through
     ``torchvision.transforms.v2.functional`` (``F``). ``timm`` names timm's ``AugmentOp`` with
     the same PIL call, and ``timm_level`` gives its magnitude as an expression of the unsigned
-    level ``m`` (None: timm has no such op).
+    level ``m`` (None: timm has no such op). ``group`` (see ``GROUPS``) is what a search space
+    switches in or out together and gives one magnitude.
     """
 
     name: str
     kind: str  # "identity" | "affine" | "pixel"
+    group: str  # one of GROUPS: what the op does to an image, for search spaces and panels
     kernel: Callable[..., Tensor] | None
     level_to_arg: Callable[[Backend, Tensor, int, int], Tensor]
     signed: bool
@@ -175,84 +177,87 @@ _AFFINE = ("F.affine(img, angle=0.0, translate=[{tx}, {ty}], scale=1.0, shear=[{
 OPS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
-        OpSpec("Identity", "identity", None, _no_arg, False, "",
+        OpSpec("Identity", "identity", "identity", None, _no_arg, False, "",
                reference="—", at_max="", formula="0.0", torchvision="img",
                timm="PosterizeOriginal", timm_level="10"),
-        OpSpec("ShearX", "affine", shear_x, _linear(0.3), True, "shear", neutral=0.0,
+        OpSpec("ShearX", "affine", "geometric", shear_x, _linear(0.3), True, "shear", neutral=0.0,
                at_max="0.3 (PIL affine (1, v, 0, 0, 1, 0))",
                reference="`Image.transform(AFFINE, (1, v, 0, 0, 1, 0))`, nearest",
                formula="m * (0.3 / 30)",
                torchvision=_AFFINE.format(tx=0.0, ty=0.0, sx="math.degrees(math.atan(v))",
                                           sy=0.0),
                timm="ShearX", timm_level="m / 3"),
-        OpSpec("ShearY", "affine", shear_y, _linear(0.3), True, "shear", neutral=0.0,
+        OpSpec("ShearY", "affine", "geometric", shear_y, _linear(0.3), True, "shear", neutral=0.0,
                at_max="0.3 (PIL affine (1, 0, 0, v, 1, 0))",
                reference="`Image.transform(AFFINE, (1, 0, 0, v, 1, 0))`, nearest",
                formula="m * (0.3 / 30)",
                torchvision=_AFFINE.format(tx=0.0, ty=0.0, sx=0.0,
                                           sy="math.degrees(math.atan(v))"),
                timm="ShearY", timm_level="m / 3"),
-        OpSpec("TranslateX", "affine", translate_x, _translate_x_arg, True, "pixels",
+        OpSpec("TranslateX", "affine", "geometric", translate_x, _translate_x_arg, True, "pixels",
                neutral=0.0, at_max="150/331 of the image width, in pixels",
                reference="`Image.transform(AFFINE, (1, 0, v, 0, 1, 0))`, nearest",
                formula="m / 30 * (150 / 331) * w",
                torchvision=_AFFINE.format(tx="-v", ty=0.0, sx=0.0, sy=0.0),
                timm="TranslateXRel", timm_level="m / 3"),
-        OpSpec("TranslateY", "affine", translate_y, _translate_y_arg, True, "pixels",
+        OpSpec("TranslateY", "affine", "geometric", translate_y, _translate_y_arg, True, "pixels",
                neutral=0.0, at_max="150/331 of the image height, in pixels",
                reference="`Image.transform(AFFINE, (1, 0, 0, 0, 1, v))`, nearest",
                formula="m / 30 * (150 / 331) * h",
                torchvision=_AFFINE.format(tx=0.0, ty="-v", sx=0.0, sy=0.0),
                timm="TranslateYRel", timm_level="m / 3"),
-        OpSpec("Rotate", "affine", rotate, _linear(30.0), True, "degrees", neutral=0.0,
+        OpSpec("Rotate", "affine", "geometric", rotate, _linear(30.0), True, "degrees", neutral=0.0,
                at_max="30 degrees", reference="`Image.rotate(v)`, nearest, about the centre",
                formula="m * (30 / 30)",
                torchvision="F.rotate(img, v, interpolation=NEAREST, fill=fill)",
                timm="Rotate", timm_level="m / 3"),
-        OpSpec("Brightness", "pixel", brightness, _enhance_arg, True, "factor", neutral=1.0,
+        OpSpec("Brightness", "pixel", "colour", brightness, _enhance_arg, True, "factor",
+               neutral=1.0,
                at_max="0.9 (PIL enhance factor 1 + v)",
                reference="`ImageEnhance.Brightness.enhance(1 ± v)`",
                formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_brightness(img, v)",
                timm="BrightnessIncreasing", timm_level="m / 3"),
-        OpSpec("Color", "pixel", color, _enhance_arg, True, "factor", neutral=1.0,
+        OpSpec("Color", "pixel", "colour", color, _enhance_arg, True, "factor", neutral=1.0,
                at_max="0.9 (PIL enhance factor 1 + v)",
                reference="`ImageEnhance.Color.enhance(1 ± v)`",
                formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_saturation(img, v)",
                timm="ColorIncreasing", timm_level="m / 3"),
-        OpSpec("Contrast", "pixel", contrast, _enhance_arg, True, "factor", neutral=1.0,
+        OpSpec("Contrast", "pixel", "colour", contrast, _enhance_arg, True, "factor", neutral=1.0,
                at_max="0.9 (PIL enhance factor 1 + v)",
                reference="`ImageEnhance.Contrast.enhance(1 ± v)`",
                formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_contrast(img, v)",
                timm="ContrastIncreasing", timm_level="m / 3"),
-        OpSpec("Sharpness", "pixel", sharpness, _enhance_arg, True, "factor", neutral=1.0,
+        OpSpec("Sharpness", "pixel", "colour", sharpness, _enhance_arg, True, "factor", neutral=1.0,
                at_max="0.9 (PIL enhance factor 1 + v)",
                reference="`ImageEnhance.Sharpness.enhance(1 ± v)`",
                formula="1.0 + 0.9 * m / 30", torchvision="F.adjust_sharpness(img, v)",
                timm="SharpnessIncreasing", timm_level="m / 3"),
-        OpSpec("Posterize", "pixel", posterize, _posterize_arg, False, "bits", neutral=8.0,
+        OpSpec("Posterize", "pixel", "colour", posterize, _posterize_arg, False, "bits",
+               neutral=8.0,
                at_max="4 bits (8 - round(M / 7.5) bits kept)",
                reference="`ImageOps.posterize(bits)`, bits = 8 − round(M / 7.5)",
                formula="8.0 - round(m / 7.5)", torchvision="F.posterize(img, int(v))",
                # PosterizeOriginal keeps int(0.4 L) + 4 bits: L = 11.25 - M / 3 gives
                # 8 - round(M / 7.5), and never fewer than 4 bits.
                timm="PosterizeOriginal", timm_level="11.25 - m / 3"),
-        OpSpec("Solarize", "pixel", solarize, _solarize_arg, False, "threshold",
+        OpSpec("Solarize", "pixel", "colour", solarize, _solarize_arg, False, "threshold",
                at_max="threshold 0 (255 - 255 M / 30; values at or above are inverted)",
                reference="`ImageOps.solarize(threshold)`, threshold = 255 − 255·M/30",
                formula="255.0 - m * (255 / 30)", torchvision="F.solarize(img, v)",
                # timm's threshold int(25.6 L) equals ceil(255 - 8.5 M) for this L.
                timm="Solarize", timm_level="(256 - 1e-9 - 8.5 * m) / 25.6"),
-        OpSpec("AutoContrast", "pixel", autocontrast, _no_arg, False, "",
+        OpSpec("AutoContrast", "pixel", "colour", autocontrast, _no_arg, False, "",
                reference="`ImageOps.autocontrast`", torchvision="F.autocontrast(img)",
                timm="AutoContrast", timm_level="0"),
-        OpSpec("Equalize", "pixel", equalize, _no_arg, False, "",
+        OpSpec("Equalize", "pixel", "colour", equalize, _no_arg, False, "",
                reference="`ImageOps.equalize`", torchvision="F.equalize(img)",
                timm="Equalize", timm_level="0"),
-        OpSpec("Cutout", "pixel", cutout, _linear(CUTOUT_MAX), False, "fraction of side",
+        OpSpec("Cutout", "pixel", "occlusion", cutout, _linear(CUTOUT_MAX), False,
+               "fraction of side",
                default=False, neutral=0.0, at_max="a square of 0.5 of the shorter side",
                reference="a square of side round(v · min(H, W)) filled at a random centre",
                formula="m * (0.5 / 30)", torchvision="cutout(img, v, fill)"),
-        OpSpec("Invert", "pixel", invert, _no_arg, False, "", default=False,
+        OpSpec("Invert", "pixel", "inversion", invert, _no_arg, False, "", default=False,
                reference="`ImageOps.invert`", torchvision="F.invert(img)",
                timm="Invert", timm_level="0"),
     )
@@ -260,8 +265,28 @@ OPS: dict[str, OpSpec] = {
 """Every op by name, in a fixed order: the index of an op is its position here."""
 
 OP_NAMES: tuple[str, ...] = tuple(OPS)
+GROUPS: dict[str, str] = {
+    "geometric": "moves pixels: shears, translations, rotation (one affine warp)",
+    "colour": "changes pixel values in place: enhance factors, posterize, solarize, "
+              "autocontrast, equalize",
+    "occlusion": "hides part of the image (Cutout)",
+    "inversion": "inverts every pixel (Invert)",
+    "identity": "leaves the image as it is (Identity)",
+}
+"""The op groups, each with what its ops do; every op belongs to exactly one (``OpSpec.group``)."""
 RANDAUGMENT_OPS: tuple[str, ...] = tuple(name for name, spec in OPS.items() if spec.default)
 """The 14 ops of torchvision's RandAugment (the default op set)."""
+
+
+def group_ops(group: str, among: tuple[str, ...] = OP_NAMES) -> tuple[str, ...]:
+    """The ops of ``group`` among ``among``, in table order."""
+    return tuple(name for name in OP_NAMES if name in among and OPS[name].group == group)
+
+
+def takes_magnitude(name: str) -> bool:
+    """Whether op ``name``'s argument depends on its magnitude (not Identity, AutoContrast,
+    Equalize, Invert)."""
+    return OPS[name].unit != ""
 
 
 def check_op_names(names: Any) -> tuple[str, ...]:
@@ -315,3 +340,30 @@ def arg_value(name: str, magnitude: float, height: int = 32, width: int = 32,
     Pure Python (no Keras import), for summaries such as ``policysearch show``.
     """
     return float(OPS[name].arg(_ScalarBackend, float(magnitude), float(sign), height, width))
+
+
+def op_summary(name: str, magnitude: float, height: int = 32, width: int = 32,
+               upto: bool = False) -> str:
+    """One op at one magnitude in its own unit, e.g. ``Rotate ±8.1°``."""
+    spec = OPS[name]
+    value = arg_value(name, magnitude, height, width)
+    pm = "±" if spec.signed else ""
+    up = "up to " if upto else ""
+    if spec.unit == "degrees":
+        return f"{name} {up}{pm}{value:.1f}°"
+    if spec.unit == "pixels":
+        return f"{name} {up}{pm}{value:.1f} px"
+    if spec.unit == "shear":
+        return f"{name} {up}{pm}{value:.3f}"
+    if spec.unit == "factor":
+        low = arg_value(name, magnitude, height, width, sign=-1.0)
+        if upto:
+            return f"{name} factor in [{low:.2f}, {value:.2f}]"
+        return f"{name} factor {low:.2f} or {value:.2f}"
+    if spec.unit == "bits":
+        return f"{name} {'down to ' if upto else ''}{int(value)} bits"
+    if spec.unit == "threshold":
+        return f"{name} threshold {'down to ' if upto else ''}{value:.1f}"
+    if spec.unit == "fraction of side":
+        return f"{name} {up}{value:.2f} of the side"
+    return name

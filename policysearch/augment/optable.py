@@ -12,10 +12,10 @@ from policysearch.augment.ops import OPS
 
 
 def markdown_table() -> str:
-    """One row per op: PIL reference, value at M = 30, the rule, membership, timm's op."""
-    rows = ["| op | PIL reference | value at M=30 | argument v at signed level m "
+    """One row per op: group, PIL reference, value at M = 30, the rule, membership, timm's op."""
+    rows = ["| op | group | PIL reference | value at M=30 | argument v at signed level m "
             "(image h x w) | default set | timm `AugmentOp` |",
-            "|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|"]
     for name, spec in OPS.items():
         at_max = spec.at_max or "no magnitude"
         rule = "—" if spec.kind == "identity" or not spec.at_max else f"`{spec.formula}`"
@@ -23,7 +23,7 @@ def markdown_table() -> str:
         timm = f"`{spec.timm}`" if spec.timm else "none"
         if spec.kind == "identity" and spec.timm:
             timm += " at 8 bits (no change)"
-        rows.append(f"| {name} | {spec.reference} | {at_max} | {rule}{sign} | "
+        rows.append(f"| {name} | {spec.group} | {spec.reference} | {at_max} | {rule}{sign} | "
                     f"{'yes' if spec.default else 'no'} | {timm} |")
     return "\n".join(rows) + "\n"
 

@@ -184,13 +184,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         _print(f"base augmentation during the search: crop padding "
                f"{policy.base.get('crop_padding', 0)}, flip {policy.base.get('flip', False)}")
     src = policy.source
-    if src:
+    if src.get("dataset") or src.get("study"):
         _print(f"found on {src.get('dataset')} by study {src.get('study')!r} "
                f"(space {src.get('space')}, trial {src.get('trial')})")
-        if src.get("decision"):
-            _print(f"decision: {src['decision']}")
-        if src.get("reason"):
-            _print(f"why: {src['reason']}")
+    if src.get("decision"):
+        _print(f"decision: {src['decision']}")
+    if src.get("reason"):
+        _print(f"why: {src['reason']}")
+    if src.get("note"):
+        _print(f"note: {src['note']}")
     if args.epochs:
         from policysearch.policy.explain import explain
 

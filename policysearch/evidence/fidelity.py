@@ -34,7 +34,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from policysearch.augment.ops import OPS, RANDAUGMENT_OPS, check_op_names
+from policysearch.augment.ops import RANDAUGMENT_OPS, check_op_names, group_ops
 from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
 from policysearch.evidence.runinfo import git_commit, machine
@@ -50,8 +50,8 @@ DEFAULT_PANEL = ("crop_flip", "RA(1,2)", "RA(1,5)", "RA(2,9)", "RA(2,14)", "RA(3
 """The baselines, RandAugment from weak to strong, and two op subsets (nine policies)."""
 
 OP_GROUPS: dict[str, tuple[str, ...]] = {
-    "geometric": tuple(op for op in RANDAUGMENT_OPS if OPS[op].kind == "affine"),
-    "colour": tuple(op for op in RANDAUGMENT_OPS if OPS[op].kind == "pixel"),
+    "geometric": group_ops("geometric", RANDAUGMENT_OPS),
+    "colour": group_ops("colour", RANDAUGMENT_OPS),
 }
 OP_GROUPS["color"] = OP_GROUPS["colour"]
 

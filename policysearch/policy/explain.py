@@ -46,12 +46,13 @@ def unchanged_probability(policy: Policy, height: int = 32, width: int = 32) -> 
     if policy.type == "none":
         return 1.0
     if policy.type in ("randaugment", "trivialaugment"):
-        low, high = ((policy.magnitude, policy.magnitude) if policy.type == "randaugment"
-                     else (0.0, MAX_LEVEL))
         if policy.type == "randaugment" and policy.magnitude_std:
             per_op = [1.0 if op == "Identity" else 0.0 for op in policy.ops]
+        elif policy.type == "randaugment":
+            per_op = [neutral_fraction(op, policy.magnitude_of(op), policy.magnitude_of(op),
+                                       height, width) for op in policy.ops]
         else:
-            per_op = [neutral_fraction(op, low, high, height, width) for op in policy.ops]
+            per_op = [neutral_fraction(op, 0.0, MAX_LEVEL, height, width) for op in policy.ops]
         stage = sum(per_op) / len(per_op)
         return stage ** (policy.num_ops if policy.type == "randaugment" else 1)
     total = 0.0
@@ -92,13 +93,12 @@ def variant_count(policy: Policy, height: int = 32, width: int = 32) -> int:
     if policy.type == "none":
         return 1
     if policy.type in ("randaugment", "trivialaugment"):
-        if policy.type == "randaugment":
-            low = high = policy.magnitude
-            if policy.magnitude_std:
-                low, high = 0.0, MAX_LEVEL
-        else:
-            low, high = 0.0, MAX_LEVEL
-        per_stage = 1 + sum(variants_per_op(op, low, high, height, width) for op in policy.ops)
+        def bounds(op: str) -> tuple[float, float]:
+            if policy.type == "randaugment" and not policy.magnitude_std:
+                return policy.magnitude_of(op), policy.magnitude_of(op)
+            return 0.0, MAX_LEVEL
+
+        per_stage = 1 + sum(variants_per_op(op, *bounds(op), height, width) for op in policy.ops)
         stages = policy.num_ops if policy.type == "randaugment" else 1
         return per_stage ** stages
     total = 0
@@ -141,6 +141,7 @@ def explain(policy: Policy, epochs: int, height: int = 32, width: int = 32,
     p = unchanged_probability(policy, height, width)
     padding = policy.base.get("crop_padding", 0) if crop_padding is None else crop_padding
     flips = policy.base.get("flip", False) if flip is None else flip
+    padding, flips = (padding if policy.crops else 0), (flips and policy.flips)
     base = (2 * padding + 1) ** 2 * (2 if flips else 1)
     return Explanation(p, epochs, epochs * p, (1 - p) ** epochs,
                        variant_count(policy, height, width), base)

@@ -32,11 +32,17 @@ def _torchvision_draw(policy: Policy) -> str:
         if policy.magnitude_std:
             jitter = (f"            m = min(max(m + {policy.magnitude_std!r} * "
                       "float(torch.randn(())), 0.0), 30.0)\n")
-        return (f"    ops = {list(policy.ops)!r}\n\n"
+        own = ""
+        m = f"{float(policy.magnitude)!r}"
+        if policy.op_magnitudes:
+            own = ("    # magnitude per op (the others at the policy's magnitude)\n"
+                   f"    magnitudes = {({op: float(v) for op, v in policy.op_magnitudes})!r}\n")
+            m = f"self.magnitudes.get(name, {m})"
+        return (f"    ops = {list(policy.ops)!r}\n" + own + "\n"
                 "    def draw(self):\n"
                 f"        for _ in range({policy.num_ops}):\n"
                 "            name = self.ops[int(torch.randint(len(self.ops), ()))]\n"
-                f"            m = {float(policy.magnitude)!r}\n" + jitter +
+                f"            m = {m}\n" + jitter +
                 "            yield name, m\n")
     if policy.type == "trivialaugment":
         return (f"    ops = {list(policy.ops)!r}\n\n"
@@ -191,7 +197,7 @@ def timm_code(policy: Policy) -> str:
         "    return AugmentOp(name, prob=prob, magnitude=magnitude, "
         "hparams={**HPARAMS, **hparams})\n\n\n")
     if policy.type == "randaugment":
-        ops = "".join(f"    {timm_op(name, 1.0, policy.magnitude, policy.magnitude_std)},"
+        ops = "".join(f"    {timm_op(name, 1.0, policy.magnitude_of(name), policy.magnitude_std)},"
                       f"  # {name}\n" for name in policy.ops)
         return head + f"augment = RandAugment([\n{ops}], num_layers={policy.num_ops})\n"
     if policy.type == "trivialaugment":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from policysearch.augment.ops import MAX_LEVEL, OPS
+from policysearch.augment.ops import MAX_LEVEL, OPS, takes_magnitude
 from policysearch.policy.definition import Policy, randaugment
 from policysearch.policy.explain import unchanged_probability
 from policysearch.policy.export_code import timm_code, torchvision_code
@@ -55,7 +55,10 @@ def export(policy: Policy, target: str) -> Export:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     if policy.type == "none":
-        return Export(target, "# no policy ops: keep only your crop and flip")
+        kept = {(True, True): "your crop and flip", (True, False): "your crop (no flip)",
+                (False, True): "your flip (no crop)", (False, False): "no crop and no flip"}[
+                    (policy.crops, policy.flips)]
+        return Export(target, f"# no policy ops: keep only {kept}", notes=_base_note(policy))
     return {"torchvision": _torchvision, "timm": _timm, "tf-models": _tf_models}[target](policy)
 
 
@@ -70,14 +73,28 @@ def _distance(stock: str, stock_unchanged: float, policy: Policy) -> str:
 
 def _base_note(policy: Policy) -> list[str]:
     base = policy.base
-    if not base.get("crop_padding") and not base.get("flip"):
-        return []
+    notes = []
     parts = []
     if base.get("crop_padding"):
         parts.append(f"a random crop after padding {base['crop_padding']} zero pixels")
     if base.get("flip"):
         parts.append("a random horizontal flip")
-    return ["the search also trained with " + " and ".join(parts) + " before the policy"]
+    if parts:
+        notes.append("the search also trained with " + " and ".join(parts) + " before the policy")
+    off = [what for what, on in (("random crop", policy.crops), ("horizontal flip", policy.flips))
+           if not on]
+    if off:
+        notes.append(f"the search trained without a {' or a '.join(off)}: do not add one")
+    return notes
+
+
+def _one_magnitude(policy: Policy) -> float:
+    """RandAugment's magnitude for a target that has one for every op: the policy's, or the
+    mean of its per-op magnitudes."""
+    if not policy.op_magnitudes:
+        return policy.magnitude
+    levels = [policy.magnitude_of(op) for op in policy.ops if takes_magnitude(op)]
+    return sum(levels) / len(levels) if levels else policy.magnitude
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,13 +110,13 @@ def _torchvision(policy: Policy) -> Export:
     header = ("import torch\nfrom torchvision.transforms import v2\n"
               "from torchvision.transforms import InterpolationMode\n\n")
     if policy.type == "randaugment":
-        magnitude = round(policy.magnitude)
+        magnitude = round(_one_magnitude(policy))
         result.approximate = (header + f"augment = v2.RandAugment(num_ops={policy.num_ops}, "
                               f"magnitude={magnitude}, num_magnitude_bins=31, "
                               f"interpolation=InterpolationMode.NEAREST, fill={fill})")
         stock = randaugment(policy.num_ops, magnitude)
-        result.distance = (_distance("torchvision's RandAugment (all 14 ops, no magnitude jitter, "
-                                     "translations truncated to whole pixels)",
+        result.distance = (_distance("torchvision's RandAugment (all 14 ops, one magnitude, no "
+                                     "magnitude jitter, translations truncated to whole pixels)",
                                      unchanged_probability(stock), policy))
     elif policy.type == "trivialaugment":
         result.approximate = (header + "augment = v2.TrivialAugmentWide(num_magnitude_bins=31, "
@@ -129,7 +146,7 @@ def _timm(policy: Policy) -> Export:
     if policy.type == "autoaugment":
         return result
     if policy.type == "randaugment":
-        level = min(round(policy.magnitude / 3), 9)
+        level = min(round(_one_magnitude(policy) / 3), 9)
         layers = policy.num_ops
         mstd = f"-mstd{policy.magnitude_std / 3:.3g}" if policy.magnitude_std else ""
         unchanged = 0.0 if level else 1 - 4 / len(TIMM_RAND_INCREASING)
@@ -173,9 +190,13 @@ def _tf_models(policy: Policy) -> Export:
         differences.append("TF Model Garden has no TrivialAugment (a magnitude drawn per image)")
     if policy.type == "randaugment" and policy.magnitude_std:
         differences.append("its magnitude_std jitters m on the 0..10 scale, before its scales")
+    if policy.type == "randaugment" and policy.op_magnitudes:
+        differences.append("its RandAugment has one magnitude for every op (this policy: "
+                           f"{policy.magnitude_text()})")
     result = Export("tf-models", None, differences, _base_note(policy))
     header = "from official.vision.ops import augment as tfm_augment\n\n"
-    m = round(policy.magnitude / 3, 4) if policy.type == "randaugment" else round(MAX_LEVEL / 3)
+    m = (round(_one_magnitude(policy) / 3, 4) if policy.type == "randaugment"
+         else round(MAX_LEVEL / 3))
     exclude = [op for op in TF_MODELS_OPS if op not in ops]
     if policy.type == "autoaugment":
         subs = [[(op, p, round(level / 3, 4)) for op, p, level in sub]

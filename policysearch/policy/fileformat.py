@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, OPS
+from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, OPS, takes_magnitude
 from policysearch.errors import PolicyFormatError
 
 SCHEMA = "policysearch.policy/v1"
@@ -135,7 +135,7 @@ def parse_fields(data: Any, origin: str) -> dict[str, Any]:
     if kind not in TYPES:
         raise _fail(origin, "type", f"expected one of {', '.join(TYPES)}, got {kind!r}")
     allowed = {"schema", "type", "fill", "magnitude_scale", "base", "source"} | {
-        "randaugment": {"num_ops", "magnitude", "magnitude_std", "ops"},
+        "randaugment": {"num_ops", "magnitude", "magnitude_std", "ops", "op_magnitudes"},
         "trivialaugment": {"ops"},
         "autoaugment": {"sub_policies"},
         "none": set(),
@@ -168,13 +168,18 @@ def parse_fields(data: Any, origin: str) -> dict[str, Any]:
         return names
 
     if kind == "randaugment":
+        ops = op_list("ops")
+        magnitude, per_op = _op_magnitudes(
+            origin, ops, _number(origin, "magnitude", required("magnitude"), 0, MAX_LEVEL),
+            data.get("op_magnitudes", {}))
         return dict(
             type=kind,
             num_ops=_integer(origin, "num_ops", required("num_ops"), 0, MAX_STAGES),
-            magnitude=_number(origin, "magnitude", required("magnitude"), 0, MAX_LEVEL),
+            magnitude=magnitude,
             magnitude_std=_number(origin, "magnitude_std", data.get("magnitude_std", 0.0), 0,
                                   MAX_LEVEL),
-            ops=op_list("ops"),
+            ops=ops,
+            op_magnitudes=per_op,
             **common,
         )
     if kind == "trivialaugment":
@@ -201,6 +206,39 @@ def parse_fields(data: Any, origin: str) -> dict[str, Any]:
         parsed.append(tuple(steps))
     ops = tuple(dict.fromkeys(op for sub in parsed for op, _, _ in sub))
     return dict(type=kind, sub_policies=tuple(parsed), ops=ops, **common)
+
+
+def _op_magnitudes(origin: str, ops: tuple[str, ...], magnitude: float, value: Any
+                   ) -> tuple[float, tuple[tuple[str, float], ...]]:
+    """RandAugment's optional per-op magnitudes, in canonical form: ``(magnitude, overrides)``.
+
+    Each entry names an op of ``ops`` whose argument depends on its magnitude. ``magnitude``
+    becomes the one most of these ops use (the file's own where it ties), and only the ops at
+    another magnitude keep an entry: a policy says one thing one way, so equal policies are
+    equal (and one with every op at 9 is RandAugment M=9).
+    """
+    if not isinstance(value, dict):
+        raise _fail(origin, "op_magnitudes",
+                    f"expected an object of op name to magnitude, got {_short(value)}")
+    given: dict[str, float] = {}
+    for name, level in value.items():
+        key = f"op_magnitudes.{name}"
+        if name not in OPS:
+            raise _fail(origin, key, f"unknown op {name!r}; known ops: {', '.join(OP_NAMES)}")
+        if name not in ops:
+            raise _fail(origin, key, f"{name} is not in the policy's ops")
+        if not takes_magnitude(name):
+            raise _fail(origin, key, f"{name} takes no magnitude")
+        given[name] = _number(origin, key, level, 0, MAX_LEVEL)
+    if given:  # the magnitude most ops use (the file's, among equals) carries the rest
+        levels = [given.get(name, magnitude) for name in OP_NAMES
+                  if name in ops and takes_magnitude(name)]
+        top = max(levels.count(level) for level in levels)
+        if levels.count(magnitude) < top:
+            magnitude = next(level for level in levels if levels.count(level) == top)
+    overrides = tuple((name, given[name]) for name in OP_NAMES
+                      if name in given and given[name] != magnitude)
+    return magnitude, overrides
 
 
 def json_number(value: float) -> float | int:

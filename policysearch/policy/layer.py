@@ -212,21 +212,25 @@ class PolicyAugmentation(DataLayer):
         out: dict[str, Any] = {
             "sub_policy": sub,
             "flip": (u[:, 1] < 0.5) & (t["flip"] > 0.5),
-            "shift": N.floor(u[:, 2:4] * span) - self.crop_padding,
+            # a policy that turns the crop off keeps its draws (common random numbers)
+            "shift": (N.floor(u[:, 2:4] * span) - self.crop_padding) * t["crop"],
             "fill": N.broadcast_to(t["fill"], (batch,)),
         }
         op, apply, level, sign, rand = [], [], [], [], []
         for stage in range(self.max_stages):
             c = _HEAD + _PER_STAGE * stage
-            op.append(_inverse_cdf(K, N.take(t["op_weights"][:, stage, :], sub, axis=0), u[:, c]))
+            drawn = _inverse_cdf(K, N.take(t["op_weights"][:, stage, :], sub, axis=0), u[:, c])
+            op.append(drawn)
             apply.append(u[:, c + 1] < N.take(t["prob"][:, stage], sub, axis=0))
             low = N.take(t["mag_low"][:, stage], sub, axis=0)
             high = N.take(t["mag_high"][:, stage], sub, axis=0)
+            own = N.take(t["op_mag"], drawn, axis=0)  # the op's own magnitude, or -1
+            centre = N.where(own >= 0.0, own, low + (high - low) * u[:, c + 2])
             normal = N.sqrt(-2.0 * N.log(N.maximum(u[:, c + 3], 1e-7))) * N.cos(
                 6.283185307179586 * u[:, c + 4]
             )
             jitter = t["mag_std"] * normal
-            level.append(N.clip(low + (high - low) * u[:, c + 2] + jitter, 0.0, O.MAX_LEVEL))
+            level.append(N.clip(centre + jitter, 0.0, O.MAX_LEVEL))
             sign.append(N.where(u[:, c + 5] < 0.5, -1.0, 1.0))
             rand.append(u[:, c + 6 : c + 8])
         out.update(

@@ -6,8 +6,11 @@ exactly what ``PolicyAugmentation`` draws per image (see ``policysearch/augment/
 
 - the base augmentation first, when asked: a random crop after padding each side with
   ``crop_padding`` zero pixels (offsets uniform in ``-p..p``), then a horizontal flip (p = 0.5);
+  a policy whose ``base`` turns the crop (``crop_padding: 0``) or the flip (``flip: false``) off
+  turns it off here too, as in the layer;
 - RandAugment: ``num_ops`` ops, each uniform from ``ops`` (with replacement), at ``magnitude``
-  plus ``magnitude_std`` times a standard normal, clipped to 0..30, drawn per op;
+  (or the op's own, from ``op_magnitudes``) plus ``magnitude_std`` times a standard normal,
+  clipped to 0..30, drawn per op;
 - TrivialAugment: one op uniform from ``ops`` at a magnitude uniform in [0, 30);
 - AutoAugment: one sub-policy uniform; each step applies with its probability;
 - each op a sign of +1 or -1 (p = 0.5; used by signed ops) and, for Cutout, a centre uniform
@@ -106,7 +109,7 @@ class PolicyTransform:
         if policy.type == "randaugment":
             for _ in range(policy.num_ops):
                 name = policy.ops[rng.integers(len(policy.ops))]
-                level = policy.magnitude
+                level = policy.magnitude_of(name)
                 if policy.magnitude_std:
                     level = min(max(level + policy.magnitude_std * rng.standard_normal(), 0.0),
                                 MAX_LEVEL)
@@ -134,8 +137,8 @@ class PolicyTransform:
 
     def crop_flip(self, image: Image.Image) -> Image.Image:
         """The base augmentation: a random padded crop, then a random horizontal flip."""
-        rng, pad = self.rng, self.crop_padding
-        flip = rng.random() < 0.5
+        rng, pad = self.rng, self.crop_padding if self.policy.crops else 0
+        flip = rng.random() < 0.5 and self.policy.flips
         dx, dy = (int(v) for v in rng.integers(-pad, pad + 1, 2))
         if pad and (dx or dy):
             color = 0 if image.mode == "L" else (0,) * len(image.getbands())

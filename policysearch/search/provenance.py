@@ -54,8 +54,7 @@ def export_policy(handle: StudyHandle, decision: dict[str, Any], path: Path,
         "created_at": now(),
     }
     winner_policy = Policy.from_dict(winner["policy"])
-    base = {"crop_padding": exp.base_augment.crop_padding,
-            "flip": bool(exp.base_augment.flip and winner_policy.flips)}
+    base = winner_policy.trained_base(exp.base_augment.crop_padding, exp.base_augment.flip)
     policy = replace(winner_policy, base=base, source=source)
     write_policy(policy, path)
     return policy

@@ -14,19 +14,44 @@ Distributions: ``{int: [low, high], step: s}``, ``{float: [low, high], step: s, 
 RandAugment ops; ``Cutout`` and ``Invert`` may be listed too. Parameter names are fixed (never
 conditional), so multivariate TPE models them jointly.
 
-Fields by type: ``randaugment``: num_ops, magnitude, magnitude_std, ops; ``trivialaugment``:
-ops; ``autoaugment``: sub_policies (fixed), steps (fixed), op, probability, magnitude (each a
-distribution shared by every step: parameters ``sp{i}_op{j}``, ``sp{i}_p{j}``, ``sp{i}_m{j}``).
+Fields by type: ``randaugment``: num_ops, magnitude, magnitude_std, ops, groups;
+``trivialaugment``: ops; ``autoaugment``: sub_policies (fixed), steps (fixed), op, probability,
+magnitude (each a distribution shared by every step: parameters ``sp{i}_op{j}``, ``sp{i}_p{j}``,
+``sp{i}_m{j}``). Every type also takes the base augmentation a policy may turn off: ``flip``
+(``true``: the experiment's flip; ``false``: off; ``{choice: [true, false]}``: searched) and
+``crop_padding`` (``experiment``: the experiment's crop; ``0``: off; ``{choice: [0,
+experiment]}``: searched).
+
+``groups`` (RandAugment) switches the op groups of the op table (``OpSpec.group``) and gives
+each its own magnitude::
+
+    groups:
+      geometric: {switch: true, magnitude: {int: [0, 30]}}   # group_geometric, magnitude_geometric
+      colour: {magnitude: 9}                                 # always in, fixed magnitude
+
+``switch`` (default true) searches the group in or out (parameter ``group_<name>``); without it
+the group is always in. ``magnitude`` (a number or an int/float range; parameter
+``magnitude_<name>`` when searched) applies to every op of the group; ops of no listed group
+with a magnitude take ``magnitude``. An op is in the policy when its own switch (``op_<Name>``,
+from ``ops``) and its group's switch are both on. When that leaves fewer than ``min_size`` ops
+(1 without a subset), the group switches are ignored and the op switches alone decide; if still
+too few, the ops are completed in order. Deterministic, never resampled: the parameters stay
+fixed.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from policysearch.augment.ops import MAX_LEVEL, OP_NAMES, RANDAUGMENT_OPS
+from policysearch.augment.ops import (
+    GROUPS,
+    MAX_LEVEL,
+    OPS,
+    group_ops,
+    takes_magnitude,
+)
 from policysearch.data.textfile import load_yaml, read_text
 from policysearch.errors import ConfigError
 from policysearch.paths import SPACES_DIR
@@ -38,59 +63,23 @@ from policysearch.policy.definition import (
     randaugment,
     trivialaugment,
 )
+from policysearch.study.distributions import Dist, describe, parse_field
 
 _FIELDS = {
     "randaugment": {"num_ops": (0, MAX_STAGES, int), "magnitude": (0, MAX_LEVEL, float),
-                    "magnitude_std": (0, MAX_LEVEL, float), "ops": None},
+                    "magnitude_std": (0, MAX_LEVEL, float), "ops": None, "groups": None},
     "trivialaugment": {"ops": None},
     "autoaugment": {"sub_policies": (1, MAX_SUB_POLICIES, int), "steps": (1, MAX_STAGES, int),
                     "op": None, "probability": (0, 1, float), "magnitude": (0, MAX_LEVEL, float)},
 }
 _DEFAULTS = {
-    "randaugment": {"num_ops": 2, "magnitude": 9, "magnitude_std": 0.0, "ops": "all"},
+    "randaugment": {"num_ops": 2, "magnitude": 9, "magnitude_std": 0.0, "ops": "all",
+                    "groups": {}},
     "trivialaugment": {"ops": "all"},
     "autoaugment": {"sub_policies": 5, "steps": 2, "op": {"choice": "all"},
                     "probability": {"float": [0.0, 1.0], "step": 0.1},
                     "magnitude": {"int": [0, 30]}},
 }
-
-
-@dataclass(frozen=True)
-class Dist:
-    """A field's value: fixed, or a distribution to sample."""
-
-    kind: str  # fixed | int | float | choice | subset
-    value: Any = None
-    low: float = 0
-    high: float = 0
-    step: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-    min_size: int = 1
-
-    def sample(self, trial: Any, name: str) -> Any:
-        if self.kind == "fixed":
-            return self.value
-        if self.kind == "int":
-            return trial.suggest_int(name, int(self.low), int(self.high),
-                                     step=int(self.step or 1), log=self.log)
-        if self.kind == "float":
-            return trial.suggest_float(name, self.low, self.high, step=self.step, log=self.log)
-        if self.kind == "choice":
-            return trial.suggest_categorical(name, list(self.choices))
-        chosen = [op for op in self.choices if trial.suggest_categorical(f"{name}_{op}",
-                                                                         [True, False])]
-        # Too few ops: complete deterministically from the ops left out, in table order.
-        for op in self.choices:
-            if len(chosen) >= self.min_size:
-                break
-            if op not in chosen:
-                chosen.append(op)
-        return tuple(op for op in self.choices if op in chosen)
-
-    @property
-    def searched(self) -> bool:
-        return self.kind != "fixed"
 
 
 @dataclass(frozen=True)
@@ -106,7 +95,20 @@ class SearchSpace:
     """The space as written (stored in the study, so joiners rebuild the same space)."""
 
     def sample(self, trial: Any) -> Policy:
+        return replace(self._sample_ops(trial), base=self._sample_base(trial))
+
+    def _sample_base(self, trial: Any) -> dict[str, Any]:
+        base: dict[str, Any] = {}
+        if self.fields["flip"].sample(trial, "flip") is False:
+            base["flip"] = False
+        if self.fields["crop_padding"].sample(trial, "crop_padding") == 0:
+            base["crop_padding"] = 0
+        return base
+
+    def _sample_ops(self, trial: Any) -> Policy:
         f = self.fields
+        if self.type == "randaugment" and f["groups"].value:
+            return self._sample_groups(trial)
         if self.type == "randaugment":
             return randaugment(f["num_ops"].sample(trial, "num_ops"),
                                f["magnitude"].sample(trial, "magnitude"),
@@ -122,20 +124,45 @@ class SearchSpace:
                          for j in range(f["steps"].value)])
         return autoaugment(subs)
 
+    def _sample_groups(self, trial: Any) -> Policy:
+        """RandAugment over op groups: every parameter is asked in every trial (fixed names)."""
+        f = self.fields
+        num_ops = f["num_ops"].sample(trial, "num_ops")
+        magnitude = f["magnitude"].sample(trial, "magnitude")
+        std = f["magnitude_std"].sample(trial, "magnitude_std")
+        own = f["ops"].switches(trial, "op")
+        groups: dict[str, Group] = f["groups"].value
+        on = {name: g.switch.sample(trial, f"group_{name}") for name, g in groups.items()}
+        level = {name: g.magnitude.sample(trial, f"magnitude_{name}")
+                 for name, g in groups.items() if g.magnitude is not None}
+        universe = f["ops"].op_universe
+        chosen = [op for op in universe if own[op] and on.get(OPS[op].group, True)]
+        minimum = f["ops"].min_size if f["ops"].kind == "subset" else 1
+        if len(chosen) < minimum:  # the groups leave too few: the op switches alone decide
+            chosen = [op for op in universe if own[op]]
+        for op in universe:  # still too few: complete in order
+            if len(chosen) >= minimum:
+                break
+            if op not in chosen:
+                chosen.append(op)
+        ops = tuple(op for op in universe if op in chosen)
+        per_op = {op: level[OPS[op].group] for op in ops
+                  if OPS[op].group in level and takes_magnitude(op)}
+        return randaugment(num_ops, magnitude, ops=ops, magnitude_std=std, op_magnitudes=per_op)
+
     def summary(self) -> dict[str, Any]:
         """The space as plain data (for MLflow params and reports)."""
-        return {"name": self.name, "type": self.type,
-                **{k: (d.value if d.kind == "fixed" else _describe(d))
-                   for k, d in self.fields.items()}}
-
-
-def _describe(d: Dist) -> str:
-    if d.kind in ("int", "float"):
-        step = f" step {d.step}" if d.step else ""
-        return f"{d.kind} {d.low}..{d.high}{step}{' log' if d.log else ''}"
-    if d.kind == "subset":
-        return f"subset of {len(d.choices)} (at least {d.min_size})"
-    return f"choice of {len(d.choices)}"
+        out = {"name": self.name, "type": self.type,
+               **{k: (d.value if d.kind == "fixed" else describe(d))
+                  for k, d in self.fields.items() if k != "groups"}}
+        for name, group in (self.fields["groups"].value if "groups" in self.fields else {}
+                            ).items():
+            out[f"group_{name}"] = describe(group.switch) if group.switch.searched else "in"
+            if group.magnitude is not None:
+                out[f"magnitude_{name}"] = (describe(group.magnitude)
+                                            if group.magnitude.searched
+                                            else group.magnitude.value)
+        return out
 
 
 def available_spaces() -> list[str]:
@@ -164,15 +191,23 @@ def parse_space(raw: Any, origin: str, name: str) -> SearchSpace:
     kind = raw.get("type")
     if kind not in _FIELDS:
         raise fail("type", f"expected one of {', '.join(_FIELDS)}, got {kind!r}")
-    allowed = set(_FIELDS[kind]) | {"type", "description"}
+    allowed = set(_FIELDS[kind]) | {"type", "description", "flip", "crop_padding"}
     for key in raw:
         if key not in allowed:
             raise fail(key, f"not a field of a {kind} space; expected one of "
                        f"{', '.join(sorted(allowed))}")
     fields = {}
     for key, bounds in _FIELDS[kind].items():
+        if key == "groups":
+            continue
         value = raw.get(key, _DEFAULTS[kind][key])
-        fields[key] = _parse_field(key, value, bounds, fail)
+        fields[key] = parse_field(key, value, bounds, fail)
+    if kind == "randaugment":
+        fields["groups"] = Dist("fixed", _groups(raw.get("groups", {}),
+                                                 fields["ops"].op_universe, fail))
+    fields["flip"] = _base_choice("flip", raw.get("flip", True), (True, False), fail)
+    fields["crop_padding"] = _base_choice("crop_padding", raw.get("crop_padding", "experiment"),
+                                          (0, "experiment"), fail)
     for key in ("sub_policies", "steps"):
         if key in fields and fields[key].searched:
             raise fail(key, "must be a fixed integer (the number of parameters is fixed)")
@@ -183,97 +218,63 @@ def parse_space(raw: Any, origin: str, name: str) -> SearchSpace:
                        raw=dict(raw))
 
 
-def _ops(key: str, value: Any, fail: Any) -> tuple[str, ...]:
-    if value == "all":
-        return RANDAUGMENT_OPS
-    if not isinstance(value, list) or not value:
-        raise fail(key, f"expected 'all' or a non-empty list of op names, got {value!r}")
-    for op in value:
-        if op not in OP_NAMES:
-            raise fail(key, f"unknown op {op!r}; known ops: {', '.join(OP_NAMES)}")
-    if len(set(value)) != len(value):
-        raise fail(key, "lists an op twice")
-    return tuple(value)
+@dataclass(frozen=True)
+class Group:
+    """An op group in a space: its in/out switch and its magnitude (None: ``magnitude``)."""
+
+    ops: tuple[str, ...]
+    switch: Dist
+    magnitude: Dist | None
 
 
-def _parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
-    is_ops = bounds is None
+def _groups(value: Any, universe: tuple[str, ...], fail: Any) -> dict[str, Group]:
     if not isinstance(value, dict):
-        if is_ops and key == "ops":
-            return Dist("fixed", _ops(key, value, fail))
-        if is_ops:
-            if value not in OP_NAMES:
-                raise fail(key, f"unknown op {value!r}; known ops: {', '.join(OP_NAMES)}")
-            return Dist("fixed", value)
-        low, high, typ = bounds
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-            raise fail(key, f"expected a finite number or a distribution, got {value!r}")
-        if typ is int and not isinstance(value, int):
-            raise fail(key, f"expected an integer, got {value!r}")
-        if not low <= value <= high:
-            raise fail(key, f"{value!r} is outside {low}..{high}")
-        return Dist("fixed", value)
-    if len(value) == 0:
-        raise fail(key, "empty distribution")
-    kinds = [k for k in ("int", "float", "choice", "subset") if k in value]
-    if len(kinds) != 1:
-        raise fail(key, "expected exactly one of int, float, choice, subset")
-    kind = kinds[0]
-    extra = set(value) - {kind, "step", "log", "min_size"}
-    if extra:
-        raise fail(key, f"unknown option {sorted(extra)[0]!r}")
-    if kind in ("choice", "subset"):
-        if not is_ops:
-            raise fail(key, f"'{kind}' is for op lists; use int or float for {key}")
-        if kind == "subset" and key != "ops":
-            raise fail(key, "'subset' is only for 'ops'")
-        if kind == "choice" and key == "ops":
-            raise fail(key, "use 'subset' to search which ops are in the policy")
-        choices = _ops(key, value[kind], fail)
-        min_size = value.get("min_size", 1)
-        bad_size = isinstance(min_size, bool) or not isinstance(min_size, int) \
-            or not 1 <= min_size <= len(choices)
-        if kind == "subset" and bad_size:
-            raise fail(key, f"min_size must be an integer in 1..{len(choices)}, "
-                       f"got {min_size!r}")
-        return Dist(kind, choices=choices, min_size=min_size)
-    if is_ops:
-        raise fail(key, f"'{kind}' is for numbers; ops take choice or subset")
-    low, high, typ = bounds
-    rng = value[kind]
-    if (not isinstance(rng, list) or len(rng) != 2
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in rng)):
-        raise fail(key, f"expected [low, high], got {rng!r}")
-    if not all(_finite(v) for v in rng):
-        raise fail(key, f"expected finite numbers for [low, high], got {rng!r}")
-    lo, hi = rng
-    if kind == "int" and not all(isinstance(v, int) for v in rng):
-        raise fail(key, f"int range needs integer bounds, got {rng!r}")
-    if typ is int and kind == "float":
-        raise fail(key, f"{key} is an integer; use an int range")
-    if lo > hi:
-        raise fail(key, f"low {lo} is above high {hi}")
-    if lo < low or hi > high:
-        raise fail(key, f"range [{lo}, {hi}] is outside {low}..{high}")
-    step = value.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float))
-                             or not _finite(step) or step <= 0):
-        raise fail(key, f"step must be a positive number, got {step!r}")
-    if kind == "int" and step is not None and not isinstance(step, int):
-        raise fail(key, f"an int range needs an integer step, got {step!r}")
-    log = value.get("log", False)
-    if not isinstance(log, bool):
-        raise fail(key, f"log must be true or false, got {log!r}")
-    if log and lo <= 0:
-        raise fail(key, "a log range needs low > 0")
-    if log and step is not None and not (kind == "int" and step == 1):
-        raise fail(key, "a log range takes no step (an int log range only step 1)")
-    return Dist(kind, low=lo, high=hi, step=step, log=log)
+        raise fail("groups", f"expected a mapping of group name to options, got {value!r}")
+    out = {}
+    for name, options in value.items():
+        key = f"groups.{name}"
+        if name not in GROUPS:
+            raise fail(key, f"unknown group; the op table's groups: {', '.join(GROUPS)}")
+        options = {} if options is None else options
+        if not isinstance(options, dict) or set(options) - {"switch", "magnitude"}:
+            raise fail(key, f"expected {{switch: true|false, magnitude: ...}}, got {options!r}")
+        ops = group_ops(name, universe)
+        if not ops:
+            raise fail(key, f"no op of this group is in the space's ops (the group's ops: "
+                       f"{', '.join(group_ops(name))})")
+        switch = options.get("switch", True)
+        if not isinstance(switch, bool):
+            raise fail(f"{key}.switch", f"expected true or false, got {switch!r}")
+        magnitude = None
+        if "magnitude" in options:
+            if not any(takes_magnitude(op) for op in ops):
+                raise fail(f"{key}.magnitude", f"the group's ops ({', '.join(ops)}) take no "
+                           "magnitude")
+            magnitude = parse_field(f"{key}.magnitude", options["magnitude"],
+                                     (0, MAX_LEVEL, float), fail)
+        out[name] = Group(ops, Dist("switch", choices=(True, False)) if switch
+                          else Dist("fixed", True), magnitude)
+    return out
 
 
-def _finite(value: float) -> bool:
-    """A number of a size a range can use (not NaN, not infinite, not 10**400)."""
-    try:
-        return math.isfinite(value) and abs(value) < 1e12
-    except OverflowError:
-        return False
+def _base_choice(key: str, value: Any, allowed: tuple[Any, ...], fail: Any) -> Dist:
+    """``flip`` or ``crop_padding``: a fixed value of ``allowed`` or ``{choice: [...]}``."""
+    shown = " and ".join(repr(a).replace("'", "").lower() for a in allowed)
+
+    def valid(v: Any) -> bool:
+        return any(v is a if isinstance(a, bool) or isinstance(v, bool) else v == a
+                   for a in allowed)
+
+    if isinstance(value, dict):
+        choices = value.get("choice")
+        if set(value) != {"choice"} or not isinstance(choices, list) or not choices:
+            raise fail(key, f"expected a value or {{choice: [...]}} of {shown}, got {value!r}")
+        if not all(valid(v) for v in choices) or len(set(map(str, choices))) != len(choices):
+            raise fail(key, f"choices must be distinct values of {shown}, got {choices!r}")
+        return Dist("switch", choices=tuple(choices)) if len(choices) > 1 else Dist(
+            "fixed", choices[0])
+    if not valid(value):
+        raise fail(key, f"expected {shown} or {{choice: [...]}} of them, got {value!r}"
+                   + (" (a policy can only keep the experiment's crop or turn it off)"
+                      if key == "crop_padding" else ""))
+    return Dist("fixed", value)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from policysearch.policy.definition import Policy
+from policysearch.study.record import read_trial
 
 
 def augment_batch(policy: Policy, images: np.ndarray, seed: int, *, crop_padding: int = 0,
@@ -143,14 +144,24 @@ def op_effect_figure(effects: dict[str, tuple[float, float, int, int]]) -> Any:
     return fig
 
 
+def _ops_in(trial: Any) -> set[str]:
+    """The ops the trial's policy held (its record; else its op switches): with op groups an
+    op whose switch is on may be out, its group being off."""
+    record = read_trial(trial)
+    if record is not None and isinstance(record.policy.get("ops"), list):
+        return set(record.policy["ops"])
+    return {k[3:] for k, v in trial.params.items() if k.startswith("op_") and v is True}
+
+
 def op_effects(trials: Sequence[Any]) -> dict[str, tuple[float, float, int, int]]:
     """Per op of a subset space: (mean value in, mean value out, count in, count out)."""
     effects = {}
     done = [t for t in trials if t.value is not None and t.params]
     names = sorted({k[3:] for t in done for k in t.params if k.startswith("op_")})
+    held = {t.number: _ops_in(t) for t in done}
     for name in names:
-        ins = [t.value for t in done if t.params.get(f"op_{name}") is True]
-        outs = [t.value for t in done if t.params.get(f"op_{name}") is False]
+        ins = [t.value for t in done if name in held[t.number]]
+        outs = [t.value for t in done if name not in held[t.number]]
         effects[name] = (float(np.mean(ins)) if ins else float("nan"),
                          float(np.mean(outs)) if outs else float("nan"), len(ins), len(outs))
     return effects

@@ -1,13 +1,16 @@
 """A trial as the runs table shows it: a name that reads as the policy, the policy as parameters
-(``type``, ``num_ops``, ``magnitude``, ``ops``, one ``op_<Name>`` = in/out per op), its curve and
-paired gain as metrics, its state and why it stopped as tags. Pure functions of the trial."""
+(``type``, ``num_ops``, ``magnitude``, ``ops``, one ``op_<Name>`` = in/out per op, each op's own
+magnitude as ``magnitude_<Name>`` in a study that searches them, ``flip`` and ``crop`` on or
+off), its curve and paired gain as metrics, its state and why it stopped as tags. Pure
+functions of the trial."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from policysearch.augment.ops import RANDAUGMENT_OPS
+from policysearch.augment.ops import RANDAUGMENT_OPS, takes_magnitude
+from policysearch.policy.definition import Policy
 from policysearch.study.record import TrialRecord
 from policysearch.tracking.client import ms
 
@@ -28,13 +31,21 @@ def policy_name(policy: dict[str, Any]) -> str:
     kind = policy.get("type")
     ops = list(policy.get("ops", []))
     listed = "all 14 ops" if set(ops) == set(RANDAUGMENT_OPS) else ", ".join(ops)
+    base = policy.get("base") or {}
+    off = [name for name, on in (("crop", base.get("crop_padding") != 0),
+                                 ("flip", base.get("flip") is not False)) if not on]
+    suffix = f" · no {'/'.join(off)}" if off else ""
     if kind == "randaugment":
-        return f"RA N={policy.get('num_ops')} M={policy.get('magnitude'):g}: {listed}"
+        magnitude = f"{policy.get('magnitude'):g}"
+        if policy.get("op_magnitudes"):  # per group, e.g. geometric 14/colour 5
+            magnitude = Policy.from_dict(policy, "trial policy").magnitude_text()
+        return f"RA N={policy.get('num_ops')} M={magnitude}: {listed}{suffix}"
     if kind == "trivialaugment":
-        return f"TA: {listed}"
+        return f"TA: {listed}{suffix}"
     if kind == "autoaugment":
-        return f"AA: {ops_text(policy)}"
-    return "crop+flip"
+        return f"AA: {ops_text(policy)}{suffix}"
+    return {"": "crop+flip", " · no flip": "crop only", " · no crop": "flip only"}.get(
+        suffix, "no augmentation")
 
 
 def run_name(number: int, record: TrialRecord | None) -> str:
@@ -71,10 +82,22 @@ def policy_params(policy: dict[str, Any], switches: dict[str, Any] | None = None
            "ops": ops_text(policy)[:6000]}
     if policy.get("magnitude_std"):
         out["magnitude_std"] = f"{policy['magnitude_std']:g}"
+    base = policy.get("base") or {}
+    out["flip"] = "off" if base.get("flip") is False else "on"
+    out["crop"] = "off" if base.get("crop_padding") == 0 else "on"
+    own = policy.get("op_magnitudes") or {}
+    per_op = own or any(k.startswith("magnitude_") and k != "magnitude_std"
+                        for k in switches or {})
+    universe = op_universe(switches or {}, policy)
+    for name in universe if per_op else []:  # every op's magnitude, column by column
+        if takes_magnitude(name):
+            held = policy.get("type") == "randaugment" and name in policy.get("ops", [])
+            out[f"magnitude_{name}"] = (f"{own.get(name, policy['magnitude']):g}" if held
+                                        else "—")
     held = set(policy.get("ops", []))
     for sub in policy.get("sub_policies", []):
         held.update(op for op, _, _ in sub)
-    for name in op_universe(switches or {}, policy):
+    for name in universe:
         out[f"op_{name}"] = "in" if name in held else "out"
     return out
 
