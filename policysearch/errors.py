@@ -27,3 +27,22 @@ class StorageError(PolicySearchError):
 
 class TrackingError(PolicySearchError):
     """The MLflow tracking store cannot be reached."""
+
+
+def env_int(name: str, default: int, low: int = 1) -> int:
+    """The integer setting ``$name`` (``default`` when unset or empty); a value that is not an
+    integer of at least ``low`` is a user error naming the variable and the value."""
+    import os
+
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise PolicySearchError(f"environment variable {name}={text!r}: expected an integer "
+                                f"(at least {low}); unset it for the default {default}") from None
+    if value < low:
+        raise PolicySearchError(f"environment variable {name}={text!r}: must be at least {low}; "
+                                f"unset it for the default {default}")
+    return value

@@ -15,8 +15,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def count(low: int = 1) -> Any:
-    """An argparse type: an integer of at least ``low``."""
+def count(low: int = 1, high: int | None = None, why: str = "") -> Any:
+    """An argparse type: an integer of at least ``low`` (and at most ``high``, ``why`` saying
+    what the maximum is for)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -24,6 +25,9 @@ def count(low: int = 1) -> Any:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}"
+                                             + (f" ({why})" if why else ""))
         return value
 
     parse.__name__ = "count"
@@ -62,6 +66,41 @@ def boolean(text: str) -> bool:
     if value in ("false", "no", "off", "0"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+PREVIEW_EPOCHS = 100
+"""Most epochs ``preview --epochs`` draws (one grid column each)."""
+STUDY_NAME_CHARS = 100
+"""Longest study name: it also names files (``policies/<name>.json``) and database rows."""
+
+
+def study_name(text: str) -> str:
+    """An argparse type: a study name, which also names the exported policy file, so it is
+    refused (never changed) unless it is letters, digits, '_', '.', '+' and '-', starting with
+    a letter, digit or '_', at most ``STUDY_NAME_CHARS`` characters (and 200 UTF-8 bytes)."""
+    import re
+
+    shown = repr(text if len(text) <= 40 else text[:40] + "...")
+    if len(text) > STUDY_NAME_CHARS or len(text.encode("utf-8", "replace")) > 2 * STUDY_NAME_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"{shown} is {len(text)} characters long; at most {STUDY_NAME_CHARS} (the name also "
+            "names the policy file policies/<name>.json)")
+    if not re.fullmatch(r"\w[\w.+-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"{shown} is not a study name: use letters, digits, '_', '.', '+' and '-', starting "
+            "with a letter, digit or '_' (the name also names the policy file "
+            "policies/<name>.json)")
+    return text
+
+
+def safe_study_name(text: str) -> str:
+    """``text`` made into a valid study name (for names built from an experiment's name)."""
+    import re
+
+    name = re.sub(r"[^\w.+-]", "_", text).lstrip(".+-")[:STUDY_NAME_CHARS] or "study"
+    while len(name.encode()) > 2 * STUDY_NAME_CHARS:
+        name = name[:-1]
+    return name
 
 
 def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
@@ -110,7 +149,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="which training the race runs (default: the experiment's)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db, "
                    "or POLICYSEARCH_STORAGE)")
-    p.add_argument("--study-name", help="name of the study; an existing one is resumed")
+    p.add_argument("--study-name", type=study_name, help="name of the study; an existing one is "
+                   "resumed (letters, digits, '_', '.', '+', '-'; it names the policy file)")
     p.add_argument("--export", help="where to write the policy (default policies/<study>.json)")
     p.add_argument("--workers", type=count(), default=1,
                    help="worker processes on this machine (at most one per CPU core)")
@@ -125,7 +165,7 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.set_defaults(handler="search")
 
     p = sub.add_parser("worker", help="join an existing study and run its trials")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", type=study_name, required=True)
     p.add_argument("--storage")
     p.add_argument("--tracking-uri")
     p.add_argument("--worker-id", default=f"{os.uname().nodename}-{os.getpid()}")
@@ -166,7 +206,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("policy")
     p.add_argument("--dataset")
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=count(), help="one row per image across this many epochs")
+    p.add_argument("--epochs", type=count(1, PREVIEW_EPOCHS, "one column per epoch"),
+                   help=f"one row per image across this many epochs (at most {PREVIEW_EPOCHS})")
     p.add_argument("--images", type=count(), default=8)
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--image-size", type=count(8), metavar="N",
@@ -176,7 +217,7 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.set_defaults(handler="preview")
 
     p = sub.add_parser("sync-mlflow", help="log to MLflow the trials it missed")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", type=study_name, required=True)
     p.add_argument("--storage")
     p.add_argument("--tracking-uri")
     p.set_defaults(handler="sync")

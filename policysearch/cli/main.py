@@ -16,6 +16,9 @@ from typing import Any
 from policysearch.errors import PolicySearchError
 
 EXIT_INTERRUPTED = {15: 143, 2: 130}
+ENV_SETTINGS = {"POLICYSEARCH_HEARTBEAT_SECONDS": 10, "POLICYSEARCH_MAX_DATA_BYTES": 4 << 30,
+                "POLICYSEARCH_WORKERS": 1}
+"""The integer ``POLICYSEARCH_*`` variables and their defaults, checked before any command."""
 
 
 def _quiet() -> None:
@@ -121,10 +124,11 @@ def load_hint(policy: Any, path: Path) -> str:
 
 def default_study_name(experiment: Any, space: str, smoke: bool) -> str:
     """The experiment's name, or the dataset's for a folder searched with the defaults."""
+    from policysearch.cli.args import safe_study_name
     from policysearch.data.datasets import slug
 
     name = experiment.name if experiment.source != "defaults" else slug(experiment.dataset)
-    return f"{name}-{space}" + ("-smoke" if smoke else "")
+    return safe_study_name(f"{name}-{space}" + ("-smoke" if smoke else ""))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -226,6 +230,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from policysearch.tracking.plots import epochs_grid, sample_grid
 
     policy = read_policy(args.policy)
+    out = Path(args.out or f"previews/{Path(args.policy).stem}"
+               f"{'-epochs' if args.epochs else ''}.png")
+    check_output(out, "--out")
     dataset = args.dataset or policy.source.get("dataset") or "cifar10"
     part = load_part(dataset, "train", args.data_dir, args.image_size)
     import numpy as np
@@ -239,12 +246,25 @@ def cmd_preview(args: argparse.Namespace) -> int:
                           crop_padding=padding, flip=flip)
     else:
         png = sample_grid(policy, images, seed=args.seed, crop_padding=padding, flip=flip)
-    out = Path(args.out or f"previews/{Path(args.policy).stem}"
-               f"{'-epochs' if args.epochs else ''}.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(png)
+    except OSError as err:
+        raise PolicySearchError(f"--out {out}: cannot write it ({err.strerror or err})") from None
     _print(f"wrote {out}")
     return 0
+
+
+def check_output(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output file that cannot be created: a folder, or a path
+    under a file."""
+    if path.is_dir():
+        raise PolicySearchError(f"{flag} {path}: is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise PolicySearchError(f"{flag} {path}: {parent} is a file, not a folder")
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -321,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit:  # a bad argument (one line printed), --help or --version
         return exit.code if isinstance(exit.code, int) else 2
     try:
+        from policysearch.errors import env_int
+
+        for name, default in ENV_SETTINGS.items():
+            env_int(name, default)
         return COMMANDS[args.handler](args)
     except PolicySearchError as err:
         print(f"policysearch: error: {err}", file=sys.stderr, flush=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Experiment
-from policysearch.errors import PolicySearchError
+from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race
@@ -261,7 +261,7 @@ def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, work
     if uri and record.mlflow_experiment:
         view = _view(_tracker(uri, record.mlflow_experiment, study_name), handle.study,
                      storage_url)
-    configure_threads(int(os.environ.get("POLICYSEARCH_WORKERS", "1")))
+    configure_threads(env_int("POLICYSEARCH_WORKERS", 1))
     runner = Runner(handle, splits, view, worker_id, log)
     with interruptible():
         ran = runner.run(deadline)

@@ -24,7 +24,7 @@ from policysearch.study.record import (
     write_study,
 )
 from policysearch.study.spaces import SearchSpace, parse_space
-from policysearch.study.storage import budget_lock, open_storage
+from policysearch.study.storage import budget_lock, open_storage, redact, storage_exists
 
 warnings.filterwarnings("ignore", message=".*is experimental.*")
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -86,6 +86,9 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if record is None and not storage_exists(storage_url):  # joining: never create a file
+        raise PolicySearchError(f"study {study_name!r} does not exist: there is no storage "
+                                f"{redact(storage_url)}; start it with `policysearch search`")
     storage = open_storage(storage_url)
     created = False
     if record is not None and experiment is not None:
@@ -123,7 +126,9 @@ def write_baselines_and_record(study: Any, experiment: Experiment, record: Study
 
 
 def _wait_for_record(storage: Any, study_name: str, wait_seconds: float) -> StudyRecord:
-    """The study's record, waiting briefly for a creator that is still writing it."""
+    """The study's record, waiting briefly for a creator that is still writing it (a study
+    that does not exist is refused at once: its creator makes it and its record under one
+    lock)."""
     import optuna
 
     deadline = time.monotonic() + wait_seconds
@@ -131,15 +136,13 @@ def _wait_for_record(storage: Any, study_name: str, wait_seconds: float) -> Stud
         try:
             study = optuna.load_study(study_name=study_name, storage=storage)
         except KeyError:
-            study = None
-        if study is not None and has_record(study):
+            raise PolicySearchError(f"study {study_name!r} does not exist in this storage; "
+                                    "start it with `policysearch search`") from None
+        if has_record(study):
             return read_study(study)
-        if study is not None and not any(k.startswith(PREFIX) for k in study.user_attrs):
+        if not any(k.startswith(PREFIX) for k in study.user_attrs):
             read_study(study)  # raises: a study of another tool or an older schema
         if time.monotonic() > deadline:
-            if study is None:
-                raise PolicySearchError(f"study {study_name!r} does not exist in this storage; "
-                                        "start it with `policysearch search`")
             raise PolicySearchError(f"study {study_name!r} is still being created; try again")
         time.sleep(0.5)
 
