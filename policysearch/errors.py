@@ -29,6 +29,11 @@ class TrackingError(PolicySearchError):
     """The MLflow tracking store cannot be reached."""
 
 
+class PolicySearchWarning(UserWarning):
+    """Something legal but worth knowing (a class too small for every split, a cache that
+    cannot be written); the CLI prints it as one line, ``policysearch: warning: ...``."""
+
+
 def env_int(name: str, default: int, low: int = 1) -> int:
     """The integer setting ``$name`` (``default`` when unset or empty); a value that is not an
     integer of at least ``low`` is a user error naming the variable and the value."""

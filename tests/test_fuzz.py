@@ -147,6 +147,7 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
     experiment("flip-string", "base_augment: {flip: 'false'}\n", "base_augment.flip")
     experiment("crop-big", "base_augment: {crop_padding: big}\n", "base_augment.crop_padding")
     experiment("image-size-0", "data: {image_size: 0}\n", "data.image_size")
+    experiment("seed-2-32", "search: {seed: 4294967295}\n", "above the maximum 4294967")
     case("experiment-directory", [*search, "--experiment", str(root)], "is a directory")
     case("experiment-dev-zero", [*search, "--experiment", "/dev/zero"], "not a regular file")
 
@@ -216,6 +217,8 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
         ("search-batch-size", [*search, "--batch-size", "abc"], "--batch-size"),
         ("search-image-size", [*search, "--image-size", "0"], "--image-size"),
         ("search-workers", [*search, "--workers", "-2"], "--workers"),
+        ("search-seed-2-32", [*search, "--dataset", str(good_data), *tiny, "--seed",
+                              "4294967295"], "--seed: must be at most 4294967"),
         ("show-epochs", ["show", str(good_policy), "--epochs", "-3"], "--epochs"),
         ("preview-images", ["preview", str(good_policy), "--images", "0"], "--images"),
     ]

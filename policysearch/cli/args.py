@@ -105,6 +105,7 @@ def safe_study_name(text: str) -> str:
 
 def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     """The ``policysearch`` command line; each subcommand sets ``handler``."""
+    from policysearch.config.experiment import MAX_SEED
     from policysearch.config.samplers import PRUNERS, SAMPLERS
 
     parser = _Parser(prog="policysearch", description=doc)
@@ -139,7 +140,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="base random horizontal flip (false where a flip changes the label)")
     p.add_argument("--placement", choices=("auto", "data", "model"),
                    help="run augmentation in the tf.data pipeline or in the train step")
-    p.add_argument("--seed", type=count(0), help="sampler and trial seed")
+    p.add_argument("--seed", type=count(0, MAX_SEED, "trials train with 1 + 1000 x seed, and "
+                                        "NumPy and Keras take seeds below 2**32"),
+                   help=f"sampler and trial seed (0 to {MAX_SEED})")
     p.add_argument("--sampler", choices=tuple(SAMPLERS))
     p.add_argument("--pruner", choices=tuple(PRUNERS))
     p.add_argument("--top-k", type=count(1), help="searched candidates raced against the baseline")

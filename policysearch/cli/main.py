@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,23 @@ def _quiet() -> None:
     """Keep TensorFlow's and absl's start-up chatter out of the progress display."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
-    import warnings
-
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our own warnings in one line; anything else as Python shows it."""
+    from policysearch.errors import PolicySearchWarning
+
+    if issubclass(category, PolicySearchWarning):
+        print(f"policysearch: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_SHOW_WARNING = warnings.showwarning
 
 
 def _print(*args: Any) -> None:
@@ -335,6 +348,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from policysearch.cli.args import build_parser
 
+    warnings.showwarning = _show_warning
     parser = build_parser(__doc__.splitlines()[0])
     try:
         args = parser.parse_args(argv)
