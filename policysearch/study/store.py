@@ -167,9 +167,12 @@ def check_compatible(study_name: str, stored: StudyRecord, given: StudyRecord) -
                 key, f"{key} {getattr(stored, key)!r}, not {getattr(given, key)!r}")
             problems.append(what)
     old, new = _flat(stored.experiment), _flat(given.experiment)
+    same_data = stored.data_fingerprint == given.data_fingerprint
     for key in sorted(set(old) | set(new)):
         if any(key == m or key.startswith(m + ".") for m in MAY_CHANGE):
             continue
+        if key == "dataset" and same_data:
+            continue  # the same images (pixels, labels, classes), spelled another way
         if old.get(key) != new.get(key):
             problems.append(f"{key}={old.get(key)!r}, not {new.get(key)!r}")
     if problems:
