@@ -260,7 +260,12 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
     case("preview-out-a-folder", ["preview", str(good_policy), "--dataset", str(good_data),
                                   "--out", str(root)], "is a folder")
     case("preview-epochs-100000", ["preview", str(good_policy), "--epochs", "100000"],
-         "--epochs: must be at most 100")
+         "--epochs: must be at most 32")
+    case("preview-grid-too-large", ["preview", str(good_policy), "--dataset",
+                                    str(folder("large", classes=2, per_class=1, size=600)),
+                                    "--epochs", "32"], "--image-size")
+    case("preview-images-1000", ["preview", str(good_policy), "--images", "1000"],
+         "--images: must be at most 16")
 
     # -- validate: test classes matched by name ------------------------------------------------
     renamed = folder("renamed")

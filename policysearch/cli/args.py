@@ -68,8 +68,11 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-PREVIEW_EPOCHS = 100
-"""Most epochs ``preview --epochs`` draws (one grid column each)."""
+PREVIEW_EPOCHS = 32
+"""Most epochs ``preview --epochs`` draws (one grid column each; about a second each on a CPU
+core, so the grid comes within a minute or so)."""
+PREVIEW_IMAGES = 16
+"""Most images (rows) ``preview`` draws."""
 STUDY_NAME_CHARS = 100
 """Longest study name: it also names files (``policies/<name>.json``) and database rows."""
 
@@ -211,7 +214,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--epochs", type=count(1, PREVIEW_EPOCHS, "one column per epoch"),
                    help=f"one row per image across this many epochs (at most {PREVIEW_EPOCHS})")
-    p.add_argument("--images", type=count(), default=8)
+    p.add_argument("--images", type=count(1, PREVIEW_IMAGES, "one row per image"), default=8,
+                   help=f"one image per class, at most this many (at most {PREVIEW_IMAGES})")
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (as the search did with --image-size)")

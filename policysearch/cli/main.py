@@ -20,6 +20,8 @@ EXIT_INTERRUPTED = {15: 143, 2: 130}
 ENV_SETTINGS = {"POLICYSEARCH_HEARTBEAT_SECONDS": 10, "POLICYSEARCH_MAX_DATA_BYTES": 4 << 30,
                 "POLICYSEARCH_WORKERS": 1}
 """The integer ``POLICYSEARCH_*`` variables and their defaults, checked before any command."""
+PREVIEW_BYTES = 256 << 20
+"""Largest preview grid (RGB bytes) drawn."""
 
 
 def _quiet() -> None:
@@ -252,6 +254,11 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     picks = [int(np.flatnonzero(part.y == c)[0]) for c in np.unique(part.y)][: args.images]
     images = part.x[picks]
+    tiles = len(picks) * (1 + (args.epochs or 3))
+    if tiles * images[0].size * 9 > PREVIEW_BYTES:  # tiles are drawn 3 x 3 times larger
+        raise PolicySearchError(f"preview: {tiles} tiles of {images.shape[2]}x{images.shape[1]} "
+                                f"would make a grid over {PREVIEW_BYTES >> 20} MiB; pass "
+                                "--image-size N (e.g. 64), or fewer --images or --epochs")
     padding = int(policy.base.get("crop_padding", 0)) if args.base else 0
     flip = bool(policy.base.get("flip", False)) if args.base else False
     if args.epochs:
