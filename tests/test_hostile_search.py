@@ -94,3 +94,32 @@ def test_hostile_but_legal_search_is_quiet_exports_and_resumes(
     assert "Traceback" not in again.stderr and len(problems(again.stderr)) == 1, again.stderr
     synced = cli(tmp_path, "sync-mlflow", "--study-name", "hostile")
     assert synced.returncode == 0 and problems(synced.stderr) == [], synced.stderr
+
+
+def test_an_mlflow_failure_is_one_line_naming_its_root_cause(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """MLflow's database error, as MLflow raises and logs it on a full disk."""
+    import logging
+    import sqlite3
+
+    import mlflow  # noqa: F401  (configures MLflow's loggers, as in a search)
+    import sqlalchemy
+    from mlflow.exceptions import MlflowException
+
+    from policysearch.tracking.client import quiet_mlflow_logs, reason
+
+    quiet_mlflow_logs()
+    full = sqlalchemy.exc.OperationalError("UPDATE runs SET status=?", {},
+                                           sqlite3.OperationalError("database or disk is full"))
+    try:
+        try:
+            raise full
+        except sqlalchemy.exc.OperationalError as err:
+            logging.getLogger("mlflow.store.db.utils").exception("SQLAlchemy error\n%s", err)
+            raise MlflowException(message=err) from err
+    except MlflowException as err:
+        assert reason(err) == "database or disk is full"
+        logging.getLogger("mlflow.tracking").warning("not logged\n%s", err, exc_info=True)
+    err_text = capfd.readouterr().err
+    assert "Traceback" not in err_text and "UPDATE" not in err_text, err_text
+    assert len(err_text.strip().splitlines()) == 1 and "not logged" in err_text, err_text
