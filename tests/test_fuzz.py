@@ -254,6 +254,10 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
                                           f"sqlite:///{root}/studies.db"],
              "does not exist in this storage")
 
+    case("study-missing-worker-waits", ["worker", "--study-name", "nope", "--storage",
+                                        f"sqlite:///{root}/studies.db", "--wait-for-study", "1"],
+         "does not exist in this storage after 1 s")
+
     # -- preview: output and size checked before any work ----------------------------------------
     case("preview-out-under-a-file", ["preview", str(good_policy), "--dataset", str(good_data),
                                       "--out", str(regular / "p.png")], "is a file, not a folder")

@@ -176,6 +176,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri")
     p.add_argument("--worker-id", default=f"{os.uname().nodename}-{os.getpid()}")
     p.add_argument("--deadline", type=float, help="stop claiming trials after this Unix time")
+    p.add_argument("--wait-for-study", type=count(0), default=0, metavar="SECONDS",
+                   help="wait this long for a study that does not exist yet (a worker started "
+                        "before its search; default: refuse at once)")
     p.set_defaults(handler="worker")
 
     p = sub.add_parser("validate", help="test accuracy of a policy against the baselines "

@@ -152,7 +152,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from policysearch.study.storage import default_storage
 
     run_worker(args.study_name, args.storage or default_storage(), args.tracking_uri,
-               args.worker_id, deadline=args.deadline, log=_print)
+               args.worker_id, deadline=args.deadline, log=_print,
+               wait_for_study=args.wait_for_study)
     return 0
 
 

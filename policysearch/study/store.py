@@ -75,18 +75,21 @@ def trial_seed(search_seed: int) -> int:
 
 
 def open_study(storage_url: str, study_name: str, record: StudyRecord | None = None, *,
-               experiment: Experiment | None = None, wait_seconds: float = 60.0) -> StudyHandle:
+               experiment: Experiment | None = None, wait_seconds: float = 60.0,
+               wait_for_study: float = 0.0, log: Any = None) -> StudyHandle:
     """Create the study from ``record`` (with its baselines, once) or join it.
 
     Joining with a record checks that the stored one matches it (a larger ``total_trials`` is
     a resume that adds trials, and is stored). Joining without one takes the stored config.
     The sampler is seeded with the study's seed only in the process that creates the study;
     every other process (workers, resumes) reseeds it, so nobody re-proposes what ran.
+    A study that does not exist is refused at once, unless ``wait_for_study`` seconds are
+    given (a worker started before its search: it says so once through ``log``, then waits).
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if record is None and not storage_exists(storage_url):  # joining: never create a file
+    if record is None and not wait_for_study and not storage_exists(storage_url):
         raise PolicySearchError(f"study {study_name!r} does not exist: there is no storage "
                                 f"{redact(storage_url)}; start it with `policysearch search`")
     storage = open_storage(storage_url)
@@ -101,7 +104,7 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
             else:
                 write_baselines_and_record(study, experiment, record)
                 created = True
-    stored = _wait_for_record(storage, study_name, wait_seconds)
+    stored = _wait_for_record(storage, study_name, wait_seconds, wait_for_study, log)
     stored_experiment = experiment_from_dict(stored.experiment, f"study {study_name}")
     stored_experiment.source = stored.experiment_source
     space = parse_space(stored.space_raw, f"study {study_name}", stored.space_name)
@@ -125,24 +128,34 @@ def write_baselines_and_record(study: Any, experiment: Experiment, record: Study
     write_study(study, record)
 
 
-def _wait_for_record(storage: Any, study_name: str, wait_seconds: float) -> StudyRecord:
-    """The study's record, waiting briefly for a creator that is still writing it (a study
-    that does not exist is refused at once: its creator makes it and its record under one
-    lock)."""
+def _wait_for_record(storage: Any, study_name: str, wait_seconds: float,
+                     wait_for_study: float = 0.0, log: Any = None) -> StudyRecord:
+    """The study's record, waiting briefly for a creator that is still writing it (its creator
+    makes the study and its record under one lock), and for a study that does not exist only
+    ``wait_for_study`` seconds."""
     import optuna
 
-    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    told = False
     while True:
         try:
             study = optuna.load_study(study_name=study_name, storage=storage)
         except KeyError:
-            raise PolicySearchError(f"study {study_name!r} does not exist in this storage; "
-                                    "start it with `policysearch search`") from None
+            if time.monotonic() - started >= wait_for_study:
+                waited = f" after {wait_for_study:.0f} s" if wait_for_study else ""
+                raise PolicySearchError(f"study {study_name!r} does not exist in this storage"
+                                        f"{waited}; start it with `policysearch search`") from None
+            if not told and log is not None:
+                log(f"study {study_name!r} does not exist yet; waiting up to "
+                    f"{wait_for_study:.0f} s for `policysearch search` to create it")
+                told = True
+            time.sleep(1.0)
+            continue
         if has_record(study):
             return read_study(study)
         if not any(k.startswith(PREFIX) for k in study.user_attrs):
             read_study(study)  # raises: a study of another tool or an older schema
-        if time.monotonic() > deadline:
+        if time.monotonic() > started + wait_for_study + wait_seconds:
             raise PolicySearchError(f"study {study_name!r} is still being created; try again")
         time.sleep(0.5)
 
