@@ -3,7 +3,7 @@
 # One `make search` creates the study (it stores the config, space and baselines), runs trials
 # itself, and re-evaluates and exports the winner once the budget is done:
 #   make search DATASET=cifar10 STORAGE=$STORAGE STUDY=cifar10-team TRIALS=200
-# the array adds workers to it (they wait until the study exists):
+# the array adds workers to it (each waits up to 30 min for the search to create the study):
 #   sbatch --array=0-7 experiments/slurm_workers.sh
 #SBATCH --job-name=policysearch-worker
 #SBATCH --gres=gpu:1
@@ -17,4 +17,4 @@ set -euo pipefail
 export KERAS_BACKEND="${KERAS_BACKEND:-jax}"
 cd "${SLURM_SUBMIT_DIR:-.}"
 exec .venv/bin/policysearch worker --study-name "$STUDY" --storage "$STORAGE" \
-    --tracking-uri "$MLFLOW_TRACKING_URI" --worker-id "slurm-${SLURM_ARRAY_JOB_ID:-0}-${SLURM_ARRAY_TASK_ID:-0}"
+    --tracking-uri "$MLFLOW_TRACKING_URI" --wait-for-study 1800 --worker-id "slurm-${SLURM_ARRAY_JOB_ID:-0}-${SLURM_ARRAY_TASK_ID:-0}"

@@ -370,3 +370,19 @@ def test_load_hint_says_what_to_do_when_crop_flip_wins(tmp_path: Path) -> None:
     hint = load_hint(no_augment(), path)
     assert "keep your training's crop and flip" in hint and "base=True" in hint
     assert "load_transform" in load_hint(randaugment(2, 9), path)
+
+
+def test_default_study_names_are_valid_study_names() -> None:
+    """A study name built from an experiment's name is made valid; a given one is refused."""
+    import argparse
+
+    from policysearch.cli.args import safe_study_name, study_name
+
+    assert safe_study_name("cifar10-randaugment_subset-smoke") == \
+        "cifar10-randaugment_subset-smoke"
+    for raw in ["../../x y", "a/b", ".hidden", "é" * 150, "", "it's"]:
+        name = safe_study_name(raw)
+        assert study_name(name) == name and "/" not in name and not name.startswith(".")
+    for bad in ["../x", "a/b", "x" * 101, "é" * 101, ".x", "-x", "a b", ""]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            study_name(bad)

@@ -28,11 +28,13 @@ from conftest import TINY_EXPERIMENT, png_header, tar_folder, write_image_folder
 from policysearch import randaugment, write_policy
 
 DRIVER = r"""
-import contextlib, io, json, sys, traceback
+import contextlib, io, json, os, sys, traceback
 from policysearch.cli.main import main
 
-def call(argv):
+def call(argv, env=None):
     err, out = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.update(env or {})
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         try:
             code = main(argv)
@@ -41,6 +43,8 @@ def call(argv):
         except BaseException:
             traceback.print_exc()
             code = "raised"
+    os.environ.clear()
+    os.environ.update(saved)
     return code, err.getvalue(), out.getvalue()
 
 cases, good, results = json.load(open(sys.argv[1])), sys.argv[2], {}
@@ -48,7 +52,7 @@ cases, good, results = json.load(open(sys.argv[1])), sys.argv[2], {}
 import mlflow
 mlflow.MlflowClient(sys.argv[4]).search_experiments()
 for case in cases:
-    code, err, out = call(case["argv"])
+    code, err, out = call(case["argv"], case.get("env"))
     after, after_err, _ = call(["show", good])
     results[case["id"]] = {"code": code, "stderr": err, "stdout": out, "after": after,
                            "after_stderr": after_err}
@@ -70,8 +74,8 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
             "--trials", "0"]
     cases: list[dict[str, Any]] = []
 
-    def case(name: str, argv: list[str], needle: str) -> None:
-        cases.append({"id": name, "argv": argv, "needle": needle})
+    def case(name: str, argv: list[str], needle: str, env: dict[str, str] | None = None) -> None:
+        cases.append({"id": name, "argv": argv, "needle": needle, "env": env or {}})
 
     def folder(name: str, **kwargs: Any) -> Path:
         return write_image_folder(root / name, **kwargs)
@@ -143,6 +147,7 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
     experiment("flip-string", "base_augment: {flip: 'false'}\n", "base_augment.flip")
     experiment("crop-big", "base_augment: {crop_padding: big}\n", "base_augment.crop_padding")
     experiment("image-size-0", "data: {image_size: 0}\n", "data.image_size")
+    experiment("seed-2-32", "search: {seed: 4294967295}\n", "above the maximum 4294967")
     case("experiment-directory", [*search, "--experiment", str(root)], "is a directory")
     case("experiment-dev-zero", [*search, "--experiment", "/dev/zero"], "not a regular file")
 
@@ -212,11 +217,59 @@ def build_cases(root: Path) -> tuple[list[dict[str, Any]], Path, Path]:
         ("search-batch-size", [*search, "--batch-size", "abc"], "--batch-size"),
         ("search-image-size", [*search, "--image-size", "0"], "--image-size"),
         ("search-workers", [*search, "--workers", "-2"], "--workers"),
+        ("search-seed-2-32", [*search, "--dataset", str(good_data), *tiny, "--seed",
+                              "4294967295"], "--seed: must be at most 4294967"),
         ("show-epochs", ["show", str(good_policy), "--epochs", "-3"], "--epochs"),
         ("preview-images", ["preview", str(good_policy), "--images", "0"], "--images"),
     ]
     for name, argv, needle in flags:
         case(f"flag-{name}", argv, needle)
+
+    # -- environment variables (checked before any command) -------------------------------------
+    for variable, value in (("HEARTBEAT_SECONDS", "abc"), ("HEARTBEAT_SECONDS", "0"),
+                            ("MAX_DATA_BYTES", "1.5e9"), ("WORKERS", "two")):
+        case(f"env-{variable.lower()}-{value}", [*search, "--dataset", str(good_data), *tiny],
+             f"POLICYSEARCH_{variable}={value!r}", env={f"POLICYSEARCH_{variable}": value})
+
+    # -- study names (they also name the policy file): refused before the search ---------------
+    postgres = "postgresql://root@127.0.0.1:5432/test"
+    no_export = [a for a in search if a != "--export" and a != str(root / "out.json")]
+    for name, study, needle in (("600-postgres", "s" * 600, "600 characters long"),
+                                ("300", "s" * 300, "at most 100"),
+                                ("dot-dot", "../../../x", "not a study name"),
+                                ("slash", "a/b", "not a study name"),
+                                ("quote", "it's", "not a study name")):
+        storage = ["--storage", postgres] if "postgres" in name else []
+        case(f"study-name-{name}", [*no_export, *storage, "--dataset", str(good_data), *tiny,
+                                    "--study-name", study], needle)
+    case("study-name-worker", ["worker", "--study-name", "../x", "--storage",
+                               f"sqlite:///{root}/optuna.db"], "not a study name")
+
+    # -- joining a study that does not exist: answered at once, no storage file created -------
+    for command in ("worker", "sync-mlflow"):
+        case(f"study-missing-storage-{command}", [command, "--study-name", "nope", "--storage",
+                                                  f"sqlite:///{root}/none/optuna.db"],
+             "there is no storage")
+        case(f"study-missing-{command}", [command, "--study-name", "nope", "--storage",
+                                          f"sqlite:///{root}/studies.db"],
+             "does not exist in this storage")
+
+    case("study-missing-worker-waits", ["worker", "--study-name", "nope", "--storage",
+                                        f"sqlite:///{root}/studies.db", "--wait-for-study", "1"],
+         "does not exist in this storage after 1 s")
+
+    # -- preview: output and size checked before any work ----------------------------------------
+    case("preview-out-under-a-file", ["preview", str(good_policy), "--dataset", str(good_data),
+                                      "--out", str(regular / "p.png")], "is a file, not a folder")
+    case("preview-out-a-folder", ["preview", str(good_policy), "--dataset", str(good_data),
+                                  "--out", str(root)], "is a folder")
+    case("preview-epochs-100000", ["preview", str(good_policy), "--epochs", "100000"],
+         "--epochs: must be at most 32")
+    case("preview-grid-too-large", ["preview", str(good_policy), "--dataset",
+                                    str(folder("large", classes=2, per_class=1, size=600)),
+                                    "--epochs", "32"], "--image-size")
+    case("preview-images-1000", ["preview", str(good_policy), "--images", "1000"],
+         "--images: must be at most 16")
 
     # -- validate: test classes matched by name ------------------------------------------------
     renamed = folder("renamed")
@@ -246,6 +299,10 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("fuzz")
     cases, good_policy, good_data = build_cases(root)
     (root / "cases.json").write_text(json.dumps(cases))
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="another", storage=f"sqlite:///{root}/studies.db")
     cache = root / "cache"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "POLICYSEARCH_CACHE_DIR": str(cache)}
     result = subprocess.run([sys.executable, "-c", DRIVER, str(root / "cases.json"),
@@ -272,7 +329,7 @@ def test_there_are_at_least_40_cases_across_every_entry_point() -> None:
     assert len(CASE_IDS) >= 40
     kinds = {name.split("-")[0] for name in CASE_IDS}
     assert {"dataset", "experiment", "space", "policy", "storage", "tracking",
-            "flag"} <= kinds
+            "flag", "env"} <= kinds
 
 
 @pytest.mark.parametrize("case_id", CASE_IDS)
@@ -306,3 +363,5 @@ def test_normal_commands_work_after_the_batch(fuzz: dict[str, Any]) -> None:
     assert leftovers == []
     assert not (root / "out.json").exists() and not (root / "o.json").exists(), \
         "no case got as far as exporting a policy"
+    assert not (root / "policies").exists() and not (root / "none").exists(), \
+        "nothing written by a refused study name or a missing study"

@@ -15,8 +15,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def count(low: int = 1) -> Any:
-    """An argparse type: an integer of at least ``low``."""
+def count(low: int = 1, high: int | None = None, why: str = "") -> Any:
+    """An argparse type: an integer of at least ``low`` (and at most ``high``, ``why`` saying
+    what the maximum is for)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -24,6 +25,9 @@ def count(low: int = 1) -> Any:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}"
+                                             + (f" ({why})" if why else ""))
         return value
 
     parse.__name__ = "count"
@@ -64,8 +68,47 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+PREVIEW_EPOCHS = 32
+"""Most epochs ``preview --epochs`` draws (one grid column each; about a second each on a CPU
+core, so the grid comes within a minute or so)."""
+PREVIEW_IMAGES = 16
+"""Most images (rows) ``preview`` draws."""
+STUDY_NAME_CHARS = 100
+"""Longest study name: it also names files (``policies/<name>.json``) and database rows."""
+
+
+def study_name(text: str) -> str:
+    """An argparse type: a study name, which also names the exported policy file, so it is
+    refused (never changed) unless it is letters, digits, '_', '.', '+' and '-', starting with
+    a letter, digit or '_', at most ``STUDY_NAME_CHARS`` characters (and 200 UTF-8 bytes)."""
+    import re
+
+    shown = repr(text if len(text) <= 40 else text[:40] + "...")
+    if len(text) > STUDY_NAME_CHARS or len(text.encode("utf-8", "replace")) > 2 * STUDY_NAME_CHARS:
+        raise argparse.ArgumentTypeError(
+            f"{shown} is {len(text)} characters long; at most {STUDY_NAME_CHARS} (the name also "
+            "names the policy file policies/<name>.json)")
+    if not re.fullmatch(r"\w[\w.+-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"{shown} is not a study name: use letters, digits, '_', '.', '+' and '-', starting "
+            "with a letter, digit or '_' (the name also names the policy file "
+            "policies/<name>.json)")
+    return text
+
+
+def safe_study_name(text: str) -> str:
+    """``text`` made into a valid study name (for names built from an experiment's name)."""
+    import re
+
+    name = re.sub(r"[^\w.+-]", "_", text).lstrip(".+-")[:STUDY_NAME_CHARS] or "study"
+    while len(name.encode()) > 2 * STUDY_NAME_CHARS:
+        name = name[:-1]
+    return name
+
+
 def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     """The ``policysearch`` command line; each subcommand sets ``handler``."""
+    from policysearch.config.experiment import MAX_SEED
     from policysearch.config.samplers import PRUNERS, SAMPLERS
 
     parser = _Parser(prog="policysearch", description=doc)
@@ -100,7 +143,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="base random horizontal flip (false where a flip changes the label)")
     p.add_argument("--placement", choices=("auto", "data", "model"),
                    help="run augmentation in the tf.data pipeline or in the train step")
-    p.add_argument("--seed", type=count(0), help="sampler and trial seed")
+    p.add_argument("--seed", type=count(0, MAX_SEED, "trials train with 1 + 1000 x seed, and "
+                                        "NumPy and Keras take seeds below 2**32"),
+                   help=f"sampler and trial seed (0 to {MAX_SEED})")
     p.add_argument("--sampler", choices=tuple(SAMPLERS))
     p.add_argument("--pruner", choices=tuple(PRUNERS))
     p.add_argument("--top-k", type=count(1), help="searched candidates raced against the baseline")
@@ -110,7 +155,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="which training the race runs (default: the experiment's)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db, "
                    "or POLICYSEARCH_STORAGE)")
-    p.add_argument("--study-name", help="name of the study; an existing one is resumed")
+    p.add_argument("--study-name", type=study_name, help="name of the study; an existing one is "
+                   "resumed (letters, digits, '_', '.', '+', '-'; it names the policy file)")
     p.add_argument("--export", help="where to write the policy (default policies/<study>.json)")
     p.add_argument("--workers", type=count(), default=1,
                    help="worker processes on this machine (at most one per CPU core)")
@@ -125,11 +171,14 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.set_defaults(handler="search")
 
     p = sub.add_parser("worker", help="join an existing study and run its trials")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", type=study_name, required=True)
     p.add_argument("--storage")
     p.add_argument("--tracking-uri")
     p.add_argument("--worker-id", default=f"{os.uname().nodename}-{os.getpid()}")
     p.add_argument("--deadline", type=float, help="stop claiming trials after this Unix time")
+    p.add_argument("--wait-for-study", type=count(0), default=0, metavar="SECONDS",
+                   help="wait this long for a study that does not exist yet (a worker started "
+                        "before its search; default: refuse at once)")
     p.set_defaults(handler="worker")
 
     p = sub.add_parser("validate", help="test accuracy of a policy against the baselines "
@@ -166,8 +215,10 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("policy")
     p.add_argument("--dataset")
     p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=count(), help="one row per image across this many epochs")
-    p.add_argument("--images", type=count(), default=8)
+    p.add_argument("--epochs", type=count(1, PREVIEW_EPOCHS, "one column per epoch"),
+                   help=f"one row per image across this many epochs (at most {PREVIEW_EPOCHS})")
+    p.add_argument("--images", type=count(1, PREVIEW_IMAGES, "one row per image"), default=8,
+                   help=f"one image per class, at most this many (at most {PREVIEW_IMAGES})")
     p.add_argument("--seed", type=count(0), default=0)
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (as the search did with --image-size)")
@@ -176,7 +227,7 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.set_defaults(handler="preview")
 
     p = sub.add_parser("sync-mlflow", help="log to MLflow the trials it missed")
-    p.add_argument("--study-name", required=True)
+    p.add_argument("--study-name", type=study_name, required=True)
     p.add_argument("--storage")
     p.add_argument("--tracking-uri")
     p.set_defaults(handler="sync")

@@ -10,23 +10,41 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from policysearch.errors import PolicySearchError
 
 EXIT_INTERRUPTED = {15: 143, 2: 130}
+ENV_SETTINGS = {"POLICYSEARCH_HEARTBEAT_SECONDS": 10, "POLICYSEARCH_MAX_DATA_BYTES": 4 << 30,
+                "POLICYSEARCH_WORKERS": 1}
+"""The integer ``POLICYSEARCH_*`` variables and their defaults, checked before any command."""
+PREVIEW_BYTES = 256 << 20
+"""Largest preview grid (RGB bytes) drawn."""
 
 
 def _quiet() -> None:
     """Keep Keras' and Python's warnings out of the progress display (TensorFlow's start-up
     lines are held back by ``quiet.install`` in ``main``)."""
     os.environ.setdefault("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
-    import warnings
-
     warnings.filterwarnings("ignore", category=UserWarning, module="keras")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Our own warnings in one line; anything else as Python shows it."""
+    from policysearch.errors import PolicySearchWarning
+
+    if issubclass(category, PolicySearchWarning):
+        print(f"policysearch: warning: {message}", file=sys.stderr, flush=True)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_SHOW_WARNING = warnings.showwarning
 
 
 def _print(*args: Any) -> None:
@@ -121,10 +139,11 @@ def load_hint(policy: Any, path: Path) -> str:
 
 def default_study_name(experiment: Any, space: str, smoke: bool) -> str:
     """The experiment's name, or the dataset's for a folder searched with the defaults."""
+    from policysearch.cli.args import safe_study_name
     from policysearch.data.datasets import slug
 
     name = experiment.name if experiment.source != "defaults" else slug(experiment.dataset)
-    return f"{name}-{space}" + ("-smoke" if smoke else "")
+    return safe_study_name(f"{name}-{space}" + ("-smoke" if smoke else ""))
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -133,7 +152,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from policysearch.study.storage import default_storage
 
     run_worker(args.study_name, args.storage or default_storage(), args.tracking_uri,
-               args.worker_id, deadline=args.deadline, log=_print)
+               args.worker_id, deadline=args.deadline, log=_print,
+               wait_for_study=args.wait_for_study)
     return 0
 
 
@@ -228,12 +248,20 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from policysearch.tracking.plots import epochs_grid, sample_grid
 
     policy = read_policy(args.policy)
+    out = Path(args.out or f"previews/{Path(args.policy).stem}"
+               f"{'-epochs' if args.epochs else ''}.png")
+    check_output(out, "--out")
     dataset = args.dataset or policy.source.get("dataset") or "cifar10"
     part = load_part(dataset, "train", args.data_dir, args.image_size)
     import numpy as np
 
     picks = [int(np.flatnonzero(part.y == c)[0]) for c in np.unique(part.y)][: args.images]
     images = part.x[picks]
+    tiles = len(picks) * (1 + (args.epochs or 3))
+    if tiles * images[0].size * 9 > PREVIEW_BYTES:  # tiles are drawn 3 x 3 times larger
+        raise PolicySearchError(f"preview: {tiles} tiles of {images.shape[2]}x{images.shape[1]} "
+                                f"would make a grid over {PREVIEW_BYTES >> 20} MiB; pass "
+                                "--image-size N (e.g. 64), or fewer --images or --epochs")
     padding = int(policy.base.get("crop_padding", 0)) if args.base else 0
     flip = bool(policy.base.get("flip", False)) if args.base else False
     if args.epochs:
@@ -241,12 +269,25 @@ def cmd_preview(args: argparse.Namespace) -> int:
                           crop_padding=padding, flip=flip)
     else:
         png = sample_grid(policy, images, seed=args.seed, crop_padding=padding, flip=flip)
-    out = Path(args.out or f"previews/{Path(args.policy).stem}"
-               f"{'-epochs' if args.epochs else ''}.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(png)
+    except OSError as err:
+        raise PolicySearchError(f"--out {out}: cannot write it ({err.strerror or err})") from None
     _print(f"wrote {out}")
     return 0
+
+
+def check_output(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output file that cannot be created: a folder, or a path
+    under a file."""
+    if path.is_dir():
+        raise PolicySearchError(f"{flag} {path}: is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise PolicySearchError(f"{flag} {path}: {parent} is a file, not a folder")
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -319,12 +360,17 @@ def main(argv: list[str] | None = None) -> int:
     from policysearch.cli.args import build_parser
 
     quiet.install()  # before any command imports TensorFlow: its first lines are not the tool's
+    warnings.showwarning = _show_warning
     parser = build_parser(__doc__.splitlines()[0])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # a bad argument (one line printed), --help or --version
         return exit.code if isinstance(exit.code, int) else 2
     try:
+        from policysearch.errors import env_int
+
+        for name, default in ENV_SETTINGS.items():
+            env_int(name, default)
         return COMMANDS[args.handler](args)
     except PolicySearchError as err:
         print(f"policysearch: error: {err}", file=sys.stderr, flush=True)

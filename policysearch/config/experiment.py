@@ -67,6 +67,11 @@ class TrainerConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
 
 
+MAX_SEED = (2**32 - 1 - 1) // 1000
+"""Largest search seed: its trials train with seed 1 + 1000 x seed, and NumPy, Keras and the
+Optuna samplers take seeds up to 2**32 - 1 (checked under TensorFlow and JAX)."""
+
+
 @dataclass
 class SearchConfig:
     space: str = option("randaugment_subset", doc="a name in search_spaces/ or a YAML path")
@@ -74,7 +79,8 @@ class SearchConfig:
     timeout_minutes: float | None = option(None, low=0.0)
     sampler: str = option("tpe", choices=tuple(SAMPLERS))
     pruner: str = option("hyperband", choices=tuple(PRUNERS))
-    seed: int = option(0, low=0)
+    seed: int = option(0, low=0, high=MAX_SEED,
+                       doc="sampler and trial seed (trials train with 1 + 1000 x seed)")
     baselines: list[str] = option(["crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"],
                               doc="crop_only: no flip, for data where a flip changes the label")
     max_failures: int = option(10, low=0, doc="stop after this many failed trials")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from policysearch.data.images import allocate, decode_image, fit_arrays
-from policysearch.errors import DataError
+from policysearch.errors import DataError, PolicySearchWarning
 
 CIFAR10_ARCHIVE = "cifar10-images.tar.gz"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -333,7 +333,7 @@ def _read_cache(path: Path) -> Part | None:
         import warnings
 
         warnings.warn(f"cached dataset {path} is truncated or corrupt; rebuilding it",
-                      stacklevel=2)
+                      PolicySearchWarning, stacklevel=2)
         with contextlib.suppress(OSError):
             path.unlink(missing_ok=True)
         return None
@@ -355,4 +355,5 @@ def _write_cache(path: Path, part: Part) -> None:
             tmp.unlink(missing_ok=True)
         warnings.warn(f"cannot cache the decoded dataset in {path.parent} "
                       f"({err.strerror or err}); continuing without a cache (set "
-                      "POLICYSEARCH_CACHE_DIR to a writable folder)", stacklevel=2)
+                      "POLICYSEARCH_CACHE_DIR to a writable folder)", PolicySearchWarning,
+                      stacklevel=2)

@@ -9,12 +9,11 @@ decoded to that square size (``RESIZE_METHOD``).
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import numpy as np
 
-from policysearch.errors import DataError
+from policysearch.errors import DataError, env_int
 
 RESIZE_METHOD = ("the shorter side is resized to image_size with PIL's bicubic filter, then "
                  "the centre image_size x image_size square is kept (PIL ImageOps.fit)")
@@ -25,7 +24,7 @@ SIZE_HINT = "pass --image-size N (data.image_size) to decode every image to N x 
 
 def max_data_bytes() -> int:
     """Most bytes a decoded part may take (``$POLICYSEARCH_MAX_DATA_BYTES``, default 4 GiB)."""
-    return int(os.environ.get("POLICYSEARCH_MAX_DATA_BYTES", 4 << 30))
+    return env_int("POLICYSEARCH_MAX_DATA_BYTES", 4 << 30)
 
 
 def allocate(what: str, count: int, shape: tuple[int, ...]) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from policysearch.data.datasets import load_part
-from policysearch.errors import DataError
+from policysearch.errors import DataError, PolicySearchWarning
 
 ROLES = ("proxy", "target", "val", "selection")
 
@@ -100,9 +100,34 @@ def load_splits(experiment: Any) -> Splits:
     index = carve(part.y, val_size=exp.data.val_size, selection_size=exp.data.selection_size,
                   target_size=exp.target.train_size, proxy_size=exp.data.train_size,
                   seed=exp.data.split_seed)
+    sparse = too_few(part.y, index, part.classes)
+    if sparse:
+        import warnings
+
+        warnings.warn(f"dataset {exp.dataset}: {sparse}", PolicySearchWarning, stacklevel=2)
     parts = {role: Split(part.x[i], part.y[i]) for role, i in index.items()}
     return Splits(**parts, classes=part.classes, dataset=exp.dataset,
                   fingerprint=fingerprint(part.x, part.y, part.classes))
+
+
+def too_few(labels: np.ndarray, index: dict[str, np.ndarray], classes: tuple[str, ...]) -> str:
+    """A sentence naming the classes missing from some split (too few images to stratify them
+    into every one), or ``""`` when every class is in every split."""
+    roles = {"proxy": "the proxy's training", "val": "search validation",
+             "selection": "selection"}
+    found = []
+    for c, name in enumerate(classes):
+        missing = [what for role, what in roles.items() if not np.any(labels[index[role]] == c)]
+        if missing:
+            count = int(np.sum(labels == c))
+            found.append(f"{name!r} ({count} image{'s' if count != 1 else ''}) is not in "
+                         f"{', '.join(missing)}")
+    if not found:
+        return ""
+    more = f"; {len(found) - 3} more class(es) too" if len(found) > 3 else ""
+    return (f"not every class is in every split: {'; '.join(found[:3])}{more}; the search "
+            "cannot train or score on a class a split lacks (give the class more images, or the "
+            "split more: data.train_size, data.val_size, data.selection_size)")
 
 
 def fingerprint(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Experiment
-from policysearch.errors import PolicySearchError
+from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race
@@ -246,11 +246,13 @@ def print_decision(decision: dict[str, Any], log: Any) -> None:
 
 
 def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, worker_id: str,
-               deadline: float | None = None, log: Any = print) -> int:
-    """Join a study (its stored config) and run trials until its budget is reached."""
+               deadline: float | None = None, log: Any = print,
+               wait_for_study: float = 0.0) -> int:
+    """Join a study (its stored config) and run trials until its budget is reached; a study
+    that does not exist is refused at once, or waited for ``wait_for_study`` seconds."""
     from policysearch.data.splits import load_splits
 
-    handle = open_study(storage_url, study_name)
+    handle = open_study(storage_url, study_name, wait_for_study=wait_for_study, log=log)
     record = handle.record
     splits = load_splits(handle.experiment)
     if splits.fingerprint != record.data_fingerprint:
@@ -261,7 +263,7 @@ def run_worker(study_name: str, storage_url: str, tracking_uri: str | None, work
     if uri and record.mlflow_experiment:
         view = _view(_tracker(uri, record.mlflow_experiment, study_name), handle.study,
                      storage_url)
-    configure_threads(int(os.environ.get("POLICYSEARCH_WORKERS", "1")))
+    configure_threads(env_int("POLICYSEARCH_WORKERS", 1))
     runner = Runner(handle, splits, view, worker_id, log)
     with interruptible():
         ran = runner.run(deadline)

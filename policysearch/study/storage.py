@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from policysearch.errors import StorageError
+from policysearch.errors import StorageError, env_int
 
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 # Seconds between a running trial's heartbeats; a trial silent for 3 beats lost its worker.
-# ``POLICYSEARCH_HEARTBEAT_SECONDS`` shortens it (tests of dead workers).
-HEARTBEAT_INTERVAL = max(1, int(os.environ.get("POLICYSEARCH_HEARTBEAT_SECONDS", "10")))
+# ``POLICYSEARCH_HEARTBEAT_SECONDS`` shortens it (tests of dead workers); the command line
+# checks it (``ENV_SETTINGS``) before any work, so a bad value is one line there.
+HEARTBEAT_INTERVAL = env_int("POLICYSEARCH_HEARTBEAT_SECONDS", 10)
 GRACE_PERIOD = 3 * HEARTBEAT_INTERVAL
 
 
@@ -80,6 +81,18 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Any:
     except Exception as err:  # sqlalchemy.exc.* and driver errors
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StorageError(f"storage {redact(url)}: cannot connect ({reason})") from None
+
+
+def storage_exists(url: str) -> bool:
+    """False only for a storage file (SQLite, journal) that is not there; a server is asked
+    when it is opened."""
+    if is_journal(url):
+        return Path(url).exists()
+    full = normalize_url(url)
+    if full.startswith("sqlite:///"):
+        path = full.removeprefix("sqlite:///")
+        return not path or path == ":memory:" or Path(path).exists()
+    return True
 
 
 def _make_parent(path: str, url: str) -> None:

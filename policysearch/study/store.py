@@ -24,7 +24,7 @@ from policysearch.study.record import (
     write_study,
 )
 from policysearch.study.spaces import SearchSpace, parse_space
-from policysearch.study.storage import budget_lock, open_storage
+from policysearch.study.storage import budget_lock, open_storage, redact, storage_exists
 
 warnings.filterwarnings("ignore", message=".*is experimental.*")
 warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -75,17 +75,23 @@ def trial_seed(search_seed: int) -> int:
 
 
 def open_study(storage_url: str, study_name: str, record: StudyRecord | None = None, *,
-               experiment: Experiment | None = None, wait_seconds: float = 60.0) -> StudyHandle:
+               experiment: Experiment | None = None, wait_seconds: float = 60.0,
+               wait_for_study: float = 0.0, log: Any = None) -> StudyHandle:
     """Create the study from ``record`` (with its baselines, once) or join it.
 
     Joining with a record checks that the stored one matches it (a larger ``total_trials`` is
     a resume that adds trials, and is stored). Joining without one takes the stored config.
     The sampler is seeded with the study's seed only in the process that creates the study;
     every other process (workers, resumes) reseeds it, so nobody re-proposes what ran.
+    A study that does not exist is refused at once, unless ``wait_for_study`` seconds are
+    given (a worker started before its search: it says so once through ``log``, then waits).
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if record is None and not wait_for_study and not storage_exists(storage_url):
+        raise PolicySearchError(f"study {study_name!r} does not exist: there is no storage "
+                                f"{redact(storage_url)}; start it with `policysearch search`")
     storage = open_storage(storage_url)
     created = False
     if record is not None and experiment is not None:
@@ -98,7 +104,7 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
             else:
                 write_baselines_and_record(study, experiment, record)
                 created = True
-    stored = _wait_for_record(storage, study_name, wait_seconds)
+    stored = _wait_for_record(storage, study_name, wait_seconds, wait_for_study, log)
     stored_experiment = experiment_from_dict(stored.experiment, f"study {study_name}")
     stored_experiment.source = stored.experiment_source
     space = parse_space(stored.space_raw, f"study {study_name}", stored.space_name)
@@ -122,24 +128,34 @@ def write_baselines_and_record(study: Any, experiment: Experiment, record: Study
     write_study(study, record)
 
 
-def _wait_for_record(storage: Any, study_name: str, wait_seconds: float) -> StudyRecord:
-    """The study's record, waiting briefly for a creator that is still writing it."""
+def _wait_for_record(storage: Any, study_name: str, wait_seconds: float,
+                     wait_for_study: float = 0.0, log: Any = None) -> StudyRecord:
+    """The study's record, waiting briefly for a creator that is still writing it (its creator
+    makes the study and its record under one lock), and for a study that does not exist only
+    ``wait_for_study`` seconds."""
     import optuna
 
-    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    told = False
     while True:
         try:
             study = optuna.load_study(study_name=study_name, storage=storage)
         except KeyError:
-            study = None
-        if study is not None and has_record(study):
+            if time.monotonic() - started >= wait_for_study:
+                waited = f" after {wait_for_study:.0f} s" if wait_for_study else ""
+                raise PolicySearchError(f"study {study_name!r} does not exist in this storage"
+                                        f"{waited}; start it with `policysearch search`") from None
+            if not told and log is not None:
+                log(f"study {study_name!r} does not exist yet; waiting up to "
+                    f"{wait_for_study:.0f} s for `policysearch search` to create it")
+                told = True
+            time.sleep(1.0)
+            continue
+        if has_record(study):
             return read_study(study)
-        if study is not None and not any(k.startswith(PREFIX) for k in study.user_attrs):
+        if not any(k.startswith(PREFIX) for k in study.user_attrs):
             read_study(study)  # raises: a study of another tool or an older schema
-        if time.monotonic() > deadline:
-            if study is None:
-                raise PolicySearchError(f"study {study_name!r} does not exist in this storage; "
-                                        "start it with `policysearch search`")
+        if time.monotonic() > started + wait_for_study + wait_seconds:
             raise PolicySearchError(f"study {study_name!r} is still being created; try again")
         time.sleep(0.5)
 
@@ -164,9 +180,12 @@ def check_compatible(study_name: str, stored: StudyRecord, given: StudyRecord) -
                 key, f"{key} {getattr(stored, key)!r}, not {getattr(given, key)!r}")
             problems.append(what)
     old, new = _flat(stored.experiment), _flat(given.experiment)
+    same_data = stored.data_fingerprint == given.data_fingerprint
     for key in sorted(set(old) | set(new)):
         if any(key == m or key.startswith(m + ".") for m in MAY_CHANGE):
             continue
+        if key == "dataset" and same_data:
+            continue  # the same images (pixels, labels, classes), spelled another way
         if old.get(key) != new.get(key):
             problems.append(f"{key}={old.get(key)!r}, not {new.get(key)!r}")
     if problems:

@@ -22,8 +22,6 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # keeps progress readable
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-logging.getLogger("mlflow").setLevel(logging.WARNING)
-logging.getLogger("alembic").setLevel(logging.WARNING)
 
 from policysearch._version import __version__  # noqa: E402
 from policysearch.errors import TrackingError  # noqa: E402
@@ -70,7 +68,7 @@ class Tracker:
         if self._client is None:
             from mlflow import MlflowClient
 
-            logging.getLogger("mlflow").setLevel(logging.WARNING)  # mlflow resets it on import
+            quiet_mlflow_logs()  # mlflow resets its logger on import
             if self.uri.startswith("sqlite:///"):
                 Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True,
                                                                        exist_ok=True)
@@ -170,6 +168,33 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+class _OneLine(logging.Filter):
+    """A log record in one line: no traceback, no SQL statement under the message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info or record.stack_info or "\n" in record.getMessage():
+            lines = record.getMessage().strip().splitlines()
+            record.msg, record.args = (lines[0] if lines else record.levelname), None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def quiet_mlflow_logs() -> None:
+    """MLflow's own log lines: warnings and worse, one line each. A failed write to its
+    database (a full disk) is not logged at all by MLflow: the error reaches ``Tracker.safe``,
+    which prints one warning line for it."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    for name in ("mlflow", "alembic", "sqlalchemy.engine"):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, _OneLine) for f in handler.filters):
+                handler.addFilter(_OneLine())
+
+
+quiet_mlflow_logs()
+
+
 def ms(when: Any) -> int:
     return int(when.timestamp() * 1000) if when is not None else 0
 
@@ -179,7 +204,16 @@ def param(value: Any) -> str:
     return text[:6000]
 
 
-def reason(err: Exception) -> str:
+def reason(err: BaseException) -> str:
+    """The first line of the root cause: the database's own words ("database or disk is
+    full") rather than the wrapper's ("raised as a result of Query-invoked autoflush")."""
+    seen = {id(err)}
+    while True:
+        inner = getattr(err, "orig", None) or err.__cause__
+        if not isinstance(inner, BaseException) or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        err = inner
     text = str(err).strip().splitlines()
     first = text[0] if text else type(err).__name__
     return first[:200]
