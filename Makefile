@@ -6,9 +6,10 @@ PS := $(VENV)/bin/policysearch
 STAMP := $(VENV)/.installed
 
 DATASET ?= cifar10
-# The CIFAR-10 archive: ../shared/data on this project's machines; elsewhere set DATA_DIR
-# (or POLICYSEARCH_DATA_DIR), or leave it empty for Keras' own download.
-DATA_DIR ?= $(if $(wildcard ../shared/data/cifar10-images.tar.gz),../shared/data,)
+# Named datasets (DATASET=cifar10, DATASET=mnist) are <name>-images.tar.gz in DATA_DIR:
+# ../shared/data on this project's machines; elsewhere set DATA_DIR (or POLICYSEARCH_DATA_DIR),
+# or leave it empty for Keras' own CIFAR-10 download (no other dataset is downloaded).
+DATA_DIR ?= $(if $(wildcard ../shared/data/*-images.tar.gz),../shared/data,)
 MLFLOW_TRACKING_URI ?= sqlite:///runs/mlflow.db
 UI_PORT ?= 5000
 EXPERIMENT ?= cifar10

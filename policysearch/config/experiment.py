@@ -29,7 +29,7 @@ class DataConfig:
     val_size: int = option(5000, low=1, doc="search validation images (trials optimise them)")
     selection_size: int = option(1000, low=1, doc="selection images (the race chooses the winner)")
     split_seed: int = option(0, low=0)
-    data_dir: str | None = option(None, doc="folder holding cifar10-images.tar.gz")
+    data_dir: str | None = option(None, doc="folder holding NAME-images.tar.gz archives")
     image_size: int | None = option(None, low=8, high=1024,
                                 doc="decode every image to this square size (shorter side "
                                     "resized with PIL bicubic, then centre crop); null: as is")
