@@ -51,6 +51,7 @@ help:
 	@echo "make bench         augmentation and epoch-time benchmarks"
 	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
+	@echo "make calibrate EXPERIMENT=mnist [SEEDS=3]    pick the cheapest faithful proxy for it"
 
 install: $(STAMP)
 
@@ -98,6 +99,11 @@ experiment: $(STAMP)
 fidelity: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) fidelity $(EXPERIMENT) \
 		$(call opt,--data-dir,$(DATA_DIR)) $(call opt,--seeds,$(SEEDS)) $(if $(SMOKE),--smoke,)
+
+.PHONY: calibrate
+calibrate: $(STAMP)
+	$(PS) calibrate $(call q,$(EXPERIMENT)) $(call opt,--data-dir,$(DATA_DIR)) \
+		$(call opt,--seeds,$(SEEDS)) $(smoke_flag)
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache

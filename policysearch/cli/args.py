@@ -205,4 +205,20 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--out", help="results file (default experiments/results/<NAME>-fidelity.md)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI")
     p.set_defaults(handler="fidelity")
+
+    p = sub.add_parser("calibrate", help="pick the cheapest proxy that ranks policies as the "
+                       "target does (writes experiments/results/<NAME>-calibration.yaml)")
+    p.add_argument("experiment", help="experiments/<NAME>.yaml or a path")
+    p.add_argument("--ladder", nargs="+", metavar="RUNG", help="rungs: images/K, epochs/K, "
+                   "width/K joined by +, or proxy (default calibrate.ladder, else built in)")
+    p.add_argument("--bar", type=float, help="Spearman a rung must reach (default calibrate.bar)")
+    p.add_argument("--seeds", type=count(2), help="choosing seeds (default fidelity.seeds)")
+    p.add_argument("--confirm-seeds", type=count(2),
+                   help="fresh seeds that confirm the pick (default calibrate.confirm_seeds)")
+    p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries, as for fidelity")
+    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives")
+    p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
+    p.add_argument("--out", help="the calibration file (default "
+                   "experiments/results/<NAME>-calibration.yaml; .md and .json beside it)")
+    p.set_defaults(handler="calibrate")
     return parser

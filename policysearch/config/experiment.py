@@ -108,6 +108,17 @@ class FidelityConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    bar: float = option(0.8, low=-1.0, high=1.0, doc="Spearman a cheaper proxy must reach, on "
+                        "the choosing seeds and again on fresh confirmation seeds")
+    confirm_seeds: int = option(2, low=2, doc="fresh seeds that confirm the pick")
+    ladder: list[str] = option([], doc="rungs: images/K, epochs/K, width/K joined by +, or "
+                               "proxy (the file's own); [] = the built-in ladder")
+    use: bool = option(True, doc="train the proxy `calibrate` picked for this very target "
+                       "(experiments/results/<name>-calibration.yaml) instead of the file's")
+
+
+@dataclass
 class Budget:
     """One training budget: how many images and how they are trained."""
 
@@ -127,6 +138,7 @@ class Experiment:
     race: RaceConfig = field(default_factory=RaceConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     smoke: dict[str, Any] = option({}, doc="overrides applied with --smoke")
     source: str = field(default="", metadata={"internal": True})
 
@@ -186,8 +198,13 @@ def dataset_experiment(dataset: str) -> Path:
 
 
 def load_experiment(name: str | None = None, *, dataset: str | None = None, smoke: bool = False,
-                    overrides: dict[str, Any] | None = None) -> Experiment:
+                    overrides: dict[str, Any] | None = None,
+                    calibrated: bool = True) -> Experiment:
     """Load an experiment file (or the defaults), then smoke overrides, then ``overrides``.
+
+    With ``calibrated`` (and ``calibrate.use``), the proxy ``policysearch calibrate`` picked for
+    this very target replaces the file's (``policysearch.config.calibration``); proxy keys in
+    ``overrides`` still win.
 
     With no name, ``experiments/<dataset>.yaml`` is used if it exists, else the defaults.
     ``overrides`` maps dotted keys (``trainer.epochs``) to values; ``None`` values are ignored.
@@ -229,6 +246,14 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         raise ConfigError(f"{origin}: key 'race.max_seeds': {experiment.race.max_seeds} is below "
                           f"race.min_seeds ({experiment.race.min_seeds})")
     _resolve_auto(experiment)
+    if calibrated and experiment.calibrate.use:
+        from policysearch.config.calibration import calibration_path, proxy_overrides
+
+        picked = proxy_overrides(experiment.to_dict(), calibration_path(experiment.name, smoke))
+        if picked:
+            mine = {k: v for k, v in (overrides or {}).items()
+                    if k == "data.train_size" or k.startswith("trainer.")}
+            experiment = with_overrides(experiment, {**picked, **mine}, origin)
     return experiment
 
 
