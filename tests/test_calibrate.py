@@ -186,3 +186,18 @@ def test_ladder_on_real_digits_then_nothing_to_train(mnist_dir: Path, tmp_path: 
     second = run_cli(tmp_path, *args).stdout
     assert "trained 0 runs now" in second and "runs to train" not in second
     assert yaml.safe_load(out.read_text())["calibration"]["rung"] == cal["rung"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["nosuch"], "experiment 'nosuch': no file"),
+    (["cifar10", "--ladder", "pixels/2"], "calibrate.ladder: 'pixels/2' is not a rung"),
+    (["cifar10", "--bar", "2"], "--bar 2.0: a Spearman bar lies between -1 and 1"),
+    (["cifar10", "--confirm-seeds", "1"], "--confirm-seeds: must be at least 2"),
+])
+def test_bad_calibrate_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "policysearch", "calibrate", *args,
+                           "--out", str(tmp_path / "c.yaml")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "c.yaml").exists()
