@@ -201,3 +201,22 @@ def test_bad_calibrate_input_is_one_line(tmp_path: Path, args: list[str], needle
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0 and len(lines) == 1 and needle in lines[0], proc.stderr
     assert not (tmp_path / "c.yaml").exists()
+
+
+def test_runs_of_fidelity_are_reused(tiny: Path, tmp_path: Path) -> None:
+    # `policysearch fidelity` trained the panel at the file's proxy and target: calibrate's
+    # `proxy` rung and its target need no training
+    experiment = load_experiment(str(tiny), calibrated=False)
+    panel = build_panel(PANEL)
+    runs = [{"policy": e.name, "key": e.policy.key(), "budget": budget, "seed": seed,
+             "accuracy": value + 0.001 * seed, "seconds": 5.0 if budget == "proxy" else 10.0}
+            for budget, values in (("target", TARGET), ("proxy", TARGET[::-1]))
+            for seed in (1, 2, 3) for e, value in zip(panel, values)]
+    (tmp_path / "tiny-fidelity.json").write_text(json.dumps(
+        {"experiment": experiment.to_dict(), "runs": runs}))
+    lines: list[str] = []
+    result = run_calibration(experiment, panel, [1, 2, 3], tmp_path / "tiny-calibration.yaml",
+                             ladder=["proxy"], log=lines.append)
+    assert "24 finished runs saved (24 from tiny-fidelity.json)" in lines[0]
+    assert result["picked"].name == "target" and result["rows"][0]["spearman"] == -1.0
+    assert any("trained 0 runs now" in line for line in lines)
