@@ -96,7 +96,9 @@ def proxy_note(config: dict[str, Any], path: Path, source: str) -> str:
         return (f"proxy: {what}, as {source} sets it ({path.name} measured another target: "
                 f"rerun `policysearch calibrate {name}`)")
     if cal.get("proxy") != proxy_stamp(config):
-        return f"proxy: {what}, as set on the command line (not the one {path.name} picked)"
+        return (f"proxy: {what}, as {source} or the command line sets it (not rung "
+                f"{cal.get('rung')}, which {path.name} picked; calibrate.use: false or a flag "
+                "keeps the file's)")
     if cal.get("rung") == "target":
         return (f"proxy: the target itself ({what}): `calibrate` found nothing cheaper that "
                 f"ranks policies as the target does ({path.name})")
