@@ -6,9 +6,10 @@ PS := $(VENV)/bin/policysearch
 STAMP := $(VENV)/.installed
 
 DATASET ?= cifar10
-# The CIFAR-10 archive: ../shared/data on this project's machines; elsewhere set DATA_DIR
-# (or POLICYSEARCH_DATA_DIR), or leave it empty for Keras' own download.
-DATA_DIR ?= $(if $(wildcard ../shared/data/cifar10-images.tar.gz),../shared/data,)
+# Named datasets (DATASET=cifar10, DATASET=mnist) are <name>-images.tar.gz in DATA_DIR:
+# ../shared/data on this project's machines; elsewhere set DATA_DIR (or POLICYSEARCH_DATA_DIR),
+# or leave it empty for Keras' own CIFAR-10 download (no other dataset is downloaded).
+DATA_DIR ?= $(if $(wildcard ../shared/data/*-images.tar.gz),../shared/data,)
 MLFLOW_TRACKING_URI ?= sqlite:///runs/mlflow.db
 UI_PORT ?= 5000
 EXPERIMENT ?= cifar10
@@ -47,9 +48,10 @@ help:
 	@echo "make ui            MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make test          the test suite (bootstraps .venv)"
 	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
-	@echo "make bench         augmentation and epoch-time benchmarks"
+	@echo "make bench [ONLY=runs RUNS=10 RUN_EPOCHS=..]  augmentation, epoch and run times"
 	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
+	@echo "make calibrate EXPERIMENT=mnist [SEEDS=3]    pick the cheapest faithful proxy for it"
 
 install: $(STAMP)
 
@@ -88,7 +90,9 @@ test-interop: $(STAMP)
 		tests/interop $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m policysearch.evidence.bench $(call opt,--data-dir,$(DATA_DIR))
+	$(VENV)/bin/python -m policysearch.evidence.bench $(call opt,--data-dir,$(DATA_DIR)) \
+		$(call opt,--runs,$(RUNS)) $(call opt,--run-epochs,$(RUN_EPOCHS)) \
+		$(call opt,--experiment,$(BENCH_EXPERIMENT)) $(call opt,--only,$(ONLY))
 
 experiment: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(call q,$(EXPERIMENT)) \
@@ -98,6 +102,11 @@ experiment: $(STAMP)
 fidelity: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) fidelity $(EXPERIMENT) \
 		$(call opt,--data-dir,$(DATA_DIR)) $(call opt,--seeds,$(SEEDS)) $(if $(SMOKE),--smoke,)
+
+.PHONY: calibrate
+calibrate: $(STAMP)
+	$(PS) calibrate $(call q,$(EXPERIMENT)) $(call opt,--data-dir,$(DATA_DIR)) \
+		$(call opt,--seeds,$(SEEDS)) $(smoke_flag)
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache

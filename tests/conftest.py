@@ -53,6 +53,16 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The folder holding mnist-images.tar.gz (10,000 real MNIST digits)."""
+    for candidate in (os.environ.get("POLICYSEARCH_DATA_DIR"), ROOT.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "mnist-images.tar.gz").is_file():
+            return Path(candidate)
+    _unavailable("mnist-images.tar.gz not found; set POLICYSEARCH_DATA_DIR")
+    raise AssertionError  # unreachable
+
+
+@pytest.fixture(scope="session")
 def cifar_images(data_dir: Path) -> np.ndarray:
     """64 real CIFAR-10 training images (the first members of the archive), uint8."""
     from PIL import Image

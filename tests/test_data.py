@@ -178,6 +178,32 @@ def test_empty_or_malformed_sources_are_refused(tmp_path: Path, cache: Path) -> 
         load_part(str(text), "train")
 
 
+def test_a_name_finds_its_archive_in_the_data_directory(folder: Path, tmp_path: Path,
+                                                       cache: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--dataset shapes` finds shapes-images.tar.gz as `cifar10` finds its archive
+    data = tmp_path / "data"
+    data.mkdir()
+    tar_folder(folder, data / "shapes-images.tar.gz")
+    monkeypatch.delenv("POLICYSEARCH_DATA_DIR", raising=False)
+    assert np.array_equal(load_part("shapes", "train", data).y, load_part(str(folder), "train").y)
+    monkeypatch.setenv("POLICYSEARCH_DATA_DIR", str(data))
+    assert load_part("shapes", "test").x.shape == (6, 16, 16, 3)
+    with pytest.raises(DataError) as err:
+        load_part("digits", "train")
+    message = str(err.value)
+    assert "no digits-images.tar.gz in the data directory" in message
+    assert "named datasets: cifar10, shapes" in message
+
+
+def test_mnist_archive(mnist_dir: Path) -> None:
+    test = load_part("mnist", "test", mnist_dir)
+    assert test.x.shape == (2000, 28, 28, 3) and test.classes == tuple("0123456789")
+    train = load_part("mnist", "train", mnist_dir)
+    assert train.x.shape == (8000, 28, 28, 3) and train.classes == test.classes
+    assert 20 < train.x.mean() < 60, "white strokes on black, not blank images"
+
+
 # ----------------------------------------------------------------------------------------------
 # The real CIFAR-10 archive: decodes 60,000 JPEGs once; the session cache serves the rest
 

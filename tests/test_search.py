@@ -238,6 +238,27 @@ def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_pat
     assert "Spearman" in fidelity and "cost ratio" in fidelity
 
 
+def test_shipped_mnist_experiment_smoke_on_real_digits(mnist_dir: Path, tmp_path: Path) -> None:
+    # `make experiment EXPERIMENT=mnist SMOKE=1`: the shipped digits experiment, its smoke
+    # budget, the real digits found by name in the data directory, validated on all 2,000
+    # test images; crop_only (the flip off) is among the baselines the study runs first.
+    out = tmp_path / "results" / "mnist.md"
+    run_cli(tmp_path, "experiment", "mnist", "--smoke", "--data-dir", str(mnist_dir),
+            "--storage", f"sqlite:///{tmp_path}/optuna.db", "--out", str(out))
+    text = out.read_text()
+    for heading in ("## Test accuracy", "## Targets", "## The chosen policy", "## Config"):
+        assert heading in text
+    raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["experiment"]["dataset"] == "mnist"
+    assert raw["experiment"]["base_augment"] == {"crop_padding": 4, "flip": True}
+    assert raw["validate"]["test_size"] == 2000
+    assert {r["seed"] for r in raw["validate"]["rows"]} == {20000, 20001}
+    study = _study(tmp_path, "mnist-smoke-randaugment_subset")
+    assert [t.user_attrs.get("ps.baseline") for t in study.get_trials()[:4]] == [
+        "crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"]
+    assert "Spearman" in (out.parent / "mnist-smoke-fidelity.md").read_text()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--trials", "-1"], "--trials"),
     (["--top-k", "0"], "--top-k"),

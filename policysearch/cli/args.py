@@ -120,8 +120,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search a policy and export the winner")
     p.add_argument("--experiment", help="experiments/<NAME>.yaml or a path (default: the "
                    "dataset's experiment file, else built-in defaults)")
-    p.add_argument("--dataset", help="cifar10, or a folder/.tar.gz with train/<class>/*.jpg")
-    p.add_argument("--data-dir", help="folder with cifar10-images.tar.gz "
+    p.add_argument("--dataset", help="cifar10, mnist (NAME-images.tar.gz in the data "
+                   "directory), or a folder/.tar.gz with train/<class>/*.jpg")
+    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives "
                    "(or set POLICYSEARCH_DATA_DIR)")
     p.add_argument("--space", help="search space: a name in search_spaces/ or a YAML file")
     p.add_argument("--trials", type=count(0), help="searched trials (the baselines run besides)")
@@ -250,9 +251,25 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="seeds per policy and budget (default fidelity.seeds)")
     p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries: baseline names, "
                    "RA(N,M), TA, optionally with [geometric], [colour] or [Op1,Op2]")
-    p.add_argument("--data-dir", help="folder with cifar10-images.tar.gz")
+    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives")
     p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
     p.add_argument("--out", help="results file (default experiments/results/<NAME>-fidelity.md)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI")
     p.set_defaults(handler="fidelity")
+
+    p = sub.add_parser("calibrate", help="pick the cheapest proxy that ranks policies as the "
+                       "target does (writes experiments/results/<NAME>-calibration.yaml)")
+    p.add_argument("experiment", help="experiments/<NAME>.yaml or a path")
+    p.add_argument("--ladder", nargs="+", metavar="RUNG", help="rungs: images/K, epochs/K, "
+                   "width/K joined by +, or proxy (default calibrate.ladder, else built in)")
+    p.add_argument("--bar", type=float, help="Spearman a rung must reach (default calibrate.bar)")
+    p.add_argument("--seeds", type=count(2), help="choosing seeds (default fidelity.seeds)")
+    p.add_argument("--confirm-seeds", type=count(2),
+                   help="fresh seeds that confirm the pick (default calibrate.confirm_seeds)")
+    p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries, as for fidelity")
+    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives")
+    p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
+    p.add_argument("--out", help="the calibration file (default "
+                   "experiments/results/<NAME>-calibration.yaml; .md and .json beside it)")
+    p.set_defaults(handler="calibrate")
     return parser

@@ -80,6 +80,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     _quiet()
     if args.devices:  # before any framework starts: this process is worker 0
         os.environ["CUDA_VISIBLE_DEVICES"] = args.devices.split(",")[0]
+    from policysearch.config.calibration import calibration_path, proxy_note
     from policysearch.config.experiment import load_experiment
     from policysearch.search.orchestrate import run_search
     from policysearch.study.spaces import load_space
@@ -112,6 +113,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, dataset=args.dataset, smoke=args.smoke,
                                  overrides=overrides)
     space = load_space(experiment.search.space)
+    _print(proxy_note(experiment.to_dict(), calibration_path(experiment.name, args.smoke),
+                      experiment.source))
     study_name = args.study_name or default_study_name(experiment, space.name, args.smoke)
     export_path = Path(args.export or f"policies/{study_name}.json")
     mlflow_experiment = args.mlflow_experiment or mlflow_experiment_name(experiment.dataset)
@@ -342,6 +345,42 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Train the panel at the target and a ladder of cheaper budgets; pick the proxy."""
+    _quiet()
+    import shlex
+    import signal
+
+    from policysearch.config.calibration import calibration_path
+    from policysearch.config.experiment import load_experiment
+    from policysearch.evidence.calibrate import run_calibration
+    from policysearch.evidence.fidelity import DEFAULT_PANEL, build_panel
+
+    if args.bar is not None and not -1.0 <= args.bar <= 1.0:
+        raise PolicySearchError(f"--bar {args.bar}: a Spearman bar lies between -1 and 1")
+    experiment = load_experiment(args.experiment, smoke=args.smoke, calibrated=False,
+                                 overrides={"data.data_dir": args.data_dir,
+                                            "fidelity.seeds": args.seeds})
+    panel = build_panel(args.panel or experiment.fidelity.panel or DEFAULT_PANEL)
+    out = Path(args.out) if args.out else calibration_path(experiment.name, args.smoke)
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
+    try:
+        run_calibration(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
+                        ladder=args.ladder, bar=args.bar, confirm=args.confirm_seeds,
+                        command="policysearch " + shlex.join(sys.argv[1:]), log=_print)
+    except KeyboardInterrupt:
+        print(f"policysearch: calibrate interrupted; finished runs are saved in "
+              f"{out.with_suffix('.json')}: run the same command to resume", file=sys.stderr,
+              flush=True)
+        return 130
+    return 0
+
+
 COMMANDS = {
     "search": cmd_search,
     "worker": cmd_worker,
@@ -352,6 +391,7 @@ COMMANDS = {
     "sync": cmd_sync,
     "experiment": cmd_experiment,
     "fidelity": cmd_fidelity,
+    "calibrate": cmd_calibrate,
 }
 
 

@@ -29,7 +29,7 @@ class DataConfig:
     val_size: int = option(5000, low=1, doc="search validation images (trials optimise them)")
     selection_size: int = option(1000, low=1, doc="selection images (the race chooses the winner)")
     split_seed: int = option(0, low=0)
-    data_dir: str | None = option(None, doc="folder holding cifar10-images.tar.gz")
+    data_dir: str | None = option(None, doc="folder holding NAME-images.tar.gz archives")
     image_size: int | None = option(None, low=8, high=1024,
                                 doc="decode every image to this square size (shorter side "
                                     "resized with PIL bicubic, then centre crop); null: as is")
@@ -114,6 +114,17 @@ class FidelityConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    bar: float = option(0.8, low=-1.0, high=1.0, doc="Spearman a cheaper proxy must reach, on "
+                        "the choosing seeds and again on fresh confirmation seeds")
+    confirm_seeds: int = option(2, low=2, doc="fresh seeds that confirm the pick")
+    ladder: list[str] = option([], doc="rungs: images/K, epochs/K, width/K joined by +, or "
+                               "proxy (the file's own); [] = the built-in ladder")
+    use: bool = option(True, doc="train the proxy `calibrate` picked for this very target "
+                       "(experiments/results/<name>-calibration.yaml) instead of the file's")
+
+
+@dataclass
 class Budget:
     """One training budget: how many images and how they are trained."""
 
@@ -133,6 +144,7 @@ class Experiment:
     race: RaceConfig = field(default_factory=RaceConfig)
     validate: ValidateConfig = field(default_factory=ValidateConfig)
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     smoke: dict[str, Any] = option({}, doc="overrides applied with --smoke")
     source: str = field(default="", metadata={"internal": True})
 
@@ -192,8 +204,13 @@ def dataset_experiment(dataset: str) -> Path:
 
 
 def load_experiment(name: str | None = None, *, dataset: str | None = None, smoke: bool = False,
-                    overrides: dict[str, Any] | None = None) -> Experiment:
+                    overrides: dict[str, Any] | None = None,
+                    calibrated: bool = True) -> Experiment:
     """Load an experiment file (or the defaults), then smoke overrides, then ``overrides``.
+
+    With ``calibrated`` (and ``calibrate.use``), the proxy ``policysearch calibrate`` picked for
+    this very target replaces the file's (``policysearch.config.calibration``); proxy keys in
+    ``overrides`` still win.
 
     With no name, ``experiments/<dataset>.yaml`` is used if it exists, else the defaults.
     ``overrides`` maps dotted keys (``trainer.epochs``) to values; ``None`` values are ignored.
@@ -235,6 +252,14 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         raise ConfigError(f"{origin}: key 'race.max_seeds': {experiment.race.max_seeds} is below "
                           f"race.min_seeds ({experiment.race.min_seeds})")
     _resolve_auto(experiment)
+    if calibrated and experiment.calibrate.use:
+        from policysearch.config.calibration import calibration_path, proxy_overrides
+
+        picked = proxy_overrides(experiment.to_dict(), calibration_path(experiment.name, smoke))
+        if picked:
+            mine = {k: v for k, v in (overrides or {}).items()
+                    if k == "data.train_size" or k.startswith("trainer.")}
+            experiment = with_overrides(experiment, {**picked, **mine}, origin)
     return experiment
 
 

@@ -1,6 +1,7 @@
 """Datasets: find, decode, cache and split image data.
 
-A dataset is named (``cifar10``) or a path to a folder or ``.tar.gz`` laid out as
+A dataset is named (``cifar10``, ``mnist``: ``<name>-images.tar.gz`` or a ``<name>/`` folder in
+the data directory) or a path to a folder or ``.tar.gz`` laid out as
 ``train/<class>/*.<image>`` and ``test/<class>/*.<image>``. Decoded arrays are cached as ``.npz``
 files (zip CRCs detect a truncated or corrupt cache, which is then rebuilt). The training and
 test parts are cached apart, and the search loads only the training part: the test split is
@@ -25,7 +26,9 @@ import numpy as np
 from policysearch.data.images import allocate, decode_image, fit_arrays
 from policysearch.errors import DataError, PolicySearchWarning
 
-CIFAR10_ARCHIVE = "cifar10-images.tar.gz"
+ARCHIVE_SUFFIX = "-images.tar.gz"
+"""A named dataset's archive in the data directory: ``<name>-images.tar.gz``."""
+CIFAR10_ARCHIVE = f"cifar10{ARCHIVE_SUFFIX}"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -126,19 +129,50 @@ def image_side(dataset: str, data_dir: str | os.PathLike[str] | None = None,
 # Finding the source
 
 
+def named_source(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The data directory's ``<name>-images.tar.gz`` (or ``<name>/`` folder with ``train/``)
+    for a plain name such as ``mnist``; ``None`` if no data directory holds it."""
+    if not name or os.sep in name or "/" in name or name.startswith(".") \
+            or name.endswith((".tar.gz", ".tgz", ".tar")):
+        return None
+    for directory in data_dirs(data_dir):
+        candidate = directory / f"{name}{ARCHIVE_SUFFIX}"
+        if candidate.is_file():
+            return candidate
+        if (directory / name / "train").is_dir():
+            return directory / name
+    return None
+
+
+def named_datasets(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
+    """The names the data directories hold (``cifar10`` always: Keras can download it)."""
+    names = {"cifar10"}
+    for directory in data_dirs(data_dir):
+        with contextlib.suppress(OSError):
+            names.update(p.name.removesuffix(ARCHIVE_SUFFIX)
+                         for p in directory.glob(f"*{ARCHIVE_SUFFIX}"))
+    return sorted(names)
+
+
 def resolve(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
-    """The folder or archive of ``dataset``; ``None`` means Keras' own CIFAR-10 download."""
+    """The folder or archive of ``dataset``; ``None`` means Keras' own CIFAR-10 download.
+
+    A plain name is looked up in the data directories first (``named_source``); only CIFAR-10
+    has a download fallback.
+    """
+    found = named_source(dataset, data_dir)
+    if found is not None:
+        return found
     if dataset == "cifar10":
-        for directory in data_dirs(data_dir):
-            candidate = directory / CIFAR10_ARCHIVE
-            if candidate.is_file():
-                return candidate
-            if (directory / "cifar10" / "train").is_dir():
-                return directory / "cifar10"
         return None
     path = Path(dataset).expanduser()
     if not path.exists():
-        hint = " (named datasets: cifar10)" if os.sep not in dataset else ""
+        hint = ""
+        if os.sep not in dataset:
+            where = ", ".join(str(d) for d in data_dirs(data_dir)) or "none given: pass " \
+                "--data-dir DIR or set POLICYSEARCH_DATA_DIR"
+            hint = (f" and no {dataset}{ARCHIVE_SUFFIX} in the data directory ({where}); "
+                    f"named datasets: {', '.join(named_datasets(data_dir))}")
         raise DataError(f"dataset {dataset!r}: no such folder or archive{hint}")
     if path.is_dir():
         return path

@@ -5,6 +5,11 @@
 2. tf.data throughput (TensorFlow, CPU): images/s of a map that applies our layer versus stock
    ``keras.layers.RandAugment``, at N = 2 and 3.
 3. Proxy epoch time with and without augmentation (the trainer that scores trials).
+4. Whole runs, crop+flip against RA(2,9), interleaved (ABBA, paired seeds) at an experiment's
+   target budget: median, min, max and interquartile range of the wall seconds, the ratio on
+   medians, and per run the process CPU seconds, the machine's steal time and the involuntary
+   context switches, which tell a slow run of the code's making (more CPU work) from one of
+   the machine's (the same work, less CPU given to it). ``--only runs`` runs this part alone.
 
 Prints a Markdown report (the machine named); ``--out`` also writes it to a file. Skips what
 the installed backends cannot run (e.g. part 2 without TensorFlow).
@@ -103,6 +108,99 @@ def epoch_times(x: Any, y: Any, epochs: int) -> dict[str, float]:
     return out
 
 
+def _steal_seconds() -> float:
+    """The machine's steal time so far (``/proc/stat``), seconds; NaN where unknown."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _search_threads() -> None:
+    """TensorFlow's pools as one search worker sets them (search.worker.configure_threads)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 1)
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:
+        pass  # already initialised
+
+
+def run_times(experiment_name: str, data_dir: str | None, runs: int,
+              epochs: int | None) -> list[dict[str, Any]]:
+    """``runs`` rounds of crop+flip and RA(2,9) at the experiment's target budget, interleaved
+    (A B, then B A), the same seed within a round (paired); the search's thread settings."""
+    import resource
+
+    from policysearch.config.experiment import load_experiment
+    from policysearch.data.splits import load_splits
+    from policysearch.policy.definition import no_augment, randaugment
+    from policysearch.training.trainer import trainer_for
+
+    _search_threads()
+    experiment = load_experiment(experiment_name, overrides={
+        "data.data_dir": data_dir, "target.trainer.epochs": epochs,
+        "target.trainer.validate_every": epochs})
+    splits = load_splits(experiment)
+    trainer = trainer_for(experiment, "target", splits)
+    trainer.train(no_augment(), splits.target, splits.val, 0)  # compile, warm up
+    pair = [("crop+flip", no_augment()), ("RA(2,9)", randaugment(2, 9))]
+    out = []
+    for i in range(runs):
+        for label, policy in (pair if i % 2 == 0 else pair[::-1]):
+            before, steal = resource.getrusage(resource.RUSAGE_SELF), _steal_seconds()
+            result = trainer.train(policy, splits.target, splits.val, 1 + i)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            out.append({"round": i + 1, "policy": label, "seconds": result.seconds,
+                        "cpu": (after.ru_utime + after.ru_stime
+                                - before.ru_utime - before.ru_stime),
+                        "steal": _steal_seconds() - steal,
+                        "switches": after.ru_nivcsw - before.ru_nivcsw,
+                        "load": os.getloadavg()[0], "rss_mb": after.ru_maxrss / 1024})
+            r = out[-1]
+            print(f"bench: round {i + 1}/{runs} {label:>9}: {r['seconds']:.1f} s wall, "
+                  f"{r['cpu']:.1f} s CPU, steal {r['steal']:.1f} s, load {r['load']:.1f}",
+                  flush=True)
+    return out
+
+
+def runs_report(rows: list[dict[str, Any]], title: str) -> list[str]:
+    import numpy as np
+
+    lines = [f"## Whole runs, interleaved: {title}", "",
+             "| policy | runs | median s | min | max | IQR | median CPU s | CPU/wall |",
+             "|---|---|---|---|---|---|---|---|"]
+    medians, cpu_medians = {}, {}
+    for label in dict.fromkeys(r["policy"] for r in rows):
+        wall = np.array([r["seconds"] for r in rows if r["policy"] == label])
+        cpu = np.array([r["cpu"] for r in rows if r["policy"] == label])
+        q1, q3 = np.percentile(wall, [25, 75])
+        medians[label] = float(np.median(wall))
+        cpu_medians[label] = float(np.median(cpu))
+        lines.append(f"| {label} | {len(wall)} | {np.median(wall):.1f} | {wall.min():.1f} | "
+                     f"{wall.max():.1f} | {q3 - q1:.1f} | {np.median(cpu):.1f} | "
+                     f"{np.median(cpu / wall):.2f} |")
+    a, b = medians.get("RA(2,9)"), medians.get("crop+flip")
+    if a and b:
+        lines += ["", f"RA(2,9) / crop+flip on median wall seconds: **{a / b:.2f}x**; on "
+                  f"median CPU seconds (the work, whatever else runs on the machine): "
+                  f"{cpu_medians['RA(2,9)'] / cpu_medians['crop+flip']:.2f}x"]
+    lines += ["", "| round | policy | wall s | CPU s | steal s | involuntary switches | load |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['round']} | {r['policy']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
+              f"{r['steal']:.1f} | {r['switches']} | {r['load']:.1f} |" for r in rows]
+    return lines
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def machine_line() -> str:
     from policysearch.evidence.runinfo import machine
 
@@ -118,14 +216,24 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--seconds", type=float, default=8.0, help="per tf.data measurement")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out")
+    parser.add_argument("--only", choices=("runs",), help="only the interleaved whole runs")
+    parser.add_argument("--runs", type=_positive, default=10,
+                        help="rounds of crop+flip and RA(2,9)")
+    parser.add_argument("--experiment", default="cifar10", help="whose target budget the "
+                        "whole runs train")
+    parser.add_argument("--run-epochs", type=_positive, help="epochs of those runs (default: the "
+                        "target's)")
     args = parser.parse_args(argv)
+
+    lines = ["# Benchmarks", "", f"Machine: {machine_line()}", ""]
+    if args.only == "runs":
+        return _finish(lines + _runs_part(args), args.out)
 
     import keras
 
     from policysearch.data.datasets import load_part
 
     part = load_part("cifar10", "train", args.data_dir)
-    lines = ["# Benchmarks", "", f"Machine: {machine_line()}", ""]
     batch = part.x[:1024]
     lines += [f"## Per-op cost, 1024-image batch, magnitude 15 ({keras.backend.backend()})",
               "", "| op | ms per batch |", "|---|---|"]
@@ -152,10 +260,23 @@ def main(argv: list[str] | None = None) -> str:
               f"(augmentation placement: {placement})", "", "| augmentation | s per epoch |",
               "|---|---|"]
     lines += [f"| {k} | {v:.2f} |" for k, v in times.items()]
-    report = "\n".join(lines) + "\n"
     print("\n".join(lines[-len(times) - 4:]), flush=True)
-    if args.out:
-        with open(args.out, "w") as f:
+    return _finish(lines + [""] + _runs_part(args), args.out)
+
+
+def _runs_part(args: argparse.Namespace) -> list[str]:
+    rows = run_times(args.experiment, args.data_dir, args.runs, args.run_epochs)
+    epochs = f"{args.run_epochs} epochs" if args.run_epochs else "its epochs"
+    lines = runs_report(rows, f"{args.experiment}'s target budget, {epochs}, {args.runs} "
+                        "rounds")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def _finish(lines: list[str], out: str | None) -> str:
+    report = "\n".join(lines) + "\n"
+    if out:
+        with open(out, "w") as f:
             f.write(report)
     return report
 

@@ -29,6 +29,7 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     """Fidelity, search, validation; returns the path of the results file."""
     import time
 
+    from policysearch.config.calibration import calibration_path, proxy_note
     from policysearch.config.experiment import load_experiment
     from policysearch.evidence.fidelity import DEFAULT_PANEL, build_panel, run_fidelity
     from policysearch.evidence.validate import validate
@@ -39,6 +40,8 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     from policysearch.study.store import open_study
 
     experiment = load_experiment(name, smoke=smoke, overrides={"data.data_dir": data_dir})
+    log(proxy_note(experiment.to_dict(), calibration_path(experiment.name, smoke),
+                   experiment.source))
     space = load_space(experiment.search.space)
     tag = experiment.name + ("-smoke" if smoke else "")
     study_name = f"{tag}-{space.name}"

@@ -1,0 +1,222 @@
+"""``policysearch calibrate``: the ladder, the choice (faithful, confirmed on fresh seeds, or
+nothing cheaper), the reuse of finished runs, and the search training the pick."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import tiny_experiment, write_image_folder
+
+from policysearch.config import calibration
+from policysearch.config.experiment import load_experiment
+from policysearch.evidence.calibrate import (
+    CONFIRM_BASE,
+    build_ladder,
+    judge,
+    parse_rung,
+    run_calibration,
+    target_rung,
+)
+from policysearch.evidence.fidelity import build_panel
+
+PANEL = ["crop_flip", "RA(1,5)", "RA(2,9)", "TA"]
+
+
+def test_rungs_are_named_relative_to_the_target() -> None:
+    config = load_experiment("cifar10", calibrated=False).to_dict()  # 1,000 x 150 epochs
+    quarter = parse_rung("images/4", config, pool=0)
+    assert quarter.train_size == 250 and quarter.trainer["epochs"] == 150
+    half = parse_rung("epochs/2", config, pool=0)
+    assert (half.train_size, half.trainer["epochs"]) == (1000, 75)
+    assert half.trainer["warmup_epochs"] == 2.5  # the schedule compressed into 75 epochs
+    assert half.trainer["validate_every"] == 75 and half.trainer["lr"] == 0.1
+    assert parse_rung("width/2", config, 0).trainer["model"]["widths"] == [8, 16, 32]
+    both = parse_rung("images/4+epochs/2", config, 0)
+    assert (both.train_size, both.trainer["epochs"]) == (250, 75)
+    proxy = parse_rung("proxy", config, 0)  # the file's own: 250 x 100
+    assert (proxy.train_size, proxy.trainer["epochs"]) == (250, 100)
+    assert proxy.stamp == calibration.proxy_stamp(config)
+    ladder = build_ladder(["images/2", "proxy", "images/4+epochs/2", "images/1"], config, 0)
+    assert [r.name for r in ladder] == ["images/4+epochs/2", "proxy", "images/2"]  # no target
+    assert len({quarter.stamp, half.stamp, both.stamp, target_rung(config).stamp}) == 4
+    with pytest.raises(Exception, match="not a rung"):
+        parse_rung("pixels/2", config, 0)
+
+
+@pytest.mark.parametrize(("rho", "cost", "verdict"), [
+    (0.9, 0.3, "faithful"), (0.79, 0.3, "below the bar"), (0.95, 1.02, "not cheaper"),
+    (float("nan"), 0.2, "below the bar")])
+def test_judge(rho: float, cost: float, verdict: str) -> None:
+    assert judge(rho, cost, 0.8) == verdict
+
+
+# ----------------------------------------------------------------------------------------------
+# The choice on synthetic run results (saved runs: nothing is trained)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=24, size=16)
+    return tiny_experiment(tmp_path / "tiny.yaml", data,
+                           target={"train_size": 36, "trainer": {"epochs": 4}},
+                           fidelity={"seeds": 3, "panel": PANEL})
+
+
+def synthetic(path: Path, experiment, ladder: list[str],
+              accuracy: dict[str, dict[str, list[float]]]) -> None:
+    """Saved runs: ``accuracy[rung][seeds]`` lists the panel's accuracies in PANEL order, the
+    same at every seed of that group ("choose": 1-3, "confirm": 1001-1002)."""
+    config = experiment.to_dict()
+    rungs = {r.name: r for r in build_ladder(ladder, config, 36)}
+    rungs["target"] = target_rung(config)
+    panel = build_panel(PANEL)
+    runs = []
+    for name, groups in accuracy.items():
+        rung = rungs[name]
+        for group, values in groups.items():
+            seeds = [1, 2, 3] if group == "choose" else [CONFIRM_BASE + 1, CONFIRM_BASE + 2]
+            for seed in seeds:
+                for entry, value in zip(panel, values):
+                    runs.append({"policy": entry.name, "key": entry.policy.key(),
+                                 "stamp": rung.stamp, "rung": name, "seed": seed,
+                                 "accuracy": value + 0.001 * (seed % 3),
+                                 "seconds": 10.0 * rung.estimate})
+    path.write_text(json.dumps({"runs": runs}))
+
+
+TARGET = [0.50, 0.60, 0.70, 0.80]
+
+
+def test_nothing_cheaper_is_faithful(tiny: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = load_experiment(str(tiny), calibrated=False)
+    out = tmp_path / "results" / "tiny-calibration.yaml"
+    out.parent.mkdir()
+    ladder = ["images/2", "epochs/2"]
+    synthetic(out.with_suffix(".json"), experiment, ladder, {
+        "target": {"choose": TARGET},
+        "images/2": {"choose": [0.80, 0.70, 0.60, 0.50]},   # the order reversed
+        "epochs/2": {"choose": [0.60, 0.50, 0.80, 0.70]}})  # Spearman +0.6
+    lines: list[str] = []
+    result = run_calibration(experiment, build_panel(PANEL), [1, 2, 3], out, ladder=ladder,
+                             log=lines.append)
+    assert result["picked"].name == "target"
+    assert any(line.startswith("calibrate: nothing cheaper is faithful (best: epochs/2, "
+                               "Spearman +0.60") and "the search runs at the target budget"
+               in line for line in lines), "\n".join(lines)
+    assert any("trained 0 runs now" in line for line in lines)
+    assert "confirm_spearman" not in result["rows"][0]  # no confirmation runs were needed
+    # the search honours it: its proxy becomes the target
+    saved = yaml.safe_load(out.read_text())
+    assert saved["calibration"]["rung"] == "target"
+    monkeypatch.setattr(calibration, "RESULTS_DIR", out.parent)
+    searched = load_experiment(str(tiny))
+    assert searched.data.train_size == 36 and searched.trainer.epochs == 4
+    assert "the target itself" in calibration.proxy_note(
+        searched.to_dict(), calibration.calibration_path("tiny"), searched.source)
+    # flags on the command line still win over the calibration
+    assert load_experiment(str(tiny), overrides={"trainer.epochs": 3}).trainer.epochs == 3
+
+
+def test_the_pick_is_confirmed_on_fresh_seeds(tiny: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    experiment = load_experiment(str(tiny), calibrated=False)
+    out = tmp_path / "tiny-calibration.yaml"
+    ladder = ["images/4", "images/2"]
+    synthetic(out.with_suffix(".json"), experiment, ladder, {
+        "target": {"choose": TARGET, "confirm": TARGET},
+        "images/4": {"choose": TARGET, "confirm": [0.80, 0.70, 0.60, 0.50]},  # luck on 1-3
+        "images/2": {"choose": TARGET, "confirm": TARGET}})
+    lines: list[str] = []
+    result = run_calibration(experiment, build_panel(PANEL), [1, 2, 3], out, ladder=ladder,
+                             log=lines.append)
+    status = {r["rung"]: r["status"] for r in result["rows"]}
+    assert status == {"images/4": "not confirmed", "images/2": "picked",
+                      "target": "the reference"}
+    assert result["picked"].train_size == 18
+    assert any(line.startswith("calibrate: picked images/2 (18 images x 4 epochs") and
+               "+1.00 on the confirmation seeds 1001, 1002" in line for line in lines)
+    monkeypatch.setattr(calibration, "RESULTS_DIR", tmp_path)
+    assert load_experiment(str(tiny)).data.train_size == 18
+    assert "picked by `calibrate`" in calibration.proxy_note(
+        load_experiment(str(tiny)).to_dict(), out, str(tiny))
+
+
+# ----------------------------------------------------------------------------------------------
+# The command on the real digits at the smoke budget
+
+
+def run_cli(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    proc = subprocess.run([sys.executable, "-m", "policysearch", *args], cwd=tmp, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def test_ladder_on_real_digits_then_nothing_to_train(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mnist-smoke-calibration.yaml"
+    args = ("calibrate", "mnist", "--smoke", "--data-dir", str(mnist_dir), "--out", str(out),
+            "--ladder", "images/2", "epochs/2")
+    first = run_cli(tmp_path, *args).stdout
+    assert "Spearman [90 % seed range]" in first and "calibrate: [1/6]" in first
+    saved = yaml.safe_load(out.read_text())
+    cal = saved["calibration"]
+    assert cal["seeds"] == [1, 2] and cal["confirm_seeds"] == [1001, 1002]
+    assert cal["rung"] in ("images/2", "epochs/2", "target")
+    assert saved["proxy"]["trainer"]["epochs"] in (1, 2)
+    rows = json.loads(out.with_suffix(".json").read_text())["analysis"]["rows"]
+    assert [r["rung"] for r in rows][-1] == "target"
+    if cal["rung"] != "target":
+        assert cal["confirm_spearman"] >= 0.8 and cal["spearman"] >= 0.8
+    else:
+        assert "nothing cheaper is faithful" in first
+    assert "## The ladder" in out.with_suffix(".md").read_text()
+    # resumed: every run is saved, the target's trained once for the whole ladder
+    runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+    keys = [(r["stamp"], r["key"], r["seed"]) for r in runs]
+    assert len(keys) == len(set(keys))
+    second = run_cli(tmp_path, *args).stdout
+    assert "trained 0 runs now" in second and "runs to train" not in second
+    assert yaml.safe_load(out.read_text())["calibration"]["rung"] == cal["rung"]
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["nosuch"], "experiment 'nosuch': no file"),
+    (["cifar10", "--ladder", "pixels/2"], "calibrate.ladder: 'pixels/2' is not a rung"),
+    (["cifar10", "--bar", "2"], "--bar 2.0: a Spearman bar lies between -1 and 1"),
+    (["cifar10", "--confirm-seeds", "1"], "--confirm-seeds: must be at least 2"),
+])
+def test_bad_calibrate_input_is_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "policysearch", "calibrate", *args,
+                           "--out", str(tmp_path / "c.yaml")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_runs_of_fidelity_are_reused(tiny: Path, tmp_path: Path) -> None:
+    # `policysearch fidelity` trained the panel at the file's proxy and target: calibrate's
+    # `proxy` rung and its target need no training
+    experiment = load_experiment(str(tiny), calibrated=False)
+    panel = build_panel(PANEL)
+    runs = [{"policy": e.name, "key": e.policy.key(), "budget": budget, "seed": seed,
+             "accuracy": value + 0.001 * seed, "seconds": 5.0 if budget == "proxy" else 10.0}
+            for budget, values in (("target", TARGET), ("proxy", TARGET[::-1]))
+            for seed in (1, 2, 3) for e, value in zip(panel, values)]
+    (tmp_path / "tiny-fidelity.json").write_text(json.dumps(
+        {"experiment": experiment.to_dict(), "runs": runs}))
+    lines: list[str] = []
+    result = run_calibration(experiment, panel, [1, 2, 3], tmp_path / "tiny-calibration.yaml",
+                             ladder=["proxy"], log=lines.append)
+    assert "24 finished runs saved (24 from tiny-fidelity.json)" in lines[0]
+    assert result["picked"].name == "target" and result["rows"][0]["spearman"] == -1.0
+    assert any("trained 0 runs now" in line for line in lines)
