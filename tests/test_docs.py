@@ -62,9 +62,13 @@ def known_keys() -> set[str]:
 
 
 def parsers() -> tuple[dict[str, set[str]], set[str]]:
-    """Each subcommand's flags, and the top-level ones (``--version``)."""
+    """Each subcommand's flags, and the top-level ones (``--version``, and ``make bench``'s, whose
+    program is ``python -m policysearch.evidence.bench``)."""
+    from policysearch.evidence.bench import build_parser as bench_parser
+
     parser = build_parser()
     top = {s for a in parser._actions for s in a.option_strings}
+    top |= set(bench_parser()._option_string_actions)
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return {name: set(p._option_string_actions) for name, p in sub.choices.items()}, top
 

@@ -14,45 +14,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from policysearch.cli.output import note, quiet_warnings, say, show_warning
+from policysearch.cli.policy_commands import cmd_export, cmd_preview, cmd_show
 from policysearch.errors import PolicySearchError
 
 EXIT_INTERRUPTED = {15: 143, 2: 130}
 ENV_SETTINGS = {"POLICYSEARCH_HEARTBEAT_SECONDS": 10, "POLICYSEARCH_MAX_DATA_BYTES": 4 << 30,
                 "POLICYSEARCH_WORKERS": 1}
 """The integer ``POLICYSEARCH_*`` variables and their defaults, checked before any command."""
-PREVIEW_BYTES = 256 << 20
-"""Largest preview grid (RGB bytes) drawn."""
-
-
-def _quiet() -> None:
-    """Keep Keras' and Python's warnings out of the progress display (TensorFlow's start-up
-    lines are held back by ``quiet.install`` in ``main``)."""
-    os.environ.setdefault("KERAS_BACKEND", os.environ.get("KERAS_BACKEND", "tensorflow"))
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-
-def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
-    """Our own warnings in one line; anything else as Python shows it."""
-    from policysearch.errors import PolicySearchWarning
-
-    if issubclass(category, PolicySearchWarning):
-        print(f"policysearch: warning: {message}", file=sys.stderr, flush=True)
-    else:
-        _SHOW_WARNING(message, category, filename, lineno, file, line)
-
-
-_SHOW_WARNING = warnings.showwarning
-
-
-def _print(*args: Any) -> None:
-    print(*args, flush=True)
-
-
-def _note(message: str) -> None:
-    print(f"policysearch: note: {message}", file=sys.stderr, flush=True)
 
 
 def local_cores() -> int:
@@ -66,7 +35,7 @@ def cap_workers(workers: int) -> int:
     """``workers``, at most one per core here (more only share the same cores)."""
     cores = local_cores()
     if workers > cores:
-        _note(f"--workers {workers} is more than the {cores} CPU core(s) here; "
+        note(f"--workers {workers} is more than the {cores} CPU core(s) here; "
               f"running {cores} worker(s)")
         return cores
     return workers
@@ -77,7 +46,7 @@ def cap_workers(workers: int) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    _quiet()
+    quiet_warnings()
     if args.devices:  # before any framework starts: this process is worker 0
         os.environ["CUDA_VISIBLE_DEVICES"] = args.devices.split(",")[0]
     from policysearch.config.calibration import calibration_path, proxy_note
@@ -113,7 +82,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, dataset=args.dataset, smoke=args.smoke,
                                  overrides=overrides)
     space = load_space(experiment.search.space)
-    _print(proxy_note(experiment.to_dict(), calibration_path(experiment.name, args.smoke),
+    say(proxy_note(experiment.to_dict(), calibration_path(experiment.name, args.smoke),
                       experiment.source))
     study_name = args.study_name or default_study_name(experiment, space.name, args.smoke)
     export_path = Path(args.export or f"policies/{study_name}.json")
@@ -123,11 +92,11 @@ def cmd_search(args: argparse.Namespace) -> int:
                         tracking_uri=args.tracking_uri, mlflow_experiment=mlflow_experiment,
                         workers=args.workers,
                         devices=args.devices.split(",") if args.devices else None,
-                        system_metrics=args.system_metrics, log=_print)
+                        system_metrics=args.system_metrics, log=say)
     if policy is not None:
-        _print(f"policy: {export_path}")
-        _print(load_hint(policy, export_path))
-    _print(f"MLflow: run `make ui` and open the experiment {mlflow_experiment!r}")
+        say(f"policy: {export_path}")
+        say(load_hint(policy, export_path))
+    say(f"MLflow: run `make ui` and open the experiment {mlflow_experiment!r}")
     return 0
 
 
@@ -150,18 +119,18 @@ def default_study_name(experiment: Any, space: str, smoke: bool) -> str:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    _quiet()
+    quiet_warnings()
     from policysearch.search.orchestrate import run_worker
     from policysearch.study.storage import default_storage
 
     run_worker(args.study_name, args.storage or default_storage(), args.tracking_uri,
-               args.worker_id, deadline=args.deadline, log=_print,
+               args.worker_id, deadline=args.deadline, log=say,
                wait_for_study=args.wait_for_study)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _quiet()
+    quiet_warnings()
     from policysearch.config.experiment import experiment_from_dict, load_experiment, with_overrides
     from policysearch.evidence.validate import table, validate
     from policysearch.policy.definition import read_policy
@@ -180,12 +149,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
                                     {"dataset": args.dataset, **overrides}, origin)
     seeds = experiment.validate.seeds
     result = validate(policy, experiment, seeds=seeds, tracking_uri=args.tracking_uri,
-                      log=_print)
-    _print("")
-    _print(f"test accuracy on {result['test_size']} test images after {result['epochs']} epochs "
+                      log=say)
+    say("")
+    say(f"test accuracy on {result['test_size']} test images after {result['epochs']} epochs "
            f"on {result['train_size']} training images (the target budget; {seeds} seeds each, "
            "paired by seed):")
-    _print(table(result["summary"]))
+    say(table(result["summary"]))
     if args.out:
         import json
 
@@ -194,128 +163,29 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from policysearch.policy.definition import read_policy
-
-    policy = read_policy(args.policy)
-    size = policy.source.get("image_size") or [32, 32]
-    height, width = int(size[0]), int(size[1])
-    _print(repr(policy))
-    for line in policy.describe(height, width):
-        _print(line)
-    if policy.base:
-        _print(f"base augmentation during the search: crop padding "
-               f"{policy.base.get('crop_padding', 0)}, flip {policy.base.get('flip', False)}")
-    src = policy.source
-    if src.get("dataset") or src.get("study"):
-        _print(f"found on {src.get('dataset')} by study {src.get('study')!r} "
-               f"(space {src.get('space')}, trial {src.get('trial')})")
-    if src.get("decision"):
-        _print(f"decision: {src['decision']}")
-    if src.get("reason"):
-        _print(f"why: {src['reason']}")
-    if src.get("note"):
-        _print(f"note: {src['note']}")
-    if args.epochs:
-        from policysearch.policy.explain import explain
-
-        _print("")
-        for line in explain(policy, args.epochs, height, width).lines():
-            _print(line)
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from policysearch.policy.definition import read_policy
-    from policysearch.policy.exporters import export
-
-    result = export(read_policy(args.policy), args.to)
-    if args.approximate and result.approximate:
-        _print(f"# approximate: {result.distance}")
-        _print(result.approximate)
-        return 0
-    if result.exact:
-        for note in result.notes:
-            _print(f"# note: {note}")
-        _print(result.code)
-        return 0
-    raise PolicySearchError(f"{args.to} cannot express this policy exactly: "
-                            + "; ".join(result.differences)
-                            + " (pass --approximate for the nearest stock form)")
-
-
-def cmd_preview(args: argparse.Namespace) -> int:
-    _quiet()
-    from policysearch.data.datasets import load_part
-    from policysearch.policy.definition import read_policy
-    from policysearch.tracking.plots import epochs_grid, sample_grid
-
-    policy = read_policy(args.policy)
-    out = Path(args.out or f"previews/{Path(args.policy).stem}"
-               f"{'-epochs' if args.epochs else ''}.png")
-    check_output(out, "--out")
-    dataset = args.dataset or policy.source.get("dataset") or "cifar10"
-    part = load_part(dataset, "train", args.data_dir, args.image_size)
-    import numpy as np
-
-    picks = [int(np.flatnonzero(part.y == c)[0]) for c in np.unique(part.y)][: args.images]
-    images = part.x[picks]
-    tiles = len(picks) * (1 + (args.epochs or 3))
-    if tiles * images[0].size * 9 > PREVIEW_BYTES:  # tiles are drawn 3 x 3 times larger
-        raise PolicySearchError(f"preview: {tiles} tiles of {images.shape[2]}x{images.shape[1]} "
-                                f"would make a grid over {PREVIEW_BYTES >> 20} MiB; pass "
-                                "--image-size N (e.g. 64), or fewer --images or --epochs")
-    padding = int(policy.base.get("crop_padding", 0)) if args.base else 0
-    flip = bool(policy.base.get("flip", False)) if args.base else False
-    if args.epochs:
-        png = epochs_grid(policy, images, epochs=args.epochs, seed=args.seed,
-                          crop_padding=padding, flip=flip)
-    else:
-        png = sample_grid(policy, images, seed=args.seed, crop_padding=padding, flip=flip)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(png)
-    except OSError as err:
-        raise PolicySearchError(f"--out {out}: cannot write it ({err.strerror or err})") from None
-    _print(f"wrote {out}")
-    return 0
-
-
-def check_output(path: Path, flag: str) -> None:
-    """Refuse, before any work, an output file that cannot be created: a folder, or a path
-    under a file."""
-    if path.is_dir():
-        raise PolicySearchError(f"{flag} {path}: is a folder; give a file name")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if parent.exists() and not parent.is_dir():
-        raise PolicySearchError(f"{flag} {path}: {parent} is a file, not a folder")
-
-
 def cmd_sync(args: argparse.Namespace) -> int:
-    _quiet()
+    quiet_warnings()
     from policysearch.study.storage import default_storage
     from policysearch.tracking.sync import sync_mlflow
 
     sync_mlflow(args.study_name, args.storage or default_storage(), args.tracking_uri,
-                log=_print)
+                log=say)
     return 0
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    _quiet()
+    quiet_warnings()
     from policysearch.search.proof import run_experiment
 
     run_experiment(args.experiment, smoke=args.smoke, storage=args.storage,
                    tracking_uri=args.tracking_uri, out=args.out, data_dir=args.data_dir,
-                   log=_print)
+                   log=say)
     return 0
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """Train a panel of policies at the proxy and target budgets; report rank agreement."""
-    _quiet()
+    quiet_warnings()
     import shlex
     import signal
 
@@ -335,7 +205,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         signal.signal(signum, stop)
     try:
         run_fidelity(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
-                     tracking_uri=args.tracking_uri, log=_print,
+                     tracking_uri=args.tracking_uri, log=say,
                      command="policysearch " + shlex.join(sys.argv[1:]))
     except KeyboardInterrupt:
         print(f"policysearch: fidelity interrupted; finished runs are saved in "
@@ -347,7 +217,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Train the panel at the target and a ladder of cheaper budgets; pick the proxy."""
-    _quiet()
+    quiet_warnings()
     import shlex
     import signal
 
@@ -372,7 +242,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         run_calibration(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
                         ladder=args.ladder, bar=args.bar, confirm=args.confirm_seeds,
-                        command="policysearch " + shlex.join(sys.argv[1:]), log=_print)
+                        command="policysearch " + shlex.join(sys.argv[1:]), log=say)
     except KeyboardInterrupt:
         print(f"policysearch: calibrate interrupted; finished runs are saved in "
               f"{out.with_suffix('.json')}: run the same command to resume", file=sys.stderr,
@@ -400,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     from policysearch.cli.args import build_parser
 
     quiet.install()  # before any command imports TensorFlow: its first lines are not the tool's
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning
     parser = build_parser(__doc__.splitlines()[0])
     try:
         args = parser.parse_args(argv)

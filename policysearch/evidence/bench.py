@@ -209,7 +209,8 @@ def machine_line() -> str:
             f"Keras {m['keras']} on {m['backend']}")
 
 
-def main(argv: list[str] | None = None) -> str:
+def build_parser() -> argparse.ArgumentParser:
+    """``make bench``'s flags (``python -m policysearch.evidence.bench``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir")
     parser.add_argument("--images", type=int, default=10000, help="images for epoch timing")
@@ -223,7 +224,11 @@ def main(argv: list[str] | None = None) -> str:
                         "whole runs train")
     parser.add_argument("--run-epochs", type=_positive, help="epochs of those runs (default: the "
                         "target's)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = build_parser().parse_args(argv)
 
     lines = ["# Benchmarks", "", f"Machine: {machine_line()}", ""]
     if args.only == "runs":
