@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from policysearch.errors import PolicySearchError
+from policysearch.errors import ConfigError, PolicySearchError
 
 EXIT_INTERRUPTED = {15: 143, 2: 130}
 
@@ -94,6 +94,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment, dataset=args.dataset, smoke=args.smoke,
                                  overrides=overrides)
     space = load_space(experiment.search.space)
+    fidelity = Path(args.fidelity) if args.fidelity else None
+    if fidelity is not None and not fidelity.is_file():
+        raise ConfigError(f"--fidelity {args.fidelity}: no such file (a `policysearch "
+                          "fidelity` results JSON)")
     study_name = args.study_name or default_study_name(experiment, space.name, args.smoke)
     export_path = Path(args.export or f"policies/{study_name}.json")
     mlflow_experiment = args.mlflow_experiment or mlflow_experiment_name(experiment.dataset)
@@ -102,7 +106,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         tracking_uri=args.tracking_uri, mlflow_experiment=mlflow_experiment,
                         workers=args.workers,
                         devices=args.devices.split(",") if args.devices else None,
-                        system_metrics=args.system_metrics, log=_print)
+                        system_metrics=args.system_metrics, fidelity_path=fidelity, log=_print)
     if policy is not None:
         _print(f"policy: {export_path}")
         _print(load_hint(policy, export_path))

@@ -58,7 +58,8 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
 
     started = time.monotonic()
     policy = run_search(experiment, space, storage_url=storage_url, study_name=study_name,
-                        export_path=policy_path, tracking_uri=tracking_uri, log=log)
+                        export_path=policy_path, tracking_uri=tracking_uri,
+                        fidelity_path=fidelity_path.with_suffix(".json"), log=log)
     if policy is None:  # exported by another process of the same study
         policy = read_policy(policy_path)
     stages["search"] = time.monotonic() - started
