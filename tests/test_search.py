@@ -48,7 +48,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                  test_per_class=6)
     config = tiny_experiment(root / "tiny.yaml", dataset,
                              smoke={"search": {"trials": 1},
-                                    "race": {"screen": {"top_k": 2, "seeds": 2}},
+                                    "race": {"screen": {"top_k": 1, "seeds": 1}},
                                     "fidelity": {"seeds": 2,
                                                  "panel": ["crop_flip", "RA(1,5)", "TA"]}})
     return {"root": root, "dataset": dataset, "config": config}
@@ -240,6 +240,13 @@ def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
     assert ("changes accuracy over crop+flip" in text) or ("No measurable gain" in text)
     fidelity = (out.parent / "tiny-smoke-fidelity.md").read_text()
     assert "Spearman" in fidelity and "cost ratio" in fidelity
+    assert "## Agreement at the pruner's rungs" in fidelity and "| 1 | " in fidelity
+    assert "seed-resampling range" in fidelity and "bootstrap interval" not in fidelity
+    # the search took its rungs from the fidelity run just made, and the results file shows
+    # them, the searched trials apart from the baselines, and their share of the time
+    assert "**1 searched policies scored**" in text and "besides 3 baselines" in text
+    assert "of the search stage's" in text and "## The pruner's rungs" in text
+    assert "- Pruner (hyperband): pruning" in text and "a first round of the top 1" in text
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     raw = json.loads(out.with_suffix(".json").read_text())
     rows = raw["validate"]["rows"]
@@ -249,6 +256,9 @@ def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
     assert out.with_suffix(".policy.json").exists() and "wrote" in proc.stdout
     study = _study(tmp_path, "tiny-smoke-randaugment_subset")
     assert all("test" not in k for t in study.get_trials() for k in t.user_attrs)
+    stages = {r["stage"] for r in study.user_attrs["ps.race_rows"]}
+    assert stages == {"screen", "race"}, stages
+    assert raw["search"]["searched"]["trials"] == 1 and raw["search"]["baselines"]["trials"] == 3
 
 
 def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_path: Path) -> None:
