@@ -114,10 +114,10 @@ class RankAgreement:
 
 def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[float]], *,
                    level: float = 0.90, resamples: int = 2000, seed: int = 0) -> RankAgreement:
-    """Rank correlation of the per-policy means, with a bootstrap interval.
+    """Rank correlation of the per-policy means, with a seed-resampling range.
 
     ``proxy[i]`` and ``target[i]`` are policy i's accuracies over seeds at each budget. The
-    bootstrap resamples the seeds of every policy at both budgets, so the interval reflects
+    bootstrap resamples the seeds of every policy at both budgets, so the range reflects
     the seed noise of the means being ranked.
     """
     if len(proxy) != len(target) or len(proxy) < 3:
