@@ -289,6 +289,7 @@ def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_pat
     (["--dataset", "/no/such/folder"], "/no/such/folder"),
     (["--train-size", "100000"], "train_size"),
     (["--storage", "notadb://x"], "notadb"),
+    (["--fidelity", "/no/such/fidelity.json"], "--fidelity /no/such/fidelity.json: no such"),
 ])
 def test_bad_input_is_one_line(tiny: dict[str, Path], tmp_path: Path, args: list[str],
                                message: str, capsys: pytest.CaptureFixture[str],
