@@ -134,7 +134,7 @@ def test_fidelity_end_to_end_interrupted_resumed_without_test_split(
 
     report = out.read_text()
     for needle in ("## What was compared", "## Agreement", "## Per policy", "Spearman ρ",
-                   "Kendall τ", "90 % bootstrap interval", "cost ratio proxy / target",
+                   "Kendall τ", "90 % seed-resampling range", "cost ratio proxy / target",
                    "seed std, proxy", "smallest paired difference the proxy resolves",
                    "gain over crop_flip, proxy (95 % lower bound)", "resnet 8/16",
                    "The test split is never read", "Machine:", "commit:", "Wall time:"):
@@ -151,6 +151,10 @@ def test_fidelity_end_to_end_interrupted_resumed_without_test_split(
     low, high = analysis["spearman_interval"]
     assert -1 <= low <= high <= 1
     assert analysis["cost_ratio"] > 0 and analysis["seed_std"]["proxy"] >= 0
+    # the proxy validated once, at its last epoch: one rung, the end of the run
+    assert [(r["epoch"], r["final"]) for r in analysis["rungs"]] == [(2, True)]
+    assert len(analysis["rungs"][0]["single_seed_spearman"]) == SEEDS
+    assert "## Agreement at the pruner's rungs" in report and "| 2 (end) | " in report
     by_policy = {row["policy"]: row for row in analysis["policies"]}
     assert "gain" not in by_policy["crop_flip"]["proxy"]
     assert set(by_policy["TA[colour]"]["target"]["by_seed"]) == {"1", "2"}

@@ -11,11 +11,18 @@ import zlib
 import numpy as np
 import pytest
 
-from policysearch.config.experiment import RaceConfig
+from policysearch.config.experiment import RaceConfig, ScreenConfig
 from policysearch.evidence.stats import paired
 from policysearch.policy.baselines import BASELINES
 from policysearch.policy.definition import randaugment
-from policysearch.search.race import RACE_SEED_BASE, Contender, contenders, race
+from policysearch.search.race import (
+    RACE_SEED_BASE,
+    SCREEN_SEED_BASE,
+    Contender,
+    contenders,
+    race,
+    screen_round,
+)
 from policysearch.study.record import TrialRecord, write_trial
 
 
@@ -132,3 +139,71 @@ def test_a_searched_policy_equal_to_a_baseline_is_that_baseline() -> None:
     assert [c.label for c in chosen if c.role == "candidate"] == ["RA(N=1,M=5)"]
     assert [c.role for c in chosen].count("baseline") == 1  # the best one: RA(2,9)
     assert chosen[-1].label == "baseline crop_flip" and chosen[-1].role == "reference"
+    # the screen gets every baseline (it ranks them on its own seeds); crop+flip among them
+    every = contenders(study, top_k=3, every_baseline=True)
+    assert sorted(c.label for c in every if c.role == "baseline") == [
+        "baseline crop_flip", "baseline randaugment_n2_m9", "baseline trivialaugment"]
+    assert "reference" not in {c.role for c in every}
+
+
+def screen_entrants() -> list[Contender]:
+    """Five searched candidates (by search value RA1 first) and every baseline, as
+    ``contenders(study, k, every_baseline=True)`` gives them to the screen."""
+    out = []
+    for rank, m in enumerate((1, 2, 3, 4, 6)):
+        c = entrant(f"RA{m}", "candidate")
+        c.value = 0.60 - 0.01 * rank
+        out.append(c)
+    return out + [entrant("trivialaugment", "baseline"), entrant("randaugment_n2_m9", "baseline"),
+                  entrant("crop_flip", "baseline")]
+
+
+STAGED = RaceConfig(top_k=2, min_seeds=3, max_seeds=6, confidence=0.95, budget="target",
+                    screen=ScreenConfig(top_k=5, seeds=3, budget="proxy"))
+
+
+def test_the_screen_sends_its_best_candidates_and_the_best_baseline_to_the_race() -> None:
+    # The search's value ranked RA1 first; on the screen's 3 seeds RA6 and RA4 are the best.
+    quality = {"RA1": 0.50, "RA2": 0.51, "RA3": 0.49, "RA4": 0.55, "RA6": 0.58,
+               "baseline trivialaugment": 0.53, "baseline randaugment_n2_m9": 0.54,
+               "baseline crop_flip": 0.50}
+    evaluate, calls = simulate(quality, noise=0.002)
+    finalists, table = screen_round(screen_entrants(), evaluate, STAGED, log=lambda _: None)
+    assert [(c.label, c.role) for c in finalists] == [
+        ("RA6", "candidate"), ("RA4", "candidate"), ("baseline randaugment_n2_m9", "baseline"),
+        ("baseline crop_flip", "reference")]
+    assert {s for _, s in calls} == {SCREEN_SEED_BASE + i for i in range(3)}
+    assert len(calls) == 8 * 3, "every screened policy at every screen seed"
+    assert table["budget"] == "proxy" and [r["finalist"] for r in table["table"]].count(True) == 4
+    # the race then runs the finalists only, on its own seeds, and decides by its paired rule
+    final, final_calls = simulate(quality, noise=0.002)
+    decision = race(finalists, final, STAGED, log=lambda _: None)
+    assert {label for label, _ in final_calls} == {c.label for c in finalists}
+    assert all(s < SCREEN_SEED_BASE for _, s in final_calls)
+    assert decision.winner["label"] == "RA6" and decision.gain_over_baseline["lower"] > 0
+    assert "Bonferroni" in decision.test
+
+
+def test_crop_flip_the_best_baseline_goes_on_as_the_baseline() -> None:
+    quality = {"RA1": 0.40, "RA2": 0.41, "RA3": 0.42, "RA4": 0.43, "RA6": 0.44,
+               "baseline trivialaugment": 0.45, "baseline randaugment_n2_m9": 0.46,
+               "baseline crop_flip": 0.50}
+    evaluate, _ = simulate(quality, noise=0.002)
+    finalists, _ = screen_round(screen_entrants(), evaluate, STAGED, log=lambda _: None)
+    assert [(c.label, c.role) for c in finalists] == [
+        ("RA6", "candidate"), ("RA4", "candidate"), ("baseline crop_flip", "baseline")]
+    final, _ = simulate(quality, noise=0.002)
+    decision = race(finalists, final, STAGED, log=lambda _: None)
+    assert decision.winner["label"] == "baseline crop_flip"
+
+
+def test_an_interrupted_screen_is_resumed_from_its_rows() -> None:
+    quality = {c.label: 0.5 + 0.01 * i for i, c in enumerate(screen_entrants())}
+    evaluate, _ = simulate(quality, noise=0.002)
+    known = {(c.key, SCREEN_SEED_BASE + s): evaluate(c, SCREEN_SEED_BASE + s)
+             for c in screen_entrants() for s in range(2)}
+    # rows of the race's own seeds do not count for the screen
+    known.update({(c.key, RACE_SEED_BASE + 2): 0.9 for c in screen_entrants()})
+    evaluate, again = simulate(quality, noise=0.002)
+    screen_round(screen_entrants(), evaluate, STAGED, known=known, log=lambda _: None)
+    assert {s for _, s in again} == {SCREEN_SEED_BASE + 2} and len(again) == 8

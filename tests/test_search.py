@@ -48,6 +48,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                  test_per_class=6)
     config = tiny_experiment(root / "tiny.yaml", dataset,
                              smoke={"search": {"trials": 1},
+                                    "race": {"screen": {"top_k": 1, "seeds": 1}},
                                     "fidelity": {"seeds": 2,
                                                  "panel": ["crop_flip", "RA(1,5)", "TA"]}})
     return {"root": root, "dataset": dataset, "config": config}
@@ -82,6 +83,15 @@ def test_search_races_exports_with_evidence_and_resumes(tiny: dict[str, Path],
     # The first lines say what the search is for; the last ones state the decision.
     assert any(line.startswith("target (what the policy is for): 36 images x 2 epochs")
                for line in lines[:6]), lines[:6]
+    # No fidelity measurement of this config: the pruner prunes nothing, and says so first.
+    assert any(line.startswith("pruning: none; no fidelity measurement")
+               for line in lines[:8]), lines[:8]
+    assert study.user_attrs["ps.prune_rungs"] == []
+    # The last lines count the searched trials apart and give their share of the time.
+    tally = [line for line in lines if line.startswith("time: 2 searched policies scored")]
+    assert tally and "3 baselines" in tally[0] and "searched trials took" in tally[0]
+    assert lines.index(tally[0]) >= len(lines) - 12
+    assert study.user_attrs["ps.race_seconds"] > 0
     assert "5/5" in proc.stdout and "best" in proc.stdout and "left" in proc.stdout
     decision = [line for line in lines if "crop+flip" in line and ("changes accuracy" in line
                                                                   or "No measurable" in line)]
@@ -143,22 +153,44 @@ def test_search_races_exports_with_evidence_and_resumes(tiny: dict[str, Path],
     assert trials[-1].params not in [t.params for t in trials[3:5]]
 
 
-def test_default_pruner_stops_weak_trials_at_the_first_report(tiny: dict[str, Path],
-                                                               tmp_path: Path) -> None:
+def measured(path: Path, config: Path, overrides: dict, faithful: dict[int, float]) -> Path:
+    """A fidelity results JSON for ``config`` (with ``overrides``) whose rungs measured the
+    single-seed Spearman ``faithful[epoch]``: what `policysearch fidelity` writes, in small."""
+    from policysearch.config.experiment import load_experiment
+    from policysearch.evidence.fidelity import fingerprint
+
+    experiment = load_experiment(str(config), overrides=overrides)
+    rungs = [{"epoch": e, "pruning_spearman": rho, "single_seed_spearman": [rho, rho],
+              "spearman": rho, "final": False} for e, rho in faithful.items()]
+    path.write_text(json.dumps({
+        "experiment": experiment.to_dict(), "fingerprint": fingerprint(experiment),
+        "analysis": {"spearman": 0.9, "cost_ratio": 0.25, "cost_ratio_median": 0.25,
+                     "policies": [], "rungs": rungs}}))
+    return path
+
+
+def test_the_pruner_stops_weak_trials_only_at_a_rung_measured_faithful(
+        tiny: dict[str, Path], tmp_path: Path) -> None:
     # An extreme space (three destructive ops at the top magnitude) trains far worse than the
-    # baselines; Hyperband, reporting epochs from 1, stops such trials early.
+    # baselines; a measurement finds epoch 1 faithful and epochs 2 and 3 not: Hyperband stops
+    # such trials at epoch 1, never later.
     space = tmp_path / "harsh.yaml"
     space.write_text(yaml.safe_dump({"type": "randaugment", "num_ops": 3, "magnitude": 30,
                                      "ops": ["Solarize", "Posterize", "Invert"]}))
-    _search(tmp_path, tiny, "pr", "--space", str(space), "--trials", "4", "--epochs", "4",
-            "--top-k", "1")
+    fidelity = measured(tmp_path / "fid.json", tiny["config"], {"trainer.epochs": 4},
+                        {1: 0.9, 2: 0.5, 3: 0.4})
+    proc = _search(tmp_path, tiny, "pr", "--space", str(space), "--trials", "4", "--epochs", "4",
+                   "--top-k", "1", "--fidelity", str(fidelity))
+    first = proc.stdout.splitlines()[:8]
+    assert any(line.startswith("pruning (hyperband) at epoch 1 (+0.90) only") and
+               "not at 2 (+0.50), 3 (+0.40)" in line for line in first), first
     trials = _study(tmp_path, "pr").get_trials()
     assert all(t.state.name == "COMPLETE" for t in trials if t.user_attrs.get("ps.baseline"))
-    assert all(min(t.intermediate_values) == 1 for t in trials if t.intermediate_values)
     searched = [t for t in trials if not t.user_attrs.get("ps.baseline")]
     pruned = [t for t in searched if t.state.name == "PRUNED"]
     assert pruned, [(t.state.name, t.intermediate_values) for t in searched]
-    assert all(len(t.intermediate_values) < 4 for t in pruned)
+    assert all(max(t.intermediate_values) == 1 for t in pruned)
+    assert _study(tmp_path, "pr").user_attrs["ps.prune_rungs"] == [1]
 
 
 def test_search_is_reproducible(tiny: dict[str, Path], tmp_path: Path) -> None:
@@ -208,6 +240,13 @@ def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
     assert ("changes accuracy over crop+flip" in text) or ("No measurable gain" in text)
     fidelity = (out.parent / "tiny-smoke-fidelity.md").read_text()
     assert "Spearman" in fidelity and "cost ratio" in fidelity
+    assert "## Agreement at the pruner's rungs" in fidelity and "| 1 | " in fidelity
+    assert "seed-resampling range" in fidelity and "bootstrap interval" not in fidelity
+    # the search took its rungs from the fidelity run just made, and the results file shows
+    # them, the searched trials apart from the baselines, and their share of the time
+    assert "**1 searched policies scored**" in text and "besides 3 baselines" in text
+    assert "of the search stage's" in text and "## The pruner's rungs" in text
+    assert "- Pruner (hyperband): pruning" in text and "a first round of the top 1" in text
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     raw = json.loads(out.with_suffix(".json").read_text())
     rows = raw["validate"]["rows"]
@@ -217,6 +256,9 @@ def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
     assert out.with_suffix(".policy.json").exists() and "wrote" in proc.stdout
     study = _study(tmp_path, "tiny-smoke-randaugment_subset")
     assert all("test" not in k for t in study.get_trials() for k in t.user_attrs)
+    stages = {r["stage"] for r in study.user_attrs["ps.race_rows"]}
+    assert stages == {"screen", "race"}, stages
+    assert raw["search"]["searched"]["trials"] == 1 and raw["search"]["baselines"]["trials"] == 3
 
 
 def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_path: Path) -> None:
@@ -268,6 +310,7 @@ def test_shipped_mnist_experiment_smoke_on_real_digits(mnist_dir: Path, tmp_path
     (["--dataset", "/no/such/folder"], "/no/such/folder"),
     (["--train-size", "100000"], "train_size"),
     (["--storage", "notadb://x"], "notadb"),
+    (["--fidelity", "/no/such/fidelity.json"], "--fidelity /no/such/fidelity.json: no such"),
 ])
 def test_bad_input_is_one_line(tiny: dict[str, Path], tmp_path: Path, args: list[str],
                                message: str, capsys: pytest.CaptureFixture[str],

@@ -154,6 +154,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--max-seeds", type=count(2), help="seeds a close contender may reach")
     p.add_argument("--race-budget", choices=("proxy", "target"),
                    help="which training the race runs (default: the experiment's)")
+    p.add_argument("--fidelity", metavar="JSON", help="the `policysearch fidelity` results JSON "
+                   "whose measured rung agreement says where the pruner may prune (default: "
+                   "experiments/results/<name>-fidelity.json, when it measured this config)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db, "
                    "or POLICYSEARCH_STORAGE)")
     p.add_argument("--study-name", type=study_name, help="name of the study; an existing one is "

@@ -16,7 +16,7 @@ from typing import Any
 
 from policysearch.cli.output import note, quiet_warnings, say, show_warning
 from policysearch.cli.policy_commands import cmd_export, cmd_preview, cmd_show
-from policysearch.errors import PolicySearchError
+from policysearch.errors import ConfigError, PolicySearchError
 
 EXIT_INTERRUPTED = {15: 143, 2: 130}
 ENV_SETTINGS = {"POLICYSEARCH_HEARTBEAT_SECONDS": 10, "POLICYSEARCH_MAX_DATA_BYTES": 4 << 30,
@@ -84,6 +84,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     space = load_space(experiment.search.space)
     say(proxy_note(experiment.to_dict(), calibration_path(experiment.name, args.smoke),
                       experiment.source))
+    fidelity = Path(args.fidelity) if args.fidelity else None
+    if fidelity is not None and not fidelity.is_file():
+        raise ConfigError(f"--fidelity {args.fidelity}: no such file (a `policysearch "
+                          "fidelity` results JSON)")
     study_name = args.study_name or default_study_name(experiment, space.name, args.smoke)
     export_path = Path(args.export or f"policies/{study_name}.json")
     mlflow_experiment = args.mlflow_experiment or mlflow_experiment_name(experiment.dataset)
@@ -92,7 +96,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                         tracking_uri=args.tracking_uri, mlflow_experiment=mlflow_experiment,
                         workers=args.workers,
                         devices=args.devices.split(",") if args.devices else None,
-                        system_metrics=args.system_metrics, log=say)
+                        system_metrics=args.system_metrics, fidelity_path=fidelity, log=say)
     if policy is not None:
         say(f"policy: {export_path}")
         say(load_hint(policy, export_path))

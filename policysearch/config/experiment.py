@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policysearch.config.samplers import PRUNERS, SAMPLERS
+from policysearch.config.samplers import DEFAULT_PRUNE_MIN_SPEARMAN, PRUNERS, SAMPLERS
 from policysearch.config.schema import build, option
 from policysearch.data.textfile import load_yaml, read_text
 from policysearch.errors import ConfigError, DataError
@@ -78,7 +78,11 @@ class SearchConfig:
     trials: int = option(40, low=0, doc="searched trials, besides the baselines")
     timeout_minutes: float | None = option(None, low=0.0)
     sampler: str = option("tpe", choices=tuple(SAMPLERS))
-    pruner: str = option("hyperband", choices=tuple(PRUNERS))
+    pruner: str = option("hyperband", choices=tuple(PRUNERS),
+                         doc="prunes only at rungs measured faithful (prune_min_spearman)")
+    prune_min_spearman: float = option(DEFAULT_PRUNE_MIN_SPEARMAN, low=-1.0, high=1.0,
+                                       doc="single-seed Spearman (policysearch fidelity) a rung "
+                                           "must reach for the pruner to stop trials there")
     seed: int = option(0, low=0, high=MAX_SEED,
                        doc="sampler and trial seed (trials train with 1 + 1000 x seed)")
     baselines: list[str] = option(["crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"],
@@ -94,12 +98,24 @@ class TargetConfig:
 
 
 @dataclass
+class ScreenConfig:
+    """The race's cheap first round: more candidates, a few paired seeds, no decision."""
+
+    top_k: int = option(0, low=0, doc="searched candidates screened, besides every baseline "
+                                      "(0: no first round; race.top_k go straight to the race)")
+    seeds: int = option(3, low=1, doc="seeds every screened policy gets (paired by seed)")
+    budget: str = option("proxy", choices=("proxy", "target"), doc="which training screens")
+
+
+@dataclass
 class RaceConfig:
-    top_k: int = option(3, low=1, doc="searched candidates raced against the best baseline")
+    top_k: int = option(3, low=1, doc="searched candidates raced against the best baseline "
+                                      "(with a screen: its best, the finalists)")
     min_seeds: int = option(3, low=2, doc="seeds every contender gets (paired by seed)")
     max_seeds: int = option(6, low=2, doc="seeds a close contender may reach")
     confidence: float = option(0.95, low=0.5, high=0.999, doc="one-sided level of the lower bound")
     budget: str = option("proxy", choices=("proxy", "target"), doc="which training the race runs")
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
 
 
 @dataclass

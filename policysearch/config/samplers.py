@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -53,3 +54,81 @@ SAMPLERS: dict[str, Callable[[int | None], Any]] = {"tpe": _tpe, "random": _rand
 PRUNERS: dict[str, Callable[[int, int], Any]] = {"hyperband": _hyperband, "median": _median,
                                                  "none": _nop}
 """Pruner name -> factory(first validated epoch, epochs)."""
+
+
+DEFAULT_PRUNE_MIN_SPEARMAN = 0.8
+"""The single-seed Spearman a rung must reach for the pruner to stop trials there."""
+
+
+class RungPruner:
+    """A pruner that may stop a trial only at the allowed steps (the faithful rungs).
+
+    Every value is still reported (the view draws the curves); at any other step the wrapped
+    pruner is not even asked, so it keeps no rung there."""
+
+    def __init__(self, inner: Any, steps: tuple[int, ...]) -> None:
+        self.inner = inner
+        self.steps = frozenset(steps)
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        step = trial.last_step
+        if step is None or step not in self.steps:
+            return False
+        return bool(self.inner.prune(study, trial))
+
+
+def rung_pruner(name: str, steps: Sequence[int], epochs: int) -> Any:
+    """The pruner ``name``, allowed to prune only at ``steps``; Optuna's NopPruner without any."""
+    import optuna
+
+    allowed = tuple(sorted(int(s) for s in steps if 0 < int(s) < epochs))
+    if name == "none" or not allowed:
+        return optuna.pruners.NopPruner()
+    return RungPruner(PRUNERS[name](allowed[0], epochs), allowed)
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Where the search may prune, and the sentence that says why."""
+
+    steps: tuple[int, ...]
+    reason: str
+
+
+def prune_plan(pruner: str, epochs: int, validate_every: int, bar: float,
+               rungs: Sequence[dict[str, Any]] | None, source: str = "") -> PrunePlan:
+    """Allow pruning at the rungs (validation epochs before the last) whose measured single-seed
+    Spearman reaches ``bar``; none without a measurement of this very proxy and target.
+
+    ``rungs`` is ``analysis["rungs"]`` of ``policysearch fidelity`` (see
+    ``policysearch.evidence.rungs``), or ``None`` when no measurement matches the config.
+    """
+    validated = list(range(validate_every, epochs, validate_every))
+    if pruner == "none":
+        return PrunePlan((), "pruning: off (search.pruner: none); every trial runs all "
+                             f"{epochs} epochs")
+    if not validated:
+        return PrunePlan((), f"pruning: none; the proxy validates only after its last epoch "
+                             f"(trainer.validate_every {validate_every} >= epochs {epochs})")
+    if rungs is None:
+        return PrunePlan((), f"pruning: none; no fidelity measurement of this proxy and target "
+                             f"says a trial's accuracy at epoch(s) "
+                             f"{', '.join(map(str, validated))} ranks policies as the target does "
+                             f"(run `policysearch fidelity {source or 'EXPERIMENT'}` to measure "
+                             "it); every trial runs all its epochs")
+    measured = {int(r["epoch"]): float(r["pruning_spearman"]) for r in rungs}
+    allowed = tuple(e for e in validated if measured.get(e, float("-inf")) >= bar)
+
+    def told(epochs_: Sequence[int]) -> str:
+        return ", ".join(f"{e} ({measured[e]:+.2f})" if e in measured else f"{e} (not measured)"
+                         for e in epochs_)
+
+    refused = [e for e in validated if e not in allowed]
+    if not allowed:
+        return PrunePlan((), f"pruning: none; at no rung does the measured single-seed Spearman "
+                             f"reach {bar} (search.prune_min_spearman): epoch {told(refused)}; "
+                             "every trial runs all its epochs")
+    rest = f"; not at {told(refused)}, below it" if refused else ""
+    return PrunePlan(allowed, f"pruning ({pruner}) at epoch {told(allowed)} only: the measured "
+                              f"single-seed Spearman there reaches {bar} "
+                              f"(search.prune_min_spearman){rest}")

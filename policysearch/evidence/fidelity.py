@@ -37,6 +37,7 @@ from typing import Any
 from policysearch.augment.ops import RANDAUGMENT_OPS, check_op_names, group_ops
 from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
+from policysearch.evidence.rungs import run_curve, rung_agreement
 from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.evidence.stats import paired, rank_agreement, summarize
 from policysearch.paths import RESULTS_DIR
@@ -169,7 +170,10 @@ def run_key(policy: Policy, budget: str, seed: int) -> tuple[str, str, int]:
 
 def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
             seeds: Sequence[int]) -> dict[str, Any]:
-    """Every figure of the report, from the runs of the panel at ``seeds``."""
+    """Every figure of the report, from the runs of the panel at ``seeds``.
+
+    ``rungs`` holds the agreement at every epoch the proxy validated at (the pruner's rungs):
+    see ``policysearch.evidence.rungs.rung_agreement``."""
     acc: dict[tuple[str, str], dict[int, float]] = {}
     secs: dict[str, list[float]] = {b: [] for b in BUDGETS}
     by_key = {run_key_of(r): r for r in runs}
@@ -200,6 +204,10 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
         order = sorted(rows, key=lambda r, b=budget: -r[b]["mean"])
         for rank, row in enumerate(order, 1):
             row[budget]["rank"] = rank
+    rungs = rung_agreement(
+        [{s: run_curve(by_key[(e.policy.key(), "proxy", s)]) for s in seeds} for e in panel],
+        [acc[(e.name, "target")] for e in panel], level=0.90,
+        fallback=[acc[(e.name, "proxy")] for e in panel])
     agreement = rank_agreement([list(acc[(e.name, "proxy")].values()) for e in panel],
                                [list(acc[(e.name, "target")].values()) for e in panel],
                                level=0.90)
@@ -224,6 +232,7 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
                               else math.nan),
         "best_at_target": best["policy"], "its_rank_at_proxy": best["proxy"]["rank"],
         "diverged": sum(bool(r.get("diverged")) for r in runs),
+        "rungs": rungs,
     }
 
 
@@ -339,7 +348,13 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     out.write_text(render(experiment, analysis, meta, json_path.name, plot_path.name))
     log(f"fidelity: Spearman {analysis['spearman']:+.2f} "
         f"[{analysis['spearman_interval'][0]:+.2f}, {analysis['spearman_interval'][1]:+.2f}], "
-        f"Kendall {analysis['kendall']:+.2f}, cost ratio {analysis['cost_ratio']:.2f}")
+        f"Kendall {analysis['kendall']:+.2f}, cost ratio (median seconds) "
+        f"{analysis['cost_ratio_median']:.2f}")
+    for rung in analysis["rungs"]:
+        log(f"fidelity: at epoch {rung['epoch']}: single-seed Spearman "
+            f"{rung['pruning_spearman']:+.2f} (seeds "
+            + ", ".join(f"{v:+.2f}" for v in rung["single_seed_spearman"])
+            + f"), Spearman of the means {rung['spearman']:+.2f}")
     log(f"fidelity: wrote {out}, {json_path.name} and {plot_path.name}")
     log_mlflow(experiment, analysis, [out, json_path, plot_path], tracking_uri, log)
     return out
@@ -360,10 +375,11 @@ def same_config(saved: dict[str, Any], stamp: str) -> bool:
         return False
 
 
-def known_fidelity(experiment: Experiment) -> dict[str, Any] | None:
-    """The analysis of this experiment's last fidelity run, if it measured this very proxy
-    and target (same fingerprint); ``None`` otherwise."""
-    path = default_out(experiment, smoke=False).with_suffix(".json")
+def known_fidelity(experiment: Experiment, path: Path | None = None) -> dict[str, Any] | None:
+    """The analysis of this experiment's last fidelity run (``path``, a fidelity JSON, or the
+    experiment's default one), if it measured this very proxy and target (same fingerprint);
+    ``None`` otherwise. A file written before rungs were measured gets them from its runs."""
+    path = path or default_out(experiment, smoke=False).with_suffix(".json")
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -371,4 +387,12 @@ def known_fidelity(experiment: Experiment) -> dict[str, Any] | None:
     if not same_config(saved, fingerprint(experiment)):
         return None
     analysis = saved.get("analysis")
-    return analysis if isinstance(analysis, dict) else None
+    if not isinstance(analysis, dict):
+        return None
+    if "rungs" not in analysis:
+        try:
+            panel = build_panel(saved["panel"])
+            analysis["rungs"] = analyse(panel, saved["runs"], saved["seeds"])["rungs"]
+        except (KeyError, TypeError, ValueError, PolicySearchError):
+            analysis["rungs"] = []
+    return analysis

@@ -114,10 +114,10 @@ class RankAgreement:
 
 def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[float]], *,
                    level: float = 0.90, resamples: int = 2000, seed: int = 0) -> RankAgreement:
-    """Rank correlation of the per-policy means, with a bootstrap interval.
+    """Rank correlation of the per-policy means, with a seed-resampling range.
 
     ``proxy[i]`` and ``target[i]`` are policy i's accuracies over seeds at each budget. The
-    bootstrap resamples the seeds of every policy at both budgets, so the interval reflects
+    bootstrap resamples the seeds of every policy at both budgets, so the range reflects
     the seed noise of the means being ranked.
     """
     if len(proxy) != len(target) or len(proxy) < 3:
@@ -125,13 +125,14 @@ def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[f
     pm = [float(np.mean(v)) for v in proxy]
     tm = [float(np.mean(v)) for v in target]
     rng = np.random.default_rng(seed)
-    rho, tau = [], []
+    ps, ts = [], []
     for _ in range(resamples):
-        p = [float(np.mean(rng.choice(v, len(v)))) for v in proxy]
-        t = [float(np.mean(rng.choice(v, len(v)))) for v in target]
-        if len(set(p)) > 1 and len(set(t)) > 1:
-            rho.append(spearman(p, t))
-            tau.append(kendall(p, t))
+        ps.append([float(np.mean(rng.choice(v, len(v)))) for v in proxy])
+        ts.append([float(np.mean(rng.choice(v, len(v)))) for v in target])
+    p_all, t_all = np.array(ps), np.array(ts)
+    keep = (np.ptp(p_all, axis=1) > 0) & (np.ptp(t_all, axis=1) > 0)
+    rho = _spearman_rows(p_all[keep], t_all[keep]).tolist()
+    tau = _kendall_rows(p_all[keep], t_all[keep]).tolist()
     tail = (1 - level) / 2
 
     def interval(values: list[float]) -> tuple[float, float]:
@@ -140,3 +141,21 @@ def rank_agreement(proxy: Sequence[Sequence[float]], target: Sequence[Sequence[f
         return (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
 
     return RankAgreement(spearman(pm, tm), kendall(pm, tm), interval(rho), interval(tau), level)
+
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of every row pair (average ranks for ties), as scipy computes it."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    return (rx * ry).sum(axis=1) / np.sqrt((rx ** 2).sum(axis=1) * (ry ** 2).sum(axis=1))
+
+
+def _kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b of every row pair, as scipy's ``kendalltau`` computes it."""
+    i, j = np.triu_indices(x.shape[1], k=1)
+    dx, dy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
+    concordance = (dx * dy).sum(axis=1)
+    return concordance / np.sqrt((dx != 0).sum(axis=1) * (dy != 0).sum(axis=1))

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Experiment
+from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
 from policysearch.search.provenance import export_policy
-from policysearch.search.race import Contender, contenders, race
+from policysearch.search.race import Contender, contenders, race, screen_round
+from policysearch.search.tally import describe_tally, search_tally
 from policysearch.search.worker import (
     Runner,
     configure_threads,
@@ -53,9 +55,10 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
                study_name: str, export_path: Path, tracking_uri: str | None,
                mlflow_experiment: str | None = None, workers: int = 1,
                devices: list[str] | None = None, system_metrics: bool = False,
-               log: Any = print) -> Policy | None:
+               fidelity_path: Path | None = None, log: Any = print) -> Policy | None:
     """Run (or resume) a whole search and export its winner; ``None`` when another process
-    of the same study exported it."""
+    of the same study exported it. ``fidelity_path``: the fidelity JSON whose rung agreement
+    decides where the pruner may prune (default: the experiment's own, when it matches)."""
     from policysearch.data.splits import load_splits
     from policysearch.tracking import tracking_uri as resolve_uri
 
@@ -67,19 +70,21 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     splits = load_splits(experiment)
     total = len(experiment.search.baselines) + experiment.search.trials
-    record = new_record(experiment, space, fingerprint=splits.fingerprint,
-                        image_shape=splits.image_shape, classes=splits.classes,
-                        total_trials=total)
-    handle = open_study(storage_url, study_name, record, experiment=experiment)
-    study = handle.study
     from policysearch.evidence.fidelity import known_fidelity
 
-    fidelity = known_fidelity(experiment)
+    fidelity = known_fidelity(experiment, fidelity_path)
+    plan = pruning(experiment, fidelity)
+    record = new_record(experiment, space, fingerprint=splits.fingerprint,
+                        image_shape=splits.image_shape, classes=splits.classes,
+                        total_trials=total, prune=plan)
+    handle = open_study(storage_url, study_name, record, experiment=experiment)
+    study = handle.study
     update_study(study, fidelity=fidelity)
     if fidelity:
         log(f"proxy fidelity (policysearch fidelity {experiment.name}): Spearman "
             f"{fidelity['spearman']:+.2f} over {len(fidelity.get('policies', []))} policies, "
-            f"cost ratio {fidelity['cost_ratio']:.2f}")
+            f"cost ratio (median seconds) "
+            f"{fidelity.get('cost_ratio_median', fidelity['cost_ratio']):.2f}")
     view = _view(tracker, study, storage_url)
     configure_threads(workers)
     runner = Runner(handle, splits, view, "w0", log)
@@ -99,6 +104,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         f"({len(experiment.search.baselines)} baselines + {experiment.search.trials} searched); "
         f"space {space.name}; {workers} worker(s)")
     log(describe_budgets(experiment, splits))
+    log(plan.reason)
     log(f"MLflow: {uri}, experiment {experiment_name!r}, run {parent}; trials table: "
         f"{view.table_url()}")
     timeout = experiment.search.timeout_minutes
@@ -122,6 +128,18 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         if monitor is not None:
             monitor.finish()
         view.end_study(status)
+
+
+def pruning(experiment: Experiment, fidelity: dict[str, Any] | None) -> PrunePlan:
+    """Where the pruner may stop trials: the rungs the fidelity measurement found faithful."""
+    from policysearch.config.experiment import find_experiment
+
+    source = experiment.source
+    if source in ("", "defaults") or Path(source) == find_experiment(experiment.name):
+        source = experiment.name
+    return prune_plan(experiment.search.pruner, experiment.trainer.epochs,
+                      experiment.trainer.validate_every, experiment.search.prune_min_spearman,
+                      None if fidelity is None else fidelity.get("rungs") or [], source)
 
 
 def describe_budgets(experiment: Experiment, splits: Any) -> str:
@@ -173,18 +191,24 @@ def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_pat
     """Race the best candidates on the selection split and export the winner (once)."""
     study = handle.study
     exp = handle.experiment
-    entrants = contenders(study, exp.race.top_k)
+    screened = exp.race.screen.top_k > 0
+    entrants = contenders(study, exp.race.screen.top_k if screened else exp.race.top_k,
+                          every_baseline=screened)
     if not any(c.role != "reference" for c in entrants):
         raise PolicySearchError(f"study {handle.name!r}: no trial completed, nothing to "
                                 "export; see the failure reasons above")
     decision = race_on_selection(handle, runner, entrants, log).to_dict()
     view.log_evaluations("race", read_study(study).race_rows)
+    tally = search_tally(study)
+    update_study(study, trial_seconds=tally["trial_phase_seconds"],
+                 race_seconds=tally["reevaluation_seconds"])
     with budget_lock(study._storage, handle.storage_url, study.study_name):
         current = read_study(study)
         if (current.exported_for == current.total_trials and current.exported_policy
                 and Path(current.exported_policy).exists() and current.decision is not None):
             log(f"study {handle.name!r} was exported by {current.exported_by} to "
                 f"{current.exported_policy}; not exporting it again")
+            log(describe_tally(tally))
             print_decision(current.decision, log)
             return None
         policy = export_policy(handle, decision, export_path, uri)
@@ -192,6 +216,7 @@ def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_pat
                      exported_by=f"{runner.worker}@{os.uname().nodename}:{os.getpid()}",
                      exported_for=current.total_trials)
     view.log_summary(decision, policy.to_json(), sample(runner))
+    log(describe_tally(tally))
     print_decision(decision, log)
     return policy
 
@@ -204,31 +229,53 @@ def sample(runner: Runner) -> Any:
 
 def race_on_selection(handle: StudyHandle, runner: Runner, entrants: list[Contender],
                       log: Any) -> Any:
-    """The race, resumable: every (policy, seed) result is kept in the study record."""
+    """The race, with its first round (the screen) when configured, resumable: every (stage,
+    policy, seed) result is kept in the study record."""
     from policysearch.training.trainer import trainer_for
 
     exp = handle.experiment
-    budget = exp.race.budget
     rows = list(read_study(handle.study).race_rows)
-    known = {(r["key"], r["seed"]): r["accuracy"] for r in rows if r["budget"] == budget}
     splits = runner.splits
-    trainer = runner.trainer if budget == "proxy" else trainer_for(exp, budget, splits)
+    trainers: dict[str, Any] = {}
+
+    def trainer(budget: str) -> Any:
+        if budget not in trainers:
+            trainers[budget] = (runner.trainer if budget == "proxy"
+                                else trainer_for(exp, budget, splits))
+        return trainers[budget]
+
+    def known(stage: str, budget: str) -> dict[tuple[str, int], float]:
+        return {(r["key"], r["seed"]): r["accuracy"] for r in rows
+                if r["budget"] == budget and r.get("stage", "race") == stage}
+
+    def evaluator(stage: str, budget: str) -> Any:
+        def evaluate(c: Contender, seed: int) -> float:
+            with interruptible():
+                result = trainer(budget).train(Policy.from_dict(c.policy),
+                                               splits.training(budget), splits.selection, seed)
+            row = {"key": c.key, "label": c.label, "policy": c.policy, "role": c.role,
+                   "seed": seed, "budget": budget, "stage": stage,
+                   "accuracy": result.final_accuracy, "seconds": round(result.seconds, 2)}
+            rows.append(row)
+            update_study(handle.study, race_rows=rows)
+            log(f"{stage}: {c.label} seed {seed}: selection accuracy {row['accuracy']:.4f}")
+            return row["accuracy"]
+        return evaluate
+
+    screen = None
+    first = exp.race.screen
+    if first.top_k:
+        log(f"race, first round (screen) on the selection split ({len(splits.selection)} "
+            f"images, {first.budget} budget, {first.seeds} seeds each; the best "
+            f"{exp.race.top_k} go on): " + ", ".join(c.label for c in entrants))
+        entrants, screen = screen_round(entrants, evaluator("screen", first.budget), exp.race,
+                                        known("screen", first.budget), log)
+    budget = exp.race.budget
     log(f"race on the selection split ({len(splits.selection)} images, {budget} budget): "
         + ", ".join(c.label for c in entrants))
-
-    def evaluate(c: Contender, seed: int) -> float:
-        with interruptible():
-            result = trainer.train(Policy.from_dict(c.policy), splits.training(budget),
-                                   splits.selection, seed)
-        row = {"key": c.key, "label": c.label, "policy": c.policy, "role": c.role,
-               "seed": seed, "budget": budget, "accuracy": result.final_accuracy,
-               "seconds": round(result.seconds, 2)}
-        rows.append(row)
-        update_study(handle.study, race_rows=rows)
-        log(f"race: {c.label} seed {seed}: selection accuracy {row['accuracy']:.4f}")
-        return row["accuracy"]
-
-    return race(entrants, evaluate, exp.race, known, log)
+    decision = race(entrants, evaluator("race", budget), exp.race, known("race", budget), log)
+    decision.screen = screen
+    return decision
 
 
 def print_decision(decision: dict[str, Any], log: Any) -> None:

@@ -19,7 +19,7 @@ exported must beat it by the same rule, else crop+flip is exported ("no measurab
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from policysearch.config.experiment import RaceConfig
@@ -29,6 +29,8 @@ from policysearch.policy.definition import Policy
 from policysearch.study.record import read_trial
 
 RACE_SEED_BASE = 10_000
+SCREEN_SEED_BASE = 11_000
+"""The screen's seeds: other seeds than the race's, so its choice is not re-used as evidence."""
 REFERENCE = "crop_flip"
 
 
@@ -43,8 +45,9 @@ class Contender:
     """Its search-validation value (how it got into the race)."""
 
 
-def contenders(study: Any, top_k: int) -> list[Contender]:
-    """The top-k distinct searched policies, the best baseline and crop+flip (the reference).
+def contenders(study: Any, top_k: int, every_baseline: bool = False) -> list[Contender]:
+    """The top-k distinct searched policies, the best baseline and crop+flip (the reference);
+    with ``every_baseline``, every baseline of the study (the screen ranks them itself).
 
     A searched policy that equals a baseline is that baseline: one key, one row.
     """
@@ -65,8 +68,7 @@ def contenders(study: Any, top_k: int) -> list[Contender]:
     ranked = sorted(best.values(), key=lambda c: (-(c.value or 0.0), c.trial or 0))
     chosen = [c for c in ranked if c.role == "candidate"][:top_k]
     baselines = [c for c in ranked if c.role == "baseline"]
-    if baselines:
-        chosen.append(baselines[0])
+    chosen += baselines if every_baseline else baselines[:1]
     reference = BASELINES[REFERENCE]
     if all(c.key != reference.key() for c in chosen):
         trial = best.get(reference.key())  # its search trial, when it ran one
@@ -95,6 +97,8 @@ class Decision:
     gain_over_crop_flip: dict[str, Any] | None = None
     candidate: str | None = None
     baseline: str | None = None
+    screen: dict[str, Any] | None = None
+    """The first round that chose the finalists (``screen_round``), when there was one."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,6 +152,48 @@ def race(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
             break
         n += 1
     return _decide(entrants, racers, reference, scores, seeds, out, n, looks, config)
+
+
+def screen_round(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
+                 known: dict[tuple[str, int], float] | None = None,
+                 log: Callable[[str], None] = print) -> tuple[list[Contender], dict[str, Any]]:
+    """The race's cheap first round: every entrant at ``config.screen.seeds`` paired seeds (at
+    the screen's budget); the best ``config.top_k`` searched candidates by mean go on, with the
+    best baseline by mean and crop+flip. It decides nothing about the export: the race that
+    follows, on other seeds, does, by its paired rule. Returns the finalists and the round's
+    table."""
+    seeds = [SCREEN_SEED_BASE + i for i in range(config.screen.seeds)]
+    scores: dict[str, dict[int, float]] = {c.key: {} for c in entrants}
+    for (key, seed), value in (known or {}).items():
+        if key in scores and seed in seeds:
+            scores[key][seed] = value
+    for seed in seeds:
+        for c in entrants:
+            if seed not in scores[c.key]:
+                scores[c.key][seed] = evaluate(c, seed)
+    means = {c.key: summarize([scores[c.key][s] for s in seeds]).mean for c in entrants}
+
+    def by_mean(group: list[Contender]) -> list[Contender]:
+        return sorted(group, key=lambda c: (-means[c.key], c.trial or 0))
+
+    candidates = by_mean([c for c in entrants if c.role == "candidate"])[:config.top_k]
+    baselines = by_mean([c for c in entrants if c.role != "candidate"])
+    # crop+flip is the best baseline, or the reference the decision is stated against
+    reference_key = BASELINES[REFERENCE].key()
+    finalists = [*candidates, *(replace(c, role="baseline") for c in baselines[:1])]
+    if all(c.key != reference_key for c in finalists):
+        finalists += [replace(c, role="reference") for c in entrants if c.key == reference_key]
+    chosen = {c.key for c in finalists}
+    table = []
+    for c in by_mean(entrants):
+        summary = summarize([scores[c.key][s] for s in seeds])
+        table.append({"key": c.key, "label": c.label, "role": c.role, "trial": c.trial,
+                      "search_value": c.value, "mean": summary.mean, "std": summary.std,
+                      "n": summary.n, "finalist": c.key in chosen})
+    log("race: screen (" + f"{config.screen.budget} budget, {len(seeds)} seeds): finalists "
+        + ", ".join(c.label for c in finalists))
+    return finalists, {"budget": config.screen.budget, "split": "selection", "seeds": seeds,
+                       "table": table, "finalists": config.top_k}
 
 
 def _gain(scores: dict[str, dict[int, float]], a: Contender, b: Contender, seeds: list[int],

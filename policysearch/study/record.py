@@ -47,6 +47,15 @@ class StudyRecord:
     """The proxy's measured fidelity (``policysearch fidelity``), when known for this config."""
     exported_for: int | None = None
     """The trial budget the export was made for (a resume with more trials exports again)."""
+    prune_rungs: list[int] = field(default_factory=list)
+    """The epochs the pruner may stop a trial at: the rungs measured faithful (none: no
+    pruning). Every process of the study builds its pruner from it."""
+    prune_reason: str | None = None
+    """Why the pruner prunes there (or nowhere): the sentence the search states first."""
+    trial_seconds: float | None = None
+    """Wall seconds of the trial phase (first trial started to last trial finished)."""
+    race_seconds: float | None = None
+    """Training seconds of the race (every stage), summed over its runs."""
 
 
 @dataclass

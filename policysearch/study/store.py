@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policysearch.config.experiment import Experiment, experiment_from_dict
-from policysearch.config.samplers import PRUNERS, SAMPLERS
+from policysearch.config.samplers import SAMPLERS, PrunePlan, rung_pruner
 from policysearch.errors import PolicySearchError
 from policysearch.study.record import (
     PREFIX,
@@ -34,10 +34,10 @@ def make_sampler(experiment: Experiment, seed: int | None) -> Any:
     return SAMPLERS[experiment.search.sampler](seed)
 
 
-def make_pruner(experiment: Experiment) -> Any:
-    trainer = experiment.trainer
-    first = min(trainer.validate_every, trainer.epochs)
-    return PRUNERS[experiment.search.pruner](first, trainer.epochs)
+def make_pruner(experiment: Experiment, rungs: list[int] | tuple[int, ...]) -> Any:
+    """The experiment's pruner, allowed to prune only at ``rungs`` (the study record's
+    ``prune_rungs``: the rungs measured faithful); no rungs, no pruning."""
+    return rung_pruner(experiment.search.pruner, rungs, experiment.trainer.epochs)
 
 
 @dataclass
@@ -61,12 +61,14 @@ class StudyHandle:
 
 def new_record(experiment: Experiment, space: SearchSpace, *, fingerprint: str,
                image_shape: tuple[int, ...], classes: tuple[str, ...],
-               total_trials: int) -> StudyRecord:
+               total_trials: int, prune: PrunePlan | None = None) -> StudyRecord:
     return StudyRecord(
         experiment=experiment.to_dict(), experiment_source=experiment.source,
         space_name=space.name, space_raw=space.raw, data_fingerprint=fingerprint,
         image_shape=list(image_shape), classes=list(classes), total_trials=total_trials,
-        created_at=now(), trial_seed=trial_seed(experiment.search.seed))
+        created_at=now(), trial_seed=trial_seed(experiment.search.seed),
+        prune_rungs=list(prune.steps) if prune else [],
+        prune_reason=prune.reason if prune else None)
 
 
 def trial_seed(search_seed: int) -> int:
@@ -111,14 +113,20 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
     if record is not None and experiment is not None and not created:
         check_compatible(study_name, stored, record)
     exp = experiment or stored_experiment
+    rungs = stored.prune_rungs if record is None else record.prune_rungs
     study = optuna.load_study(study_name=study_name, storage=storage,
                               sampler=make_sampler(stored_experiment,
                                                    exp.search.seed if created else None),
-                              pruner=make_pruner(stored_experiment))
-    if record is not None and not created and record.total_trials != stored.total_trials:
+                              pruner=make_pruner(stored_experiment, rungs))
+    if record is not None and not created:
         from policysearch.study.record import update_study
 
-        update_study(study, total_trials=record.total_trials)
+        if record.total_trials != stored.total_trials:
+            update_study(study, total_trials=record.total_trials)
+        if (record.prune_rungs, record.prune_reason) != (stored.prune_rungs,
+                                                         stored.prune_reason):
+            # a resume after a new fidelity measurement prunes where that one says
+            update_study(study, prune_rungs=record.prune_rungs, prune_reason=record.prune_reason)
     return StudyHandle(study, storage_url, exp, space, created)
 
 
@@ -163,7 +171,8 @@ def _wait_for_record(storage: Any, study_name: str, wait_seconds: float,
 COMPARED = ("experiment_source", "space_name", "space_raw", "data_fingerprint", "image_shape",
             "classes", "trial_seed")
 """Fields that must match on resume or join, besides the experiment's settings."""
-MAY_CHANGE = ("search.trials", "search.timeout_minutes", "search.max_failures", "race",
+MAY_CHANGE = ("search.trials", "search.timeout_minutes", "search.max_failures",
+              "search.prune_min_spearman", "race",
               "validate", "fidelity", "smoke", "name", "data.data_dir")
 """Experiment keys a resume may change (budgets of later stages, where the data lives)."""
 

@@ -92,9 +92,11 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> list[str]:
     parts = [p for p in (corr("spearman"), corr("kendall")) if p]
     level = fidelity.get("interval_level")
     if parts and level:
-        parts[-1] += f" ({100 * level:.0f} % bootstrap interval)"
-    if fidelity.get("cost_ratio") is not None and math.isfinite(fidelity["cost_ratio"]):
-        parts.append(f"cost proxy/target {fidelity['cost_ratio']:.2f}")
+        parts[-1] += f" ({100 * level:.0f} % seed-resampling range, not a confidence interval)"
+    cost = fidelity.get("cost_ratio_median", fidelity.get("cost_ratio"))
+    if cost is not None and math.isfinite(cost):
+        median = " (median seconds)" if "cost_ratio_median" in fidelity else ""
+        parts.append(f"cost proxy/target {cost:.2f}{median}")
     if fidelity.get("policies"):
         parts.append(f"{len(fidelity['policies'])} policies x {len(fidelity.get('seeds', []))} "
                      "seeds")
