@@ -69,6 +69,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from policysearch.tracking.client import mlflow_experiment_name
 
     args.workers = cap_workers(args.workers)
+    if args.export:  # as typed: a trailing slash names a folder
+        from policysearch.paths import check_writable_file
+
+        check_writable_file(args.export, "export path")
     overrides = {
         "data.data_dir": args.data_dir,
         "data.train_size": args.train_size,
@@ -106,8 +110,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     if policy is not None:
         _print(f"policy: {export_path}")
         _print(load_hint(policy, export_path))
+        _print(f"test it against the baselines on the test split (the search's splits and "
+               f"budgets are recorded in the file): {validate_command(export_path)}")
     _print(f"MLflow: run `make ui` and open the experiment {mlflow_experiment!r}")
     return 0
+
+
+def validate_command(path: Path) -> str:
+    """The command that validates the exported policy, as it runs from here."""
+    import shlex
+
+    return f"policysearch validate {shlex.quote(str(path))}"
 
 
 def load_hint(policy: Any, path: Path) -> str:
@@ -145,16 +158,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     policy = read_policy(args.policy)
     overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
+                 "data.selection_size": args.selection_size,
                  "data.image_size": args.image_size, "target.train_size": args.train_size,
                  "target.trainer.epochs": args.epochs, "validate.seeds": args.seeds}
     stored = policy.source.get("experiment_config")
     if args.experiment or not isinstance(stored, dict):
         experiment = load_experiment(args.experiment, dataset=args.dataset or
                                      policy.source.get("dataset"), overrides=overrides)
-    else:  # the experiment that found the policy, as it was
+    else:  # the experiment that found the policy, as it was: its splits and budgets
         origin = f"{args.policy} (source.experiment_config)"
         experiment = with_overrides(experiment_from_dict(stored, origin),
                                     {"dataset": args.dataset, **overrides}, origin)
+        given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in overrides.items()
+                 if v is not None and k != "data.data_dir"]
+        _print(f"validate: the search's experiment {experiment.name!r} as recorded in "
+               f"{args.policy} (splits, budgets, seeds)"
+               + (f", with {' '.join(given)} from the command line" if given else ""))
     seeds = experiment.validate.seeds
     result = validate(policy, experiment, seeds=seeds, tracking_uri=args.tracking_uri,
                       log=_print)

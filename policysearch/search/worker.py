@@ -93,13 +93,14 @@ class Runner:
 
     # -- the claim loop --------------------------------------------------------------------------
 
-    def run(self, deadline: float | None = None) -> int:
-        """Claim and run trials until the budget is reached; returns how many this ran."""
+    def run(self, deadline: float | None = None, at_most: int | None = None) -> int:
+        """Claim and run trials until the budget is reached (or ``at_most`` trials ran here);
+        returns how many this ran."""
         from optuna.storages import fail_stale_trials
 
         study = self.handle.study
         ran = 0
-        while True:
+        while at_most is None or ran < at_most:
             running = {t.number for t in study.get_trials(deepcopy=False)
                        if t.state.name == "RUNNING"}
             fail_stale_trials(study)
@@ -134,6 +135,7 @@ class Runner:
                     study._storage.record_heartbeat(trial._trial_id)
             self.run_trial(trial)
             ran += 1
+        return ran
 
     def run_trial(self, trial: Any) -> None:
         """Train one proposed policy, report it to Optuna, then render it to the view.

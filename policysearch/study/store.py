@@ -147,7 +147,8 @@ def _wait_for_record(storage: Any, study_name: str, wait_seconds: float) -> Stud
 COMPARED = ("experiment_source", "space_name", "space_raw", "data_fingerprint", "image_shape",
             "classes", "trial_seed")
 """Fields that must match on resume or join, besides the experiment's settings."""
-MAY_CHANGE = ("search.trials", "search.timeout_minutes", "search.max_failures", "race",
+MAY_CHANGE = ("search.trials", "search.timeout_minutes", "search.max_failures",
+              "search.learning_check", "race",
               "validate", "fidelity", "smoke", "name", "data.data_dir")
 """Experiment keys a resume may change (budgets of later stages, where the data lives)."""
 
