@@ -46,31 +46,34 @@ class BudgetCannotLearn(PolicySearchError):
 def check_learning(handle: Any, runner: Any, deadline: float | None, log: Any) -> None:
     """Run the study's trials up to its crop+flip baseline, then check it learned."""
     exp = handle.experiment
-    mode = getattr(exp.search, "learning_check", "stop")
+    mode = exp.search.learning_check
     if mode == "off":
         return
     splits = runner.splits
     bar = learning_bar(splits.val.y)
     proxy = _reference_accuracy(handle, runner, deadline)
     if proxy is None:
-        log("learning check: the crop+flip baseline did not complete (see its failure above); "
-            "not checked")
+        log("learning check: the crop+flip baseline has no result (it failed, see above, or "
+            "the time budget ran out); not checked")
         return
     problems = []
+    target_text = ""
     if not bar.clears(proxy):
         problems.append(f"the proxy's crop+flip training reaches {100 * proxy:.1f} % on the "
                         f"search-validation split ({_budget(runner, 'proxy')}); "
                         + bar.describe())
-    target_text, target_problem = _check_target(handle, runner, bar, proxy)
-    if target_problem:
-        problems.append(target_problem)
+    else:  # the target only when the proxy learns: the proxy's problem comes first
+        target_text, target_problem = _check_target(handle, runner, bar)
+        if target_problem:
+            problems.append(target_problem)
     if not problems:
         log(f"learning check: crop+flip reaches {100 * proxy:.1f} % on the search-validation "
             f"split, above the bar of {100 * bar.bar:.1f} % (chance {100 * bar.chance:.1f} %, "
             f"{bar.n} images); {target_text}")
         return
-    message = ("this budget cannot tell policies apart: " + "; ".join(problems) + "; "
-               + advice(exp, runner))
+    message = "this budget cannot tell policies apart: " + "; ".join(problems)
+    if not bar.clears(proxy):
+        message += "; " + advice(exp, runner)
     if mode == "warn":
         log(f"warning: {message} (search.learning_check: warn, as under --smoke: going on)")
         return
@@ -114,8 +117,7 @@ def _searched_trials(study: Any) -> bool:
     return any(not queued_baseline(t) for t in study.get_trials(deepcopy=False))
 
 
-def _check_target(handle: Any, runner: Any, bar: LearningBar,
-                  proxy: float) -> tuple[str, str | None]:
+def _check_target(handle: Any, runner: Any, bar: LearningBar) -> tuple[str, str | None]:
     """(what was said about the target, its problem or ``None``)."""
     exp = handle.experiment
     splits = runner.splits
@@ -124,10 +126,11 @@ def _check_target(handle: Any, runner: Any, bar: LearningBar,
     if same:
         return "the target trains as the proxy does, so it learns too", None
     cost = _cost(exp, splits, "target") / max(_cost(exp, splits, "proxy"), 1)
-    if exp.proxy_budget.trainer.model != exp.target_budget.trainer.model or \
-            cost > TARGET_CHECK_COST:
-        return (f"the target ({_budget(runner, 'target')}) is not trained here (a run costs "
-                f"about {cost:.0f} proxy trials); `policysearch validate` trains it"), None
+    other_model = exp.proxy_budget.trainer.model != exp.target_budget.trainer.model
+    if other_model or cost > TARGET_CHECK_COST:
+        why = "another model" if other_model else f"a run costs about {cost:.0f} proxy trials"
+        return (f"the target ({_budget(runner, 'target')}) is not trained here ({why}); "
+                "`policysearch validate` trains it"), None
     from policysearch.training.trainer import trainer_for
 
     trainer = trainer_for(exp, "target", splits)
@@ -136,7 +139,9 @@ def _check_target(handle: Any, runner: Any, bar: LearningBar,
     if bar.clears(accuracy):
         return f"at the target budget it reaches {100 * accuracy:.1f} %", None
     return "", (f"at the target budget ({_budget(runner, 'target')}) crop+flip reaches "
-                f"{100 * accuracy:.1f} %, below the bar of {100 * bar.bar:.1f} %")
+                f"{100 * accuracy:.1f} %, below the bar of {100 * bar.bar:.1f} %: raise the "
+                "target's budget (target.trainer.epochs, target.train_size in an experiment "
+                "file)")
 
 
 def _cost(exp: Any, splits: Any, name: str) -> float:
