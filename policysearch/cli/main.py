@@ -108,10 +108,9 @@ def cmd_search(args: argparse.Namespace) -> int:
                         devices=args.devices.split(",") if args.devices else None,
                         system_metrics=args.system_metrics, log=_print)
     if policy is not None:
-        _print(f"policy: {export_path}")
+        _print(f"policy: {export_path}; test it against the baselines on the test split "
+               f"(the splits and budgets are recorded in it): {validate_command(export_path)}")
         _print(load_hint(policy, export_path))
-        _print(f"test it against the baselines on the test split (the search's splits and "
-               f"budgets are recorded in the file): {validate_command(export_path)}")
     _print(f"MLflow: run `make ui` and open the experiment {mlflow_experiment!r}")
     return 0
 

@@ -89,8 +89,6 @@ def _reference_accuracy(handle: Any, runner: Any, deadline: float | None) -> flo
     ``None`` when it failed."""
     import time
 
-    from optuna.storages import fail_stale_trials
-
     study = handle.study
     while True:
         trials = [t for t in study.get_trials(deepcopy=False)
@@ -101,8 +99,8 @@ def _reference_accuracy(handle: Any, runner: Any, deadline: float | None) -> flo
         if "WAITING" in states:
             if runner.run(deadline, at_most=1) == 0:
                 return None  # the time budget is spent
-        elif "RUNNING" in states:  # another worker of a resumed study has it
-            fail_stale_trials(study)
+        elif "RUNNING" in states:  # another worker has it: wait (a dead one's is retried)
+            runner.reap()
             time.sleep(1.0)
         elif trials:
             return None  # it failed: the trial says why
