@@ -95,6 +95,14 @@ def test_auto_batch_keeps_steps_on_small_data() -> None:
     assert resolve_batch_size(128, 50) == 50 and resolve_lr(0.1, 50) == 0.1
 
 
+def test_smoke_budgets_warn_instead_of_stopping(tmp_path: Path) -> None:
+    assert load_experiment(None).search.learning_check == "stop"
+    assert load_experiment(None, smoke=True).search.learning_check == "warn"
+    config = tmp_path / "e.yaml"
+    config.write_text(yaml.safe_dump({"smoke": {"search": {"learning_check": "stop"}}}))
+    assert load_experiment(str(config), smoke=True).search.learning_check == "stop"
+
+
 # -- the learning bar ---------------------------------------------------------------------------
 
 
