@@ -58,6 +58,17 @@ def padding(text: str) -> int | str:
             from None
 
 
+def size(text: str) -> int | str:
+    """An argparse type: ``auto`` or a number of images (1 or more)."""
+    if text == "auto":
+        return text
+    try:
+        return count(1)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of images (1 or more), "
+                                         f"got {text!r}") from None
+
+
 def boolean(text: str) -> bool:
     """An argparse type: true/false (also yes/no, on/off, 1/0)."""
     value = text.strip().lower()
@@ -129,11 +140,13 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=minutes,
                    help="stop starting trials after this many minutes")
     p.add_argument("--epochs", type=count(), help="proxy training epochs per trial")
-    p.add_argument("--train-size", type=count(), help="training images per trial")
-    p.add_argument("--val-size", type=count(), help="search-validation images (from the training "
-                   "part)")
-    p.add_argument("--selection-size", type=count(), help="selection images: the race chooses "
-                   "the winner on them (from the training part)")
+    p.add_argument("--train-size", type=size, metavar="auto|N", help="training images per "
+                   "trial (auto: all the target's on a small dataset, a quarter on a large one)")
+    p.add_argument("--val-size", type=size, metavar="auto|N", help="search-validation images "
+                   "(from the training part; auto: 20 %%, at least 5 a class)")
+    p.add_argument("--selection-size", type=size, metavar="auto|N", help="selection images: "
+                   "the race chooses the winner on them (from the training part; auto: 15 %%, "
+                   "at least 5 a class)")
     p.add_argument("--batch-size", type=count())
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (shorter side resized, bicubic, then "
@@ -186,16 +199,22 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.set_defaults(handler="worker")
 
     p = sub.add_parser("validate", help="test accuracy of a policy against the baselines "
-                       "(the only command that reads the test split)")
+                       "(the only command that reads the test split); the splits and budgets "
+                       "are the search's, recorded in the policy file")
     p.add_argument("policy")
-    p.add_argument("--dataset")
-    p.add_argument("--experiment")
+    p.add_argument("--dataset", help="the dataset (default: the one recorded in the policy "
+                   "file); give it when the data moved")
+    p.add_argument("--experiment", help="an experiment file instead of the search's, recorded "
+                   "in the policy file")
     p.add_argument("--data-dir")
     p.add_argument("--epochs", type=count(), help="target training epochs (default: the "
                    "experiment's target)")
     p.add_argument("--seeds", type=count(2), help="seeds per policy (paired)")
     p.add_argument("--train-size", type=count(), help="target training images")
-    p.add_argument("--val-size", type=count(), help="validation images (a small dataset needs few)")
+    p.add_argument("--val-size", type=size, metavar="auto|N", help="validation images "
+                   "(default: the search's, recorded in the policy file)")
+    p.add_argument("--selection-size", type=size, metavar="auto|N", help="selection images "
+                   "held out beside them (default: the search's)")
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (as the search did with --image-size)")
     p.add_argument("--tracking-uri")

@@ -57,6 +57,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from policysearch.tracking.client import mlflow_experiment_name
 
     args.workers = cap_workers(args.workers)
+    if args.export:  # as typed: a trailing slash names a folder
+        from policysearch.paths import check_writable_file
+
+        check_writable_file(args.export, "export path")
     overrides = {
         "data.data_dir": args.data_dir,
         "data.train_size": args.train_size,
@@ -98,10 +102,18 @@ def cmd_search(args: argparse.Namespace) -> int:
                         devices=args.devices.split(",") if args.devices else None,
                         system_metrics=args.system_metrics, fidelity_path=fidelity, log=say)
     if policy is not None:
-        say(f"policy: {export_path}")
+        say(f"policy: {export_path}; test it against the baselines on the test split "
+            f"(the splits and budgets are recorded in it): {validate_command(export_path)}")
         say(load_hint(policy, export_path))
     say(f"MLflow: run `make ui` and open the experiment {mlflow_experiment!r}")
     return 0
+
+
+def validate_command(path: Path) -> str:
+    """The command that validates the exported policy, as it runs from here."""
+    import shlex
+
+    return f"policysearch validate {shlex.quote(str(path))}"
 
 
 def load_hint(policy: Any, path: Path) -> str:
@@ -141,16 +153,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     policy = read_policy(args.policy)
     overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
+                 "data.selection_size": args.selection_size,
                  "data.image_size": args.image_size, "target.train_size": args.train_size,
                  "target.trainer.epochs": args.epochs, "validate.seeds": args.seeds}
     stored = policy.source.get("experiment_config")
     if args.experiment or not isinstance(stored, dict):
         experiment = load_experiment(args.experiment, dataset=args.dataset or
                                      policy.source.get("dataset"), overrides=overrides)
-    else:  # the experiment that found the policy, as it was
+    else:  # the experiment that found the policy, as it was: its splits and budgets
         origin = f"{args.policy} (source.experiment_config)"
         experiment = with_overrides(experiment_from_dict(stored, origin),
                                     {"dataset": args.dataset, **overrides}, origin)
+        given = [f"--{k.split('.')[-1].replace('_', '-')}" for k, v in overrides.items()
+                 if v is not None and k != "data.data_dir"]
+        say(f"validate: the search's experiment {experiment.name!r} as recorded in "
+               f"{args.policy} (splits, budgets, seeds)"
+               + (f", with {' '.join(given)} from the command line" if given else ""))
     seeds = experiment.validate.seeds
     result = validate(policy, experiment, seeds=seeds, tracking_uri=args.tracking_uri,
                       log=say)

@@ -25,9 +25,15 @@ from policysearch.policy.baselines import BASELINES
 
 @dataclass
 class DataConfig:
-    train_size: int | None = option(10000, low=1, doc="proxy training images per trial (null: all)")
-    val_size: int = option(5000, low=1, doc="search validation images (trials optimise them)")
-    selection_size: int = option(1000, low=1, doc="selection images (the race chooses the winner)")
+    train_size: int | str | None = option(
+        "auto", low=1, auto=True, doc="proxy training images per trial (null: all the target's; "
+        "auto: all the target's up to 2,000, else a quarter of them, 2,000 to 10,000)")
+    val_size: int | str = option(
+        "auto", low=1, auto=True, doc="search validation images (trials optimise them; auto: "
+        "20 % of the training part, at least 5 a class, at most 5,000)")
+    selection_size: int | str = option(
+        "auto", low=1, auto=True, doc="selection images (the race chooses the winner; auto: "
+        "15 % of the training part, at least 5 a class, at most 2,000)")
     split_seed: int = option(0, low=0)
     data_dir: str | None = option(None, doc="folder holding NAME-images.tar.gz archives")
     image_size: int | None = option(None, low=8, high=1024,
@@ -55,8 +61,12 @@ class BaseAugmentConfig:
 @dataclass
 class TrainerConfig:
     epochs: int = option(8, low=1, high=100_000)
-    batch_size: int = option(256, low=1, high=1 << 20)
-    lr: float = option(0.2, low=0.0, doc="peak learning rate (SGD with Nesterov momentum)")
+    batch_size: int | str = option(
+        "auto", low=1, high=1 << 20, auto=True, doc="images per step (auto: 256, halved down to "
+        "16 until an epoch has at least 8 steps, so a small dataset still trains)")
+    lr: float | str = option(
+        "auto", low=0.0, auto=True, doc="peak learning rate (SGD with Nesterov momentum; auto: "
+        "0.2 at batch 256, scaled by the square root of batch/256: 0.05 at 16)")
     momentum: float = option(0.9, low=0.0, high=1.0)
     weight_decay: float = option(5e-4, low=0.0)
     label_smoothing: float = option(0.1, low=0.0, high=1.0)
@@ -88,6 +98,10 @@ class SearchConfig:
     baselines: list[str] = option(["crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"],
                               doc="crop_only: no flip, for data where a flip changes the label")
     max_failures: int = option(10, low=0, doc="stop after this many failed trials")
+    learning_check: str = option("stop", choices=("stop", "warn", "off"),
+                                 doc="before any searched trial, crop+flip must learn (well "
+                                     "above chance on the validation split); stop or warn if "
+                                     "not (--smoke: warn)")
 
 
 @dataclass
@@ -251,6 +265,9 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         smoke_overrides = raw.get("smoke", {})
         if not isinstance(smoke_overrides, dict):
             raise ConfigError(f"{origin}: key 'smoke': expected a mapping")
+        # a smoke budget checks the plumbing, not the decision: it need not learn
+        if isinstance(raw.get("search", {}), dict):
+            raw = _merge(raw, {"search": {"learning_check": "warn"}})
         raw = _merge(raw, smoke_overrides)
     _set_dotted(raw, overrides or {}, origin)
     # the target's trainer is the proxy's, with the target's own keys on top
@@ -318,6 +335,30 @@ def resolve_crop_padding(value: int | str, side: int) -> int:
     if value == "auto":
         return max(1, round(side / 8))
     return int(value)
+
+
+AUTO_BATCH = (256, 16, 8)
+"""``batch_size: auto``: the largest, the smallest, and the steps per epoch to keep at least."""
+AUTO_LR = 0.2
+"""``lr: auto`` at batch 256 (scaled by the square root of batch/256)."""
+
+
+def resolve_batch_size(value: int | str, train_size: int) -> int:
+    """Images per step for ``train_size`` training images (never more than them)."""
+    if value != "auto":
+        return max(1, min(int(value), train_size))
+    largest, smallest, steps = AUTO_BATCH
+    batch = largest
+    while batch > smallest and train_size < steps * batch:
+        batch //= 2
+    return max(1, min(batch, train_size))
+
+
+def resolve_lr(value: float | str, batch_size: int) -> float:
+    """The peak learning rate at ``batch_size``."""
+    if value != "auto":
+        return float(value)
+    return AUTO_LR * (batch_size / AUTO_BATCH[0]) ** 0.5
 
 
 def _resolve_auto(experiment: Experiment) -> None:

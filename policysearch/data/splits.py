@@ -5,7 +5,10 @@
 - ``target``: the target budget's training images (``target.train_size`` of the rest);
 - ``proxy``: the proxy's training images, a stratified subset of the target's.
 
-Only the training part of the dataset is loaded here: the test split is ``validate``'s alone.
+Sizes given as ``"auto"`` (the defaults) are chosen from the training part here, by
+``auto_sizes``: fractions of its images with a floor per class, so a folder of 80 images and
+CIFAR-10's 50,000 both get splits that fit. Only the training part of the dataset is loaded
+here: the test split is ``validate``'s alone.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ from policysearch.data.datasets import load_part
 from policysearch.errors import DataError, PolicySearchWarning
 
 ROLES = ("proxy", "target", "val", "selection")
+AUTO = "auto"
+AUTO_VAL = (0.20, 5000)
+"""Automatic search-validation size: this fraction of the training part, at most this many."""
+AUTO_SELECTION = (0.15, 2000)
+"""Automatic selection size (the race's split): the same rule."""
+AUTO_FLOOR = 5
+"""Images a class, at least, in each automatic held-out split (validation, selection)."""
+AUTO_PROXY = (2000, 0.25, 10000)
+"""Automatic proxy size: all the target's images up to the first number, else this fraction
+of them (at least the first number), at most the last."""
 
 
 @dataclass
@@ -42,6 +55,8 @@ class Splits:
     dataset: str
     fingerprint: str = ""
     """Of the training part's pixels, labels and class names: changes with the data."""
+    sizing: str = ""
+    """Which sizes were chosen automatically, and why (empty when all were given)."""
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -93,10 +108,72 @@ def stratified(labels: np.ndarray, pool: np.ndarray, size: int,
     return np.concatenate(chosen)
 
 
+def auto_sizes(labels: np.ndarray, *, val_size: int | str, selection_size: int | str,
+               target_size: int | None, proxy_size: int | str | None
+               ) -> tuple[int, int, int | None, str]:
+    """``val_size``, ``selection_size`` and ``proxy_size`` with ``"auto"`` replaced by numbers
+    (a proxy of all the target's images is ``None``), and a sentence saying what was chosen
+    and why ("" when nothing was automatic).
+
+    Validation and selection: a fraction of the training part (``AUTO_VAL``, ``AUTO_SELECTION``)
+    with at least ``AUTO_FLOOR`` images a class, so that each class is scored; the target gets
+    the rest; the proxy is all of the target's images on a small dataset (they are cheap) and a
+    quarter of them on a large one (``AUTO_PROXY``). Auto sizes that cannot fit are refused in
+    one line naming the dataset's size.
+    """
+    n = len(labels)
+    classes = len(np.unique(labels))
+    floor = AUTO_FLOOR * classes
+    said = []
+
+    def held(value: int | str, rule: tuple[float, int], key: str, what: str) -> int:
+        if value != AUTO:
+            return int(value)
+        fraction, cap = rule
+        size = max(floor, min(cap, round(fraction * n)))
+        said.append(f"{what} {size} ({key}: {fraction:.0%} of {n}, at least {AUTO_FLOOR} a "
+                    f"class, at most {cap})")
+        return size
+
+    val = held(val_size, AUTO_VAL, "data.val_size", "search validation")
+    selection = held(selection_size, AUTO_SELECTION, "data.selection_size", "selection")
+    if said and val + selection >= n:
+        raise DataError(f"the training part has {n} images in {classes} classes: too few for "
+                        f"automatic split sizes (validation {val} + selection {selection}, at "
+                        f"least {AUTO_FLOOR} images a class each, must leave images to train "
+                        "on); add images, or give --val-size and --selection-size")
+    proxy = None if proxy_size is None or proxy_size == AUTO else int(proxy_size)
+    if proxy_size == AUTO:
+        pool = target_size if target_size is not None else n - val - selection
+        everything, fraction, cap = AUTO_PROXY
+        if pool <= everything:
+            proxy = None
+            said.append(f"proxy all {pool} target images (data.train_size: all of them up to "
+                        f"{everything})")
+        else:
+            proxy = min(cap, max(everything, round(fraction * pool)))
+            said.append(f"proxy {proxy} of the {pool} target images (data.train_size: "
+                        f"{fraction:.0%}, at least {everything}, at most {cap})")
+    note = ""
+    if said:
+        note = (f"split sizes chosen for {n} training images in {classes} classes: "
+                + "; ".join(said) + "; the target trains on "
+                + ("the rest" if target_size is None else f"{target_size} images"))
+    return val, selection, proxy, note
+
+
 def load_splits(experiment: Any) -> Splits:
-    """The experiment's four splits of its dataset's training part."""
+    """The experiment's four splits of its dataset's training part.
+
+    Automatic sizes (``"auto"``) are chosen here and written back into ``experiment``, so the
+    study record and the exported policy carry the numbers the splits were carved with.
+    """
     exp = experiment
     part = load_part(exp.dataset, "train", exp.data.data_dir, exp.data.image_size)
+    val, selection, proxy, note = auto_sizes(
+        part.y, val_size=exp.data.val_size, selection_size=exp.data.selection_size,
+        target_size=exp.target.train_size, proxy_size=exp.data.train_size)
+    exp.data.val_size, exp.data.selection_size, exp.data.train_size = val, selection, proxy
     index = carve(part.y, val_size=exp.data.val_size, selection_size=exp.data.selection_size,
                   target_size=exp.target.train_size, proxy_size=exp.data.train_size,
                   seed=exp.data.split_seed)
@@ -107,7 +184,7 @@ def load_splits(experiment: Any) -> Splits:
         warnings.warn(f"dataset {exp.dataset}: {sparse}", PolicySearchWarning, stacklevel=2)
     parts = {role: Split(part.x[i], part.y[i]) for role, i in index.items()}
     return Splits(**parts, classes=part.classes, dataset=exp.dataset,
-                  fingerprint=fingerprint(part.x, part.y, part.classes))
+                  fingerprint=fingerprint(part.x, part.y, part.classes), sizing=note)
 
 
 def too_few(labels: np.ndarray, index: dict[str, np.ndarray], classes: tuple[str, ...]) -> str:

@@ -288,6 +288,9 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     started = time.perf_counter()
     seeds = [int(s) for s in seeds]
     json_path = out.with_suffix(".json")
+    data = experiment.data
+    if "auto" in (data.val_size, data.selection_size, data.train_size):
+        load_splits(experiment)  # auto sizes become the numbers that get fingerprinted
     stamp = fingerprint(experiment)
     runs, invocations = load_runs(json_path, stamp, log)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -18,6 +18,7 @@ from policysearch.config.experiment import Experiment
 from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
+from policysearch.search.learning import BudgetCannotLearn, check_learning
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race, screen_round
 from policysearch.search.tally import describe_tally, search_tally
@@ -60,8 +61,10 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     of the same study exported it. ``fidelity_path``: the fidelity JSON whose rung agreement
     decides where the pruner may prune (default: the experiment's own, when it matches)."""
     from policysearch.data.splits import load_splits
+    from policysearch.paths import check_writable_file
     from policysearch.tracking import tracking_uri as resolve_uri
 
+    check_writable_file(export_path, "export path")  # before any training, not after it
     uri = resolve_uri(tracking_uri)
     experiment_name = mlflow_experiment or mlflow_experiment_name(experiment.dataset)
     tracker = _tracker(uri, experiment_name, study_name)  # refuse to start if MLflow is away
@@ -109,10 +112,13 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         f"{view.table_url()}")
     timeout = experiment.search.timeout_minutes
     deadline = time.time() + 60 * timeout if timeout else None
-    procs = spawn_workers(study_name, storage_url, workers - 1, uri, devices, deadline)
+    procs: list[Any] = []
     status = "FAILED"
+    stopped: BudgetCannotLearn | None = None
     try:
         with interruptible():
+            check_learning(handle, runner, deadline, log)  # before any searched trial
+            procs = spawn_workers(study_name, storage_url, workers - 1, uri, devices, deadline)
             run_until_settled(runner, deadline, procs)
             stop_workers(procs)
             policy = select_and_export(handle, runner, view, export_path, uri, log)
@@ -122,12 +128,15 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         from policysearch.search.worker import Interrupted
 
         status = "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
+        stopped = err if isinstance(err, BudgetCannotLearn) else None
         raise
     finally:
         stop_workers(procs)
         if monitor is not None:
             monitor.finish()
         view.end_study(status)
+        if stopped is not None:
+            stopped.remove_study()
 
 
 def pruning(experiment: Experiment, fidelity: dict[str, Any] | None) -> PrunePlan:
@@ -143,19 +152,35 @@ def pruning(experiment: Experiment, fidelity: dict[str, Any] | None) -> PrunePla
 
 
 def describe_budgets(experiment: Experiment, splits: Any) -> str:
-    """The first lines' statement of what the search is for."""
+    """The first lines' statement of what the search is for (and which sizes were chosen
+    automatically, and why)."""
+    from policysearch.config.experiment import resolve_batch_size, resolve_lr
+
     def one(name: str) -> str:
         b = experiment.budget(name)
         m = b.trainer.model
-        return (f"{len(splits.training(name))} images x {b.trainer.epochs} epochs, "
+        images = len(splits.training(name))
+        batch = resolve_batch_size(b.trainer.batch_size, images)
+        return (f"{images} images x {b.trainer.epochs} epochs, batch {batch}, lr "
+                f"{resolve_lr(b.trainer.lr, batch):.3g}, "
                 f"{m.name} {'/'.join(map(str, m.widths))}x{m.depth}")
+
+    auto = sorted({k for name in ("proxy", "target") for k in ("batch_size", "lr")
+                   if getattr(experiment.budget(name).trainer, k) == "auto"})
+    why = []
+    if getattr(splits, "sizing", ""):
+        why.append(splits.sizing)
+    if auto:
+        why.append(f"{' and '.join(auto)} auto: batch 256, halved down to 16 until an epoch "
+                   "has 8 steps; lr 0.2 x sqrt(batch / 256)")
 
     base = experiment.base_augment
     return (f"target (what the policy is for): {one('target')}; proxy (scores each trial): "
             f"{one('proxy')}; search validation {len(splits.val)} images, selection "
             f"{len(splits.selection)} images (the race), test split: never read; base "
             f"augmentation: crop padding {base.crop_padding} px, flip "
-            f"{'on' if base.flip else 'off'}")
+            f"{'on' if base.flip else 'off'}"
+            + "".join(f"\n{line}" for line in why))
 
 
 def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) -> None:

@@ -93,21 +93,14 @@ class Runner:
 
     # -- the claim loop --------------------------------------------------------------------------
 
-    def run(self, deadline: float | None = None) -> int:
-        """Claim and run trials until the budget is reached; returns how many this ran."""
-        from optuna.storages import fail_stale_trials
+    def run(self, deadline: float | None = None, at_most: int | None = None) -> int:
+        """Claim and run trials until the budget is reached (or ``at_most`` trials ran here);
+        returns how many this ran."""
 
         study = self.handle.study
         ran = 0
-        while True:
-            running = {t.number for t in study.get_trials(deepcopy=False)
-                       if t.state.name == "RUNNING"}
-            fail_stale_trials(study)
-            for t in study.get_trials(deepcopy=False):
-                if t.number in running and t.state.name == "FAIL":
-                    self.log(f"[{self.worker}] trial {t.number} lost its worker (no heartbeat "
-                             f"for {GRACE_PERIOD}s): failed and queued for one retry")
-                    self.render(t)
+        while at_most is None or ran < at_most:
+            self.reap()
             with budget_lock(study._storage, self.handle.storage_url, study.study_name):
                 trials = study.get_trials(deepcopy=False)
                 states = [t.state.name for t in trials]
@@ -134,6 +127,21 @@ class Runner:
                     study._storage.record_heartbeat(trial._trial_id)
             self.run_trial(trial)
             ran += 1
+        return ran
+
+    def reap(self) -> None:
+        """Fail the trials whose worker died (no heartbeat): each is queued for one retry."""
+        from optuna.storages import fail_stale_trials
+
+        study = self.handle.study
+        running = {t.number for t in study.get_trials(deepcopy=False)
+                   if t.state.name == "RUNNING"}
+        fail_stale_trials(study)
+        for t in study.get_trials(deepcopy=False):
+            if t.number in running and t.state.name == "FAIL":
+                self.log(f"[{self.worker}] trial {t.number} lost its worker (no heartbeat "
+                         f"for {GRACE_PERIOD}s): failed and queued for one retry")
+                self.render(t)
 
     def run_trial(self, trial: Any) -> None:
         """Train one proposed policy, report it to Optuna, then render it to the view.

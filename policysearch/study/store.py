@@ -172,7 +172,7 @@ COMPARED = ("experiment_source", "space_name", "space_raw", "data_fingerprint", 
             "classes", "trial_seed")
 """Fields that must match on resume or join, besides the experiment's settings."""
 MAY_CHANGE = ("search.trials", "search.timeout_minutes", "search.max_failures",
-              "search.prune_min_spearman", "race",
+              "search.prune_min_spearman", "search.learning_check", "race",
               "validate", "fidelity", "smoke", "name", "data.data_dir")
 """Experiment keys a resume may change (budgets of later stages, where the data lives)."""
 

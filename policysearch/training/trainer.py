@@ -22,7 +22,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from policysearch.config.experiment import BaseAugmentConfig, TrainerConfig
+from policysearch.config.experiment import (
+    BaseAugmentConfig,
+    TrainerConfig,
+    resolve_batch_size,
+    resolve_lr,
+)
 from policysearch.data.splits import Split
 from policysearch.policy.definition import Policy
 from policysearch.policy.layer import PolicyAugmentation
@@ -95,7 +100,8 @@ class Trainer:
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
         self.epochs = config.epochs
-        self.batch_size = min(config.batch_size, train_size)
+        self.batch_size = resolve_batch_size(config.batch_size, train_size)
+        self.lr = resolve_lr(config.lr, self.batch_size)
         # every image once per epoch: the last batch is completed from the next shuffle
         self.steps_per_epoch = max(math.ceil(train_size / self.batch_size), 1)
         self.placement = resolve_placement(config.placement)
@@ -110,7 +116,7 @@ class Trainer:
         else:
             self.model = self.network
         total = self.epochs * self.steps_per_epoch
-        schedule = WarmupLinearDecay(config.lr, round(config.warmup_epochs * self.steps_per_epoch),
+        schedule = WarmupLinearDecay(self.lr, round(config.warmup_epochs * self.steps_per_epoch),
                                      total)
         self.optimizer = keras.optimizers.SGD(
             schedule, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
