@@ -39,7 +39,7 @@ from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
 from policysearch.evidence.rungs import run_curve, rung_agreement
 from policysearch.evidence.runinfo import git_commit, machine
-from policysearch.evidence.stats import paired, rank_agreement, summarize
+from policysearch.evidence.stats import paired, pooled_std, rank_agreement, summarize
 from policysearch.paths import RESULTS_DIR
 from policysearch.policy.definition import Policy, randaugment, trivialaugment
 
@@ -244,12 +244,6 @@ def _reference_key() -> str:
     from policysearch.policy.baselines import BASELINES
 
     return BASELINES[REFERENCE].key()
-
-
-def pooled_std(per_policy: Sequence[dict[int, float]]) -> float:
-    """The seed standard deviation pooled over policies: sqrt of the mean per-policy variance."""
-    variances = [summarize(list(v.values())).std ** 2 for v in per_policy if len(v) > 1]
-    return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
 
 
 def resolvable(panel: Sequence[PanelEntry], acc: dict[tuple[str, str], dict[int, float]],

@@ -159,3 +159,9 @@ def _kendall_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     dx, dy = np.sign(x[:, i] - x[:, j]), np.sign(y[:, i] - y[:, j])
     concordance = (dx * dy).sum(axis=1)
     return concordance / np.sqrt((dx != 0).sum(axis=1) * (dy != 0).sum(axis=1))
+
+
+def pooled_std(per_policy: Sequence[dict[int, float]]) -> float:
+    """The seed standard deviation pooled over policies: sqrt of the mean per-policy variance."""
+    variances = [summarize(list(v.values())).std ** 2 for v in per_policy if len(v) > 1]
+    return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
