@@ -176,32 +176,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from policysearch.policy.definition import read_policy
+    from policysearch.policy.explain import show_lines
 
-    policy = read_policy(args.policy)
-    size = policy.source.get("image_size") or [32, 32]
-    height, width = int(size[0]), int(size[1])
-    _print(repr(policy))
-    for line in policy.describe(height, width):
+    for line in show_lines(read_policy(args.policy), args.epochs or 0):
         _print(line)
-    if policy.base:
-        _print(f"base augmentation during the search: crop padding "
-               f"{policy.base.get('crop_padding', 0)}, flip {policy.base.get('flip', False)}")
-    src = policy.source
-    if src.get("dataset") or src.get("study"):
-        _print(f"found on {src.get('dataset')} by study {src.get('study')!r} "
-               f"(space {src.get('space')}, trial {src.get('trial')})")
-    if src.get("decision"):
-        _print(f"decision: {src['decision']}")
-    if src.get("reason"):
-        _print(f"why: {src['reason']}")
-    if src.get("note"):
-        _print(f"note: {src['note']}")
-    if args.epochs:
-        from policysearch.policy.explain import explain
-
-        _print("")
-        for line in explain(policy, args.epochs, height, width).lines():
-            _print(line)
     return 0
 
 
