@@ -227,9 +227,13 @@ def test_jax_search_with_augmentation_in_the_train_step(tiny: dict[str, Path],
 
 def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
                                                     tmp_path: Path) -> None:
-    # `make experiment` in small: fidelity, search with its race, paired validation on test.
+    # `make experiment` in small: fidelity, search with its race, paired validation on test
+    # (the stock policies also with the flip off), the policy in words and pictures.
+    config = tiny_experiment(tmp_path / "tiny.yaml", tiny["dataset"],
+                             validate={"flip_variants": True},
+                             smoke=yaml.safe_load(tiny["config"].read_text())["smoke"])
     out = tmp_path / "results" / "tiny.md"
-    proc = run_cli(tmp_path, "experiment", str(tiny["config"]), "--smoke",
+    proc = run_cli(tmp_path, "experiment", str(config), "--smoke",
                    "--storage", f"sqlite:///{tmp_path}/optuna.db", "--out", str(out))
     text = out.read_text()
     for heading in ("## Test accuracy", "## Targets", "## The chosen policy", "## Config"):
@@ -254,6 +258,11 @@ def test_experiment_smoke_writes_both_results_files(tiny: dict[str, Path],
     assert raw["validate"]["test_size"] == 18  # 3 classes x 6 test images
     assert set(raw["stages_seconds"]) == {"fidelity", "search", "validate"}
     assert out.with_suffix(".policy.json").exists() and "wrote" in proc.stdout
+    _names_the_policy_and_shows_it(out)
+    roles = {r["role"] for r in rows}
+    assert {"randaugment_n2_m9, flip off", "trivialaugment, flip off"} <= roles
+    assert "(baseline trivialaugment, flip off)" in text
+    assert len({(r["key"], r["seed"]) for r in rows}) == len(rows)  # none trained twice
     study = _study(tmp_path, "tiny-smoke-randaugment_subset")
     assert all("test" not in k for t in study.get_trials() for k in t.user_attrs)
     stages = {r["stage"] for r in study.user_attrs["ps.race_rows"]}
@@ -278,6 +287,25 @@ def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_pat
     assert {r["seed"] for r in raw["validate"]["rows"]} == {20000, 20001}
     fidelity = (out.parent / "cifar10-smoke-fidelity.md").read_text()
     assert "Spearman" in fidelity and "cost ratio" in fidelity
+    _names_the_policy_and_shows_it(out)
+    assert not any(", flip off" in r["role"] for r in raw["validate"]["rows"])  # not asked
+
+
+def _names_the_policy_and_shows_it(out: Path) -> None:
+    """The results file names the exported policy in words (as `show` does) and links a grid
+    of what it does to the dataset's images, beside it."""
+    from policysearch.policy.definition import read_policy
+    from policysearch.policy.explain import show_lines
+
+    text = out.read_text()
+    policy = read_policy(out.with_suffix(".policy.json"))
+    assert f"- Exported policy: {policy!r}" in text
+    words = show_lines(policy)
+    assert words[0] in text and words[1] in text
+    assert "probability an image passes an epoch unchanged by the policy" in text
+    grid = out.with_name(f"{out.stem}-samples.png")
+    assert f"]({grid.name})" in text
+    assert grid.read_bytes().startswith(b"\x89PNG")
 
 
 def test_shipped_mnist_experiment_smoke_on_real_digits(mnist_dir: Path, tmp_path: Path) -> None:

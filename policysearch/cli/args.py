@@ -217,6 +217,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    "held out beside them (default: the search's)")
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (as the search did with --image-size)")
+    p.add_argument("--flip-variants", action="store_true", default=None,
+                   help="also train each baseline with the base flip off (validate.flip_variants)")
     p.add_argument("--tracking-uri")
     p.add_argument("--out", help="also write the results as JSON")
     p.set_defaults(handler="validate")

@@ -148,14 +148,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     quiet_warnings()
     from policysearch.config.experiment import experiment_from_dict, load_experiment, with_overrides
-    from policysearch.evidence.validate import table, validate
+    from policysearch.evidence.validate import same_notes, table, validate
     from policysearch.policy.definition import read_policy
 
     policy = read_policy(args.policy)
     overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
                  "data.selection_size": args.selection_size,
                  "data.image_size": args.image_size, "target.train_size": args.train_size,
-                 "target.trainer.epochs": args.epochs, "validate.seeds": args.seeds}
+                 "target.trainer.epochs": args.epochs, "validate.seeds": args.seeds,
+                 "validate.flip_variants": args.flip_variants}
     stored = policy.source.get("experiment_config")
     if args.experiment or not isinstance(stored, dict):
         experiment = load_experiment(args.experiment, dataset=args.dataset or
@@ -177,6 +178,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
            f"on {result['train_size']} training images (the target budget; {seeds} seeds each, "
            "paired by seed):")
     say(table(result["summary"]))
+    for line in same_notes(result["same"]):
+        say(line)
     if args.out:
         import json
 

@@ -17,32 +17,10 @@ PREVIEW_BYTES = 256 << 20
 
 def cmd_show(args: argparse.Namespace) -> int:
     from policysearch.policy.definition import read_policy
+    from policysearch.policy.explain import show_lines
 
-    policy = read_policy(args.policy)
-    size = policy.source.get("image_size") or [32, 32]
-    height, width = int(size[0]), int(size[1])
-    say(repr(policy))
-    for line in policy.describe(height, width):
+    for line in show_lines(read_policy(args.policy), args.epochs or 0):
         say(line)
-    if policy.base:
-        say(f"base augmentation during the search: crop padding "
-               f"{policy.base.get('crop_padding', 0)}, flip {policy.base.get('flip', False)}")
-    src = policy.source
-    if src.get("dataset") or src.get("study"):
-        say(f"found on {src.get('dataset')} by study {src.get('study')!r} "
-               f"(space {src.get('space')}, trial {src.get('trial')})")
-    if src.get("decision"):
-        say(f"decision: {src['decision']}")
-    if src.get("reason"):
-        say(f"why: {src['reason']}")
-    if src.get("note"):
-        say(f"note: {src['note']}")
-    if args.epochs:
-        from policysearch.policy.explain import explain
-
-        say("")
-        for line in explain(policy, args.epochs, height, width).lines():
-            say(line)
     return 0
 
 

@@ -135,6 +135,8 @@ class RaceConfig:
 @dataclass
 class ValidateConfig:
     seeds: int = option(5, low=2, doc="seeds per policy at the target budget (paired)")
+    flip_variants: bool = option(False, doc="also train each baseline with the base flip off "
+                                 "(when the experiment's flip is on): what guessing it costs")
 
 
 @dataclass

@@ -4,19 +4,58 @@ The policy and the baselines are each trained at the *target* budget (the traini
 is meant for) with the same seeds, on the target's training images, and scored on the test
 split. Gains are paired by seed (every policy at seed ``s`` starts from the same weights and
 sees the same batches), with one-sided lower bounds.
+
+With ``validate.flip_variants`` (and the experiment's base flip on) each stock baseline is also
+trained with the base flip off, labelled e.g. ``TA no flip``: the reader sees what the search
+found beside what guessing the flip would have given. Each distinct augmentation is trained once
+(``Policy.key``): a baseline or variant that another entry already is (crop+flip without its
+flip is crop only) is named in the result's ``same`` instead of trained again.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 from policysearch.config.experiment import Experiment
 from policysearch.evidence.stats import paired, summarize
-from policysearch.policy.baselines import BASELINES, same_baseline
+from policysearch.policy.baselines import BASELINES
 from policysearch.policy.definition import Policy
 
 VALIDATE_SEED_BASE = 20_000
+FLIP_OFF = ", flip off"
+"""Suffix of a flip-off variant's role: ``trivialaugment, flip off``."""
+
+
+def flip_off(policy: Policy) -> Policy:
+    """``policy`` with the base flip turned off (its crop as it was)."""
+    return replace(policy, base={**policy.base, "flip": False}, source={})
+
+
+def entries(policy: Policy, experiment: Experiment
+            ) -> tuple[list[tuple[str, str, Policy]], list[dict[str, str]]]:
+    """What validation trains, as (role, label, policy), and the entries left out because
+    another one is the same augmentation, as {role, label, as}: the policy first, then the
+    experiment's baselines, then (``validate.flip_variants`` with the base flip on) each
+    baseline with the flip off."""
+    exp = experiment
+    wanted = [("policy", policy.label, policy)]
+    wanted += [(name, BASELINES[name].label, BASELINES[name]) for name in exp.search.baselines]
+    if exp.validate.flip_variants and exp.base_augment.flip:
+        for name in exp.search.baselines:
+            variant = flip_off(BASELINES[name])
+            if variant.key() != BASELINES[name].key():  # crop_only has no flip to turn off
+                wanted.append((name + FLIP_OFF, variant.label, variant))
+    kept: dict[str, tuple[str, str, Policy]] = {}
+    same = []
+    for role, label, candidate in wanted:
+        key = candidate.key()
+        if key in kept:
+            same.append({"role": role, "label": label, "as": kept[key][0]})
+        else:
+            kept[key] = (role, label, candidate)
+    return list(kept.values()), same
 
 
 def validate(policy: Policy, experiment: Experiment, *, seeds: int,
@@ -31,16 +70,13 @@ def validate(policy: Policy, experiment: Experiment, *, seeds: int,
     part = load_test_part(exp.dataset, splits.classes, exp.data.data_dir, exp.data.image_size)
     test = Split(part.x, part.y)
     trainer = trainer_for(exp, "target", splits)
-    same, _ = same_baseline(policy, exp.search.baselines)  # trained once, as the policy
-    entries = [("policy", policy.label, policy)]
-    entries += [(name, BASELINES[name].label, BASELINES[name])
-                for name in exp.search.baselines if name != same]
+    trained, same = entries(policy, exp)  # each augmentation once
     rows = []
     started = time.monotonic()
     budget = exp.target_budget
     for s in range(seeds):
         seed = VALIDATE_SEED_BASE + s
-        for role, label, candidate in entries:
+        for role, label, candidate in trained:
             result = trainer.train(candidate, splits.target, splits.val, seed)
             accuracy = trainer.evaluate(test)
             rows.append({"role": role, "label": label, "key": candidate.key(),
@@ -52,7 +88,8 @@ def validate(policy: Policy, experiment: Experiment, *, seeds: int,
                 f"({result.seconds:.0f}s, {time.monotonic() - started:.0f}s so far)")
     summary = summarize_rows(rows)
     _track(policy, exp, rows, tracking_uri, log)
-    return {"rows": rows, "summary": summary, "epochs": budget.trainer.epochs, "seeds": seeds,
+    return {"rows": rows, "summary": summary, "same": same, "epochs": budget.trainer.epochs,
+            "seeds": seeds,
             "train_size": len(splits.target), "test_size": len(test),
             "seconds": time.monotonic() - started, "dataset": exp.dataset,
             "image_shape": list(splits.image_shape)}
@@ -93,6 +130,13 @@ def table(summary: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {100 * s['mean']:.2f} ± {100 * s['std']:.2f} % | {s['n']} "
                      f"| {gain} |")
     return "\n".join(lines)
+
+
+def same_notes(same: list[dict[str, str]]) -> list[str]:
+    """A line for each entry not trained because another entry is the same augmentation."""
+    return [f"{s['label']} ({s['role']}) is "
+            f"{'the exported policy' if s['as'] == 'policy' else 'baseline ' + s['as']} itself: "
+            "trained once, its row stands for both" for s in same]
 
 
 def _track(policy: Policy, exp: Experiment, rows: list[dict[str, Any]],

@@ -147,5 +147,28 @@ def explain(policy: Policy, epochs: int, height: int = 32, width: int = 32,
                        variant_count(policy, height, width), base)
 
 
+def show_lines(policy: Policy, epochs: int = 0, height: int | None = None,
+               width: int | None = None) -> list[str]:
+    """The policy in words, as ``policysearch show`` prints it: what it is, each op with its
+    argument, the base augmentation, where it was found and why, and (``epochs``) how often an
+    image is seen unaugmented. The image size defaults to the one the policy was found on."""
+    size = policy.source.get("image_size") or [32, 32]
+    height, width = height or int(size[0]), width or int(size[1])
+    lines = [repr(policy), *policy.describe(height, width)]
+    if policy.base:
+        lines.append(f"base augmentation during the search: crop padding "
+                     f"{policy.base.get('crop_padding', 0)}, flip {policy.base.get('flip', False)}")
+    src = policy.source
+    if src.get("dataset") or src.get("study"):
+        lines.append(f"found on {src.get('dataset')} by study {src.get('study')!r} "
+                     f"(space {src.get('space')}, trial {src.get('trial')})")
+    for key, name in (("decision", "decision"), ("reason", "why"), ("note", "note")):
+        if src.get(key):
+            lines.append(f"{name}: {src[key]}")
+    if epochs:
+        lines += ["", *explain(policy, epochs, height, width).lines()]
+    return lines
+
+
 def _big(n: int) -> str:
     return f"{n:,}" if n < 10**9 else f"about 10^{math.log10(n):.1f}"

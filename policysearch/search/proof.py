@@ -81,10 +81,13 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     write_policy(policy, policy_path)
     plot = out_path.with_suffix(".png")
     plot.write_bytes(paired_plot(result["rows"]))
+    samples = out_path.with_name(f"{out_path.stem}-samples.png")
+    samples.write_bytes(policy_samples(policy, experiment))
     raw = {"experiment": experiment.to_dict(), "search": search, "validate": result,
            "stages_seconds": {k: round(v, 1) for k, v in stages.items()},
            "machine": machine(), "command": command(name, smoke), "code": git_commit(),
            "results_json": out_path.with_suffix(".json").name, "plot": plot.name,
+           "samples": samples.name,
            "fidelity": fidelity_path.name,
            "fidelity_summary": fidelity_summary(fidelity_path.with_suffix(".json"))}
     out_path.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
@@ -122,6 +125,27 @@ def fidelity_summary(path: Path) -> dict[str, Any] | None:
     keys = ("spearman", "spearman_interval", "cost_ratio", "cost_ratio_median",
             "median_seconds_per_run")
     return {k: analysis.get(k) for k in keys}
+
+
+SAMPLE_EPOCHS = 8
+
+
+def policy_samples(policy: Any, experiment: Experiment, epochs: int = SAMPLE_EPOCHS) -> bytes:
+    """What ``policy`` does to the dataset: one training image per class (at most 8), then what
+    the model sees of it in each of ``epochs`` epochs, the base crop and flip as the policy
+    trains with them (a PNG)."""
+    from policysearch.config.experiment import resolve_crop_padding
+    from policysearch.data.splits import load_splits
+    from policysearch.tracking.plots import epochs_grid
+    from policysearch.tracking.view import sample_images
+
+    images = sample_images(load_splits(experiment))
+    padding = resolve_crop_padding(experiment.base_augment.crop_padding, images.shape[1])
+    base = policy.trained_base(padding, experiment.base_augment.flip)
+    return epochs_grid(policy, images, epochs, seed=0, crop_padding=base["crop_padding"],
+                       flip=base["flip"])
+
+
 
 
 def median_seconds(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -209,7 +233,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
     """The results file, in Markdown."""
     import yaml
 
-    from policysearch.evidence.validate import table
+    from policysearch.evidence.validate import same_notes, table
+    from policysearch.policy.explain import show_lines
 
     m = raw["machine"]
     lines = [
@@ -230,6 +255,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         *search_lines(experiment, search),
         f"- Validation (target budget): {result['train_size']} training images, "
         f"{result['epochs']} epochs, {result['seeds']} seeds per policy, paired by seed",
+        f"- Exported policy: {policy!r} (in words and pictures: "
+        "[the chosen policy](#the-chosen-policy))",
         "- Wall time per stage: " + ", ".join(f"{k} {_minutes(v)}"
                                              for k, v in raw["stages_seconds"].items())
         + f"; fidelity of the proxy: [{raw['fidelity']}]({raw['fidelity']})",
@@ -238,6 +265,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         "",
         table(result["summary"]),
         "",
+        *[f"- {note}." for note in same_notes(result.get("same", []))],
+        *([""] if result.get("same") else []),
         "Gain: the exported policy's accuracy minus the baseline's at the same seed, averaged "
         "over seeds; the lower bound is the one-sided 95 % paired t bound.",
         "",
@@ -254,9 +283,14 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         f"`{policy_path.name}` (load it with `policysearch.load_policy(...)`):",
         "",
         "```",
-        repr(policy),
-        *policy.describe(*(result["image_shape"][:2])),
+        *show_lines(policy, result["epochs"], *result["image_shape"][:2]),
         "```",
+        "",
+        f"What it does to {experiment.dataset}'s images: one training image per class, then "
+        f"what the model sees of it in each of {SAMPLE_EPOCHS} epochs (the base crop and flip "
+        "included as the policy trains with them):",
+        "",
+        f"![the exported policy on training images]({raw['samples']})",
         "",
         f"Search decision (selection split only): {policy.source.get('decision') or 'n/a'} "
         f"{policy.source.get('reason') or ''}",
