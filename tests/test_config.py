@@ -299,7 +299,7 @@ def test_relative_dataset_path_is_the_dataset_not_an_experiment(
 def test_crop_padding_auto_follows_the_image_size(tmp_path: Path) -> None:
     from conftest import write_image_folder
 
-    from policysearch.config.experiment import resolve_crop_padding
+    from policysearch.config.auto import resolve_crop_padding
 
     assert [resolve_crop_padding("auto", s) for s in (8, 16, 32, 64, 224)] == [1, 2, 4, 8, 28]
     assert resolve_crop_padding(3, 224) == 3

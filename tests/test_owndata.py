@@ -15,7 +15,8 @@ import pytest
 import yaml
 from conftest import write_image_folder
 
-from policysearch.config.experiment import load_experiment, resolve_batch_size, resolve_lr
+from policysearch.config.auto import resolve_batch_size, resolve_lr
+from policysearch.config.experiment import load_experiment
 from policysearch.data.splits import auto_sizes, load_splits
 from policysearch.errors import DataError, PolicySearchError
 from policysearch.evidence.learning import ALPHA, learning_bar

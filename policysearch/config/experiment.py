@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from policysearch.config.auto import resolve_crop_padding
 from policysearch.config.samplers import DEFAULT_PRUNE_MIN_SPEARMAN, PRUNERS, SAMPLERS
 from policysearch.config.schema import build, option
 from policysearch.data.textfile import load_yaml, read_text
@@ -329,38 +330,6 @@ def experiment_from_dict(data: dict[str, Any], origin: str) -> Experiment:
     experiment = build(Experiment, data, origin, "")
     experiment.source = origin
     return experiment
-
-
-def resolve_crop_padding(value: int | str, side: int) -> int:
-    """Pixels of crop padding: ``value``, or for ``"auto"`` an eighth of the image ``side``
-    (rounded; 4 px at 32 px, 1 px at 8 px), as CIFAR's 4 px at 32 px."""
-    if value == "auto":
-        return max(1, round(side / 8))
-    return int(value)
-
-
-AUTO_BATCH = (256, 16, 8)
-"""``batch_size: auto``: the largest, the smallest, and the steps per epoch to keep at least."""
-AUTO_LR = 0.2
-"""``lr: auto`` at batch 256 (scaled by the square root of batch/256)."""
-
-
-def resolve_batch_size(value: int | str, train_size: int) -> int:
-    """Images per step for ``train_size`` training images (never more than them)."""
-    if value != "auto":
-        return max(1, min(int(value), train_size))
-    largest, smallest, steps = AUTO_BATCH
-    batch = largest
-    while batch > smallest and train_size < steps * batch:
-        batch //= 2
-    return max(1, min(batch, train_size))
-
-
-def resolve_lr(value: float | str, batch_size: int) -> float:
-    """The peak learning rate at ``batch_size``."""
-    if value != "auto":
-        return float(value)
-    return AUTO_LR * (batch_size / AUTO_BATCH[0]) ** 0.5
 
 
 def _resolve_auto(experiment: Experiment) -> None:

@@ -147,7 +147,7 @@ def _cost(exp: Any, splits: Any, name: str) -> float:
 
 
 def _budget(runner: Any, name: str) -> str:
-    from policysearch.config.experiment import resolve_batch_size
+    from policysearch.config.auto import resolve_batch_size
 
     exp = runner.experiment
     trainer = exp.budget(name).trainer
@@ -158,7 +158,7 @@ def _budget(runner: Any, name: str) -> str:
 
 def advice(exp: Any, runner: Any) -> str:
     """What to change, in flags of `policysearch search`."""
-    from policysearch.config.experiment import resolve_batch_size
+    from policysearch.config.auto import resolve_batch_size
 
     trainer = exp.trainer
     images = len(runner.splits.proxy)

@@ -154,7 +154,7 @@ def pruning(experiment: Experiment, fidelity: dict[str, Any] | None) -> PrunePla
 def describe_budgets(experiment: Experiment, splits: Any) -> str:
     """The first lines' statement of what the search is for (and which sizes were chosen
     automatically, and why)."""
-    from policysearch.config.experiment import resolve_batch_size, resolve_lr
+    from policysearch.config.auto import resolve_batch_size, resolve_lr
 
     def one(name: str) -> str:
         b = experiment.budget(name)

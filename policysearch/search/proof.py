@@ -134,7 +134,7 @@ def policy_samples(policy: Any, experiment: Experiment, epochs: int = SAMPLE_EPO
     """What ``policy`` does to the dataset: one training image per class (at most 8), then what
     the model sees of it in each of ``epochs`` epochs, the base crop and flip as the policy
     trains with them (a PNG)."""
-    from policysearch.config.experiment import resolve_crop_padding
+    from policysearch.config.auto import resolve_crop_padding
     from policysearch.data.splits import load_splits
     from policysearch.tracking.plots import epochs_grid
     from policysearch.tracking.view import sample_images

@@ -22,12 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from policysearch.config.experiment import (
-    BaseAugmentConfig,
-    TrainerConfig,
-    resolve_batch_size,
-    resolve_lr,
-)
+from policysearch.config.auto import resolve_batch_size, resolve_lr
+from policysearch.config.experiment import BaseAugmentConfig, TrainerConfig
 from policysearch.data.splits import Split
 from policysearch.policy.definition import Policy
 from policysearch.policy.layer import PolicyAugmentation
