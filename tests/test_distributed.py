@@ -254,6 +254,50 @@ def test_sigterm_interrupts_cleanly_and_resumes(tiny: dict[str, Any], postgres_u
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
 
 
+# The search, with a test-only gc callback that sends SIGTERM to its own process the first time
+# the garbage collector runs after training has started: the handler runs inside the callback,
+# where an exception raised by it would be printed as "Exception ignored" and dropped.
+SIGNAL_IN_GC = """
+import gc, os, signal, sys
+from policysearch.training import interrupts, trainer
+armed = []
+def callback(phase, info):
+    if phase == "start" and armed == [True]:
+        armed.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(1000))  # the handler runs here, inside the gc callback
+        print(f"signal handled inside a gc callback: {interrupts.requested()}", flush=True)
+gc.callbacks.append(callback)
+train = trainer.Trainer.train
+def arming(self, *args, **kwargs):
+    if not armed:
+        armed.append(True)
+        gc.collect()
+    return train(self, *args, **kwargs)
+trainer.Trainer.train = arming
+from policysearch.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_inside_a_gc_callback_still_stops_the_search(tiny: dict[str, Any],
+                                                             postgres_url: str,
+                                                             study_name: str) -> None:
+    args = search_args(tiny, postgres_url, study_name)
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_GC, *args], cwd=tiny["root"],
+                          env=tiny["env"], capture_output=True, text=True, timeout=600)
+    assert f"signal handled inside a gc callback: {int(signal.SIGTERM)}" in proc.stdout
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
+    trials = trials_of(postgres_url, study_name)
+    assert not [t for t in trials if t.state.name == "RUNNING"]
+    stopped = [t for t in trials if "interrupted" in (t.user_attrs.get("ps.fail_reason") or "")]
+    assert [t.number for t in stopped] == [0]  # the first trial, at its first batch
+    again = run_cli(tiny, *args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_exact_budget(trials_of(postgres_url, study_name), BUDGET)
+
+
 def test_diverging_trial_fails_with_its_reason(tiny: dict[str, Any], postgres_url: str,
                                                study_name: str) -> None:
     # A learning rate this large overflows float32: the loss becomes NaN in the 2nd epoch.

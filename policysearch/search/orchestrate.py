@@ -20,18 +20,21 @@ from policysearch.policy.definition import Policy
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race
 from policysearch.search.worker import (
+    Interrupted,
     Runner,
     configure_threads,
     device_for,
     interruptible,
     spawn_workers,
     stop_workers,
+    terminate,
 )
 from policysearch.study.record import read_study, update_study
 from policysearch.study.spaces import SearchSpace
 from policysearch.study.storage import budget_lock, redact
 from policysearch.study.store import StudyHandle, new_record, open_study
 from policysearch.tracking.client import mlflow_experiment_name
+from policysearch.training import interrupts
 
 
 def _tracker(uri: str, name: str, study_name: str) -> Any:
@@ -104,6 +107,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     timeout = experiment.search.timeout_minutes
     deadline = time.time() + 60 * timeout if timeout else None
     procs = spawn_workers(study_name, storage_url, workers - 1, uri, devices, deadline)
+    forget = interrupts.on_signal(lambda: terminate(procs))  # the workers stop with this one
     status = "FAILED"
     try:
         with interruptible():
@@ -113,11 +117,10 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         status = "FINISHED"
         return policy
     except BaseException as err:
-        from policysearch.search.worker import Interrupted
-
         status = "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
         raise
     finally:
+        forget()
         stop_workers(procs)
         if monitor is not None:
             monitor.finish()
@@ -166,6 +169,7 @@ def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) 
                        "retried)")
             told = True
         time.sleep(1.0)
+        interrupts.check()
 
 
 def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_path: Path,
@@ -217,9 +221,9 @@ def race_on_selection(handle: StudyHandle, runner: Runner, entrants: list[Conten
         + ", ".join(c.label for c in entrants))
 
     def evaluate(c: Contender, seed: int) -> float:
-        with interruptible():
-            result = trainer.train(Policy.from_dict(c.policy), splits.training(budget),
-                                   splits.selection, seed)
+        interrupts.check()  # and after every batch of the training
+        result = trainer.train(Policy.from_dict(c.policy), splits.training(budget),
+                               splits.selection, seed)
         row = {"key": c.key, "label": c.label, "policy": c.policy, "role": c.role,
                "seed": seed, "budget": budget, "accuracy": result.final_accuracy,
                "seconds": round(result.seconds, 2)}
