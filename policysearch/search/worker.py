@@ -141,12 +141,13 @@ class Runner:
         if frozen.state.name == "RUNNING":
             update_trial(trial, interrupted=True)
             with budget_lock(study._storage, self.handle.storage_url, study.study_name):
-                self._finish(trial, "FAIL", None, f"interrupted by {stop}", None)
+                # rendered without its sample grid: the process is stopping, be quick
+                self._finish(trial, "FAIL", None, f"interrupted by {stop}", None, grid=False)
                 baseline = queued_baseline(frozen)
                 study.enqueue_trial(frozen.params, user_attrs={PREFIX + "baseline": baseline}
                                     if baseline else None)
         else:  # stopped while rendering a finished trial
-            self.render(frozen)
+            self.render(frozen, grid=False)
 
     def _run_trial(self, trial: Any) -> None:
         baseline = queued_baseline(trial)
@@ -181,7 +182,7 @@ class Runner:
         self._finish(trial, state, value, reason, result)
 
     def _finish(self, trial: Any, state: str, value: float | None, reason: str | None,
-                result: Any) -> None:
+                result: Any, grid: bool = True) -> None:
         import optuna
 
         study = self.handle.study
@@ -204,12 +205,12 @@ class Runner:
         study.tell(trial, value if state == "COMPLETE" else None, state=states[state])
         frozen = study._storage.get_trial(trial._trial_id)
         self.report_progress(frozen)
-        self.render(frozen)
+        self.render(frozen, grid)
 
-    def render(self, frozen: Any) -> None:
+    def render(self, frozen: Any, grid: bool = True) -> None:
         """Show a finished trial in the view (MLflow); a failure there only warns."""
         if self.view is not None:
-            self.view.finish_trial(frozen, self.splits)
+            self.view.finish_trial(frozen, self.splits if grid else None)
 
     def report_progress(self, frozen: Any) -> None:
         trials = self.handle.study.get_trials(deepcopy=False)

@@ -24,7 +24,7 @@ from typing import Any
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 # Seconds from the first signal to the latest exit (``POLICYSEARCH_STOP_SECONDS``).
-STOP_SECONDS = 25.0
+STOP_SECONDS = 60.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
