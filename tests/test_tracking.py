@@ -187,6 +187,57 @@ def test_server_lost_mid_search_then_synced_without_the_data(tiny: dict[str, Any
         srv.stop(signal.SIGKILL)
 
 
+def test_one_run_per_trial_attempt_duplicates_merged_by_sync(tiny: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from policysearch.tracking.view import attempt_key
+
+    srv = MlflowServer(tmp_path / "server").start()
+    client = MlflowClient(tracking_uri=srv.uri)
+    try:
+        done = policysearch(tiny, *search_args(tiny, tmp_path, "dup", srv.uri))
+        assert done.returncode == 0, done.stdout + done.stderr
+        study = load_study(tmp_path, "dup")
+        rec = record(study)
+        exp = client.get_experiment_by_name(rec["mlflow_experiment"])
+        parent = rec["mlflow_parent_run_id"]
+        before = trial_runs(client, exp.experiment_id, parent)
+        assert all(len(rs) == 1 for rs in before.values()) and len(before) == 3
+        trials = study.get_trials()
+        tags = {"mlflow.parentRunId": parent, "policysearch.role": "search",
+                "optuna.study_name": "dup"}
+        # Trial 1: two extra runs, as an older version left them (no identity tag).
+        original = before[1][0].info.run_id
+        for _ in range(2):
+            client.create_run(exp.experiment_id, tags={**tags, "optuna.trial_number": "1"})
+        # Trial 2: its run's creation "reply was lost": the run the trial recorded is gone and
+        # the server holds another run of the same attempt; sync finds it instead of adding one.
+        client.delete_run(before[2][0].info.run_id)
+        lost = client.create_run(exp.experiment_id, tags={
+            **tags, "optuna.trial_number": "2",
+            "policysearch.trial_attempt": attempt_key("dup", trials[2])}).info.run_id
+
+        sync = ["sync-mlflow", "--study-name", "dup", "--storage",
+                f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", srv.uri]
+        first = policysearch(tiny, *sync)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"trial 1: merged 3 runs into one: kept {original}" in first.stdout
+        assert "deleted 2 extra trial run(s)" in first.stdout
+        assert "synced 1 trial(s)" in first.stdout  # trial 2, rendered into the found run
+        after = trial_runs(client, exp.experiment_id, parent)
+        assert {n: [r.info.run_id for r in rs] for n, rs in after.items()} == {
+            0: [before[0][0].info.run_id], 1: [original], 2: [lost]}
+        assert all(rs[0].info.status == "FINISHED" for rs in after.values())
+        assert after[2][0].data.metrics["val_accuracy"] == pytest.approx(trials[2].value)
+
+        second = policysearch(tiny, *sync)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "merged" not in second.stdout and "synced 0 trial(s)" in second.stdout
+    finally:
+        srv.stop(signal.SIGKILL)
+
+
 def check_study(client: Any, exp: Any, study: Any, parent_id: str, tmp: Path,
                 live: set[int]) -> None:
     """Everything MLflow shows of a finished study equals what the Optuna storage holds."""
