@@ -39,7 +39,7 @@ SEARCH_FLAGS = --dataset $(call q,$(DATASET)) \
 	$(call opt,--export,$(EXPORT)) \
 	$(smoke_flag)
 
-.PHONY: help install search worker ui test lint bench experiment clean
+.PHONY: help install search worker ui test lint bench experiment clean soak
 
 help:
 	@echo "make search DATASET=cifar10 [TRIALS=.. EPOCHS=.. SPACE=.. WORKERS=.. SMOKE=1]"
@@ -50,6 +50,7 @@ help:
 	@echo "make bench         augmentation and epoch-time benchmarks"
 	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
+	@echo "make soak [ROUNDS=20]   faults injected into searches under load; writes docs/reliability.md"
 
 install: $(STAMP)
 
@@ -97,6 +98,14 @@ experiment: $(STAMP)
 fidelity: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) fidelity $(EXPERIMENT) \
 		$(call opt,--data-dir,$(DATA_DIR)) $(call opt,--seeds,$(SEEDS)) $(if $(SMOKE),--smoke,)
+
+# Not part of `make test`: ROUNDS searches (about a minute each, more on a busy machine), each
+# hit by a fault at a random moment; needs PostgreSQL (SOAK_POSTGRES) and writes docs/reliability.md
+ROUNDS ?= 20
+SOAK_POSTGRES ?= postgresql://root@127.0.0.1:5432/test
+soak: $(STAMP)
+	$(VENV)/bin/python -m policysearch.evidence.soak --rounds $(ROUNDS) \
+		--storage $(call q,$(SOAK_POSTGRES)) $(call opt,--data-dir,$(DATA_DIR))
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache
