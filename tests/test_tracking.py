@@ -111,7 +111,7 @@ def _study_names(tmp: Path) -> list[str]:
     return optuna.get_all_study_names(f"sqlite:///{tmp}/optuna.db")
 
 
-def wait_for_note(client: Any, tmp: Path, text: str, search: Any, timeout: float = 300) -> str:
+def wait_for_note(client: Any, tmp: Path, text: str, search: Any, timeout: float = 900) -> str:
     """The study run's description once it contains ``text`` (the search still running)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and search.poll() is None:
@@ -125,6 +125,7 @@ def wait_for_note(client: Any, tmp: Path, text: str, search: Any, timeout: float
     raise AssertionError(f"the study run's description never said {text!r}")
 
 
+@pytest.mark.timeout(1800)  # minutes per search on a loaded machine: fail on faults, not load
 def test_server_lost_mid_search_then_synced_without_the_data(tiny: dict[str, Any],
                                                              tmp_path: Path) -> None:
     from mlflow import MlflowClient
@@ -142,7 +143,7 @@ def test_server_lost_mid_search_then_synced_without_the_data(tiny: dict[str, Any
         running = wait_for_note(client, tmp_path, "Running: 1 of 3 trials done", search)
         assert "best so far" in running and "Reproducing the study" in running
         srv.stop(signal.SIGKILL)
-        _, stderr = search.communicate(timeout=600)
+        _, stderr = search.communicate(timeout=1500)
         out = (tmp_path / "search.out").read_text()
         # The search finished and exported; the missed logging is a warning naming the fix.
         assert search.returncode == 0, out + stderr
@@ -183,6 +184,57 @@ def test_server_lost_mid_search_then_synced_without_the_data(tiny: dict[str, Any
         assert note_of(client, parent) == description
         assert all(len(rs) == 1
                    for rs in trial_runs(client, exp.experiment_id, parent).values())
+    finally:
+        srv.stop(signal.SIGKILL)
+
+
+def test_one_run_per_trial_attempt_duplicates_merged_by_sync(tiny: dict[str, Any],
+                                                              tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from policysearch.tracking.view import attempt_key
+
+    srv = MlflowServer(tmp_path / "server").start()
+    client = MlflowClient(tracking_uri=srv.uri)
+    try:
+        done = policysearch(tiny, *search_args(tiny, tmp_path, "dup", srv.uri))
+        assert done.returncode == 0, done.stdout + done.stderr
+        study = load_study(tmp_path, "dup")
+        rec = record(study)
+        exp = client.get_experiment_by_name(rec["mlflow_experiment"])
+        parent = rec["mlflow_parent_run_id"]
+        before = trial_runs(client, exp.experiment_id, parent)
+        assert all(len(rs) == 1 for rs in before.values()) and len(before) == 3
+        trials = study.get_trials()
+        tags = {"mlflow.parentRunId": parent, "policysearch.role": "search",
+                "optuna.study_name": "dup"}
+        # Trial 1: two extra runs, as an older version left them (no identity tag).
+        original = before[1][0].info.run_id
+        for _ in range(2):
+            client.create_run(exp.experiment_id, tags={**tags, "optuna.trial_number": "1"})
+        # Trial 2: its run's creation "reply was lost": the run the trial recorded is gone and
+        # the server holds another run of the same attempt; sync finds it instead of adding one.
+        client.delete_run(before[2][0].info.run_id)
+        lost = client.create_run(exp.experiment_id, tags={
+            **tags, "optuna.trial_number": "2",
+            "policysearch.trial_attempt": attempt_key("dup", trials[2])}).info.run_id
+
+        sync = ["sync-mlflow", "--study-name", "dup", "--storage",
+                f"sqlite:///{tmp_path}/optuna.db", "--tracking-uri", srv.uri]
+        first = policysearch(tiny, *sync)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"trial 1: merged 3 runs into one: kept {original}" in first.stdout
+        assert "deleted 2 extra trial run(s)" in first.stdout
+        assert "synced 1 trial(s)" in first.stdout  # trial 2, rendered into the found run
+        after = trial_runs(client, exp.experiment_id, parent)
+        assert {n: [r.info.run_id for r in rs] for n, rs in after.items()} == {
+            0: [before[0][0].info.run_id], 1: [original], 2: [lost]}
+        assert all(rs[0].info.status == "FINISHED" for rs in after.values())
+        assert after[2][0].data.metrics["val_accuracy"] == pytest.approx(trials[2].value)
+
+        second = policysearch(tiny, *sync)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "merged" not in second.stdout and "synced 0 trial(s)" in second.stdout
     finally:
         srv.stop(signal.SIGKILL)
 

@@ -8,7 +8,9 @@ Every problem the user can fix ends in one line on stderr and a non-zero exit; h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -22,6 +24,9 @@ EXIT_INTERRUPTED = {15: 143, 2: 130}
 ENV_SETTINGS = {"POLICYSEARCH_HEARTBEAT_SECONDS": 10, "POLICYSEARCH_MAX_DATA_BYTES": 4 << 30,
                 "POLICYSEARCH_WORKERS": 1}
 """The integer ``POLICYSEARCH_*`` variables and their defaults, checked before any command."""
+# Commands that train: SIGTERM/SIGINT is recorded and acted on at the next batch or trial
+# (training.interrupts), and the process exits at the latest STOP_SECONDS after it.
+LONG_COMMANDS = {"search", "worker", "validate", "experiment", "fidelity", "calibrate"}
 
 
 def local_cores() -> int:
@@ -212,10 +217,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     """Train a panel of policies at the proxy and target budgets; report rank agreement."""
     quiet_warnings()
     import shlex
-    import signal
 
     from policysearch.config.experiment import load_experiment
     from policysearch.evidence.fidelity import DEFAULT_PANEL, build_panel, default_out, run_fidelity
+    from policysearch.training.interrupts import Interrupted
 
     experiment = load_experiment(args.experiment, smoke=args.smoke,
                                  overrides={"data.data_dir": args.data_dir,
@@ -223,20 +228,15 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     panel = build_panel(args.panel or experiment.fidelity.panel or DEFAULT_PANEL)
     out = Path(args.out) if args.out else default_out(experiment, args.smoke)
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT too: it may be ignored at start
-        signal.signal(signum, stop)
     try:
         run_fidelity(experiment, panel, list(range(1, experiment.fidelity.seeds + 1)), out,
                      tracking_uri=args.tracking_uri, log=say,
                      command="policysearch " + shlex.join(sys.argv[1:]))
-    except KeyboardInterrupt:
+    except (Interrupted, KeyboardInterrupt) as stop:
         print(f"policysearch: fidelity interrupted; finished runs are saved in "
               f"{out.with_suffix('.json')}: run the same command to resume", file=sys.stderr,
               flush=True)
-        return 130
+        return EXIT_INTERRUPTED.get(getattr(stop, "signum", signal.SIGINT), 130)
     return 0
 
 
@@ -293,6 +293,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     from policysearch.cli import quiet
     from policysearch.cli.args import build_parser
+    from policysearch.training import interrupts
 
     quiet.install()  # before any command imports TensorFlow: its first lines are not the tool's
     warnings.showwarning = show_warning
@@ -301,22 +302,24 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # a bad argument (one line printed), --help or --version
         return exit.code if isinstance(exit.code, int) else 2
+    long_running = args.handler in LONG_COMMANDS
+    if long_running:  # before anything heavy: a signal during start-up is not lost either
+        interrupts.set_hard_stop(interrupts.stop_seconds())
     try:
         from policysearch.errors import env_int
 
         for name, default in ENV_SETTINGS.items():
             env_int(name, default)
-        return COMMANDS[args.handler](args)
+        with interrupts.interruptible() if long_running else contextlib.nullcontext():
+            return COMMANDS[args.handler](args)
     except PolicySearchError as err:
         print(f"policysearch: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code
     except BaseException as err:
-        from policysearch.search.worker import Interrupted
-
-        if isinstance(err, (Interrupted, KeyboardInterrupt)):
-            signum = getattr(err, "signum", 2)
-            print(f"policysearch: interrupted ({'SIGTERM' if signum == 15 else 'SIGINT'}); the "
-                  "study is saved: run the same command to resume", file=sys.stderr, flush=True)
+        if isinstance(err, (interrupts.Interrupted, KeyboardInterrupt)):
+            signum = getattr(err, "signum", signal.SIGINT)
+            print(f"policysearch: interrupted ({signal.Signals(signum).name}); the study is "
+                  "saved: run the same command to resume", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED.get(signum, 130)
         raise  # a bug: keep its traceback
 

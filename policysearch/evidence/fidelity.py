@@ -42,6 +42,7 @@ from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.evidence.stats import paired, pooled_std, rank_agreement, summarize
 from policysearch.paths import RESULTS_DIR
 from policysearch.policy.definition import Policy, randaugment, trivialaugment
+from policysearch.training import interrupts
 
 BUDGETS = ("proxy", "target")
 REFERENCE = "crop_flip"
@@ -314,6 +315,7 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
             trainers[budget] = trainer_for(experiment, budget, splits)
             compile_seconds[budget] = time.perf_counter() - tic
         for i, (entry, budget, seed) in enumerate(todo, 1):
+            interrupts.check()  # a safe point between runs (and after every batch)
             record = {"policy": entry.name, "key": entry.policy.key(), "budget": budget,
                       "seed": seed}
             try:

@@ -23,18 +23,21 @@ from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race, screen_round
 from policysearch.search.tally import describe_tally, search_tally
 from policysearch.search.worker import (
+    Interrupted,
     Runner,
     configure_threads,
     device_for,
     interruptible,
     spawn_workers,
     stop_workers,
+    terminate,
 )
 from policysearch.study.record import read_study, update_study
 from policysearch.study.spaces import SearchSpace
 from policysearch.study.storage import budget_lock, redact
 from policysearch.study.store import StudyHandle, new_record, open_study
 from policysearch.tracking.client import mlflow_experiment_name
+from policysearch.training import interrupts
 
 
 def _tracker(uri: str, name: str, study_name: str) -> Any:
@@ -113,6 +116,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     timeout = experiment.search.timeout_minutes
     deadline = time.time() + 60 * timeout if timeout else None
     procs: list[Any] = []
+    forget = interrupts.on_signal(lambda: terminate(procs))  # the workers stop with this one
     status = "FAILED"
     stopped: BudgetCannotLearn | None = None
     try:
@@ -125,12 +129,11 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
         status = "FINISHED"
         return policy
     except BaseException as err:
-        from policysearch.search.worker import Interrupted
-
         status = "KILLED" if isinstance(err, (Interrupted, KeyboardInterrupt)) else "FAILED"
         stopped = err if isinstance(err, BudgetCannotLearn) else None
         raise
     finally:
+        forget()
         stop_workers(procs)
         if monitor is not None:
             monitor.finish()
@@ -209,6 +212,7 @@ def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) 
                        "retried)")
             told = True
         time.sleep(1.0)
+        interrupts.check()
 
 
 def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_path: Path,
@@ -275,9 +279,9 @@ def race_on_selection(handle: StudyHandle, runner: Runner, entrants: list[Conten
 
     def evaluator(stage: str, budget: str) -> Any:
         def evaluate(c: Contender, seed: int) -> float:
-            with interruptible():
-                result = trainer(budget).train(Policy.from_dict(c.policy),
-                                               splits.training(budget), splits.selection, seed)
+            interrupts.check()  # and after every batch of the training
+            result = trainer(budget).train(Policy.from_dict(c.policy),
+                                           splits.training(budget), splits.selection, seed)
             row = {"key": c.key, "label": c.label, "policy": c.policy, "role": c.role,
                    "seed": seed, "budget": budget, "stage": stage,
                    "accuracy": result.final_accuracy, "seconds": round(result.seconds, 2)}

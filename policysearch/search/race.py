@@ -27,6 +27,7 @@ from policysearch.evidence.stats import PairedGain, paired, summarize
 from policysearch.policy.baselines import BASELINES
 from policysearch.policy.definition import Policy
 from policysearch.study.record import read_trial
+from policysearch.training import interrupts
 
 RACE_SEED_BASE = 10_000
 SCREEN_SEED_BASE = 11_000
@@ -122,6 +123,7 @@ def race(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
         for seed in seeds[:n]:
             for c in group:
                 if seed not in scores[c.key]:
+                    interrupts.check()  # a safe point between two trainings
                     scores[c.key][seed] = evaluate(c, seed)
 
     def mean(c: Contender, n: int) -> float:

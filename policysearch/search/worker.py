@@ -6,7 +6,9 @@ pruned, running, waiting) and asks for a new one only if the budget is not reach
 workers finish exactly the requested number. A trial whose worker died stops beating and is
 failed by the storage after the grace period, then retried once by another worker. A trial cut
 short by SIGTERM/SIGINT is failed, marked interrupted and queued again under the same lock; it
-does not count towards ``search.max_failures``.
+does not count towards ``search.max_failures``. The signal is only recorded when it arrives
+(``training.interrupts``); the loop here and every training batch are the safe points that act
+on it.
 """
 
 from __future__ import annotations
@@ -36,35 +38,13 @@ from policysearch.study.record import (
 )
 from policysearch.study.storage import GRACE_PERIOD, budget_lock, reset_connections
 from policysearch.study.store import StudyHandle
+from policysearch.training import interrupts
+from policysearch.training.interrupts import Interrupted, interruptible
+
+__all__ = ["Interrupted", "Runner", "interruptible", "spawn_workers", "stop_workers"]
 
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 Log = Callable[[str], None]
-
-
-class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived; the running trial is recorded and the worker stops."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def interruptible() -> Iterator[None]:
-    """Turn SIGTERM and SIGINT into ``Interrupted`` in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 class Runner:
@@ -100,6 +80,7 @@ class Runner:
         study = self.handle.study
         ran = 0
         while at_most is None or ran < at_most:
+            interrupts.check()
             self.reap()
             with budget_lock(study._storage, self.handle.storage_url, study.study_name):
                 trials = study.get_trials(deepcopy=False)
@@ -149,6 +130,7 @@ class Runner:
         Interrupted at any point, a running trial is failed, marked interrupted and queued
         again (a baseline stays a baseline), so no trial is left running."""
         try:
+            interrupts.check()
             self._run_trial(trial)
         except Interrupted as stop:
             # the signal may have cut a database call short: start from fresh connections
@@ -167,12 +149,13 @@ class Runner:
         if frozen.state.name == "RUNNING":
             update_trial(trial, interrupted=True)
             with budget_lock(study._storage, self.handle.storage_url, study.study_name):
-                self._finish(trial, "FAIL", None, f"interrupted by {stop}", None)
+                # rendered without its sample grid: the process is stopping, be quick
+                self._finish(trial, "FAIL", None, f"interrupted by {stop}", None, grid=False)
                 baseline = queued_baseline(frozen)
                 study.enqueue_trial(frozen.params, user_attrs={PREFIX + "baseline": baseline}
                                     if baseline else None)
         else:  # stopped while rendering a finished trial
-            self.render(frozen)
+            self.render(frozen, grid=False)
 
     def _run_trial(self, trial: Any) -> None:
         baseline = queued_baseline(trial)
@@ -207,7 +190,7 @@ class Runner:
         self._finish(trial, state, value, reason, result)
 
     def _finish(self, trial: Any, state: str, value: float | None, reason: str | None,
-                result: Any) -> None:
+                result: Any, grid: bool = True) -> None:
         import optuna
 
         study = self.handle.study
@@ -230,12 +213,12 @@ class Runner:
         study.tell(trial, value if state == "COMPLETE" else None, state=states[state])
         frozen = study._storage.get_trial(trial._trial_id)
         self.report_progress(frozen)
-        self.render(frozen)
+        self.render(frozen, grid)
 
-    def render(self, frozen: Any) -> None:
+    def render(self, frozen: Any, grid: bool = True) -> None:
         """Show a finished trial in the view (MLflow); a failure there only warns."""
         if self.view is not None:
-            self.view.finish_trial(frozen, self.splits)
+            self.view.finish_trial(frozen, self.splits if grid else None)
 
     def report_progress(self, frozen: Any) -> None:
         trials = self.handle.study.get_trials(deepcopy=False)
@@ -333,7 +316,10 @@ def device_for(index: int, devices: list[str] | None) -> str | None:
 
 def spawn_workers(study_name: str, storage_url: str, count: int, tracking: str | None,
                   devices: list[str] | None, deadline: float | None) -> list[Any]:
-    """Start ``count`` worker processes (indices 1..count) on this machine for the study."""
+    """Start ``count`` worker processes (indices 1..count) on this machine for the study.
+
+    They run in a session of their own, so a terminal's Ctrl-C reaches this process only, which
+    passes its first SIGTERM or SIGINT on to them (``terminate``) as one SIGTERM each."""
     procs = []
     for index in range(1, count + 1):
         env = dict(os.environ)
@@ -347,16 +333,27 @@ def spawn_workers(study_name: str, storage_url: str, count: int, tracking: str |
             cmd += ["--tracking-uri", tracking]
         if deadline is not None:
             cmd += ["--deadline", f"{deadline:.0f}"]
-        procs.append(subprocess.Popen(cmd, env=env))
+        procs.append(subprocess.Popen(cmd, env=env, start_new_session=True))
     return procs
 
 
+def terminate(procs: list[Any]) -> None:
+    """Send each running worker one SIGTERM (never a second: that would end it at once)."""
+    for proc in procs:
+        if proc.poll() is None and not getattr(proc, "policysearch_stopped", False):
+            proc.policysearch_stopped = True
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+
 def stop_workers(procs: list[Any]) -> None:
+    """Stop the workers and wait for them (each records its running trial as interrupted);
+    one still running after the hard-stop time is killed."""
+    terminate(procs)
+    deadline = time.monotonic() + interrupts.stop_seconds() + 5
     for proc in procs:
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=60)
-        except Exception:
             proc.kill()
+            proc.wait()

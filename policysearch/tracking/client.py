@@ -32,6 +32,9 @@ ROLE = "policysearch.role"
 TRIAL = "optuna.trial_number"
 STUDY = "optuna.study_name"
 PARENT = "mlflow.parentRunId"
+ATTEMPT = "policysearch.trial_attempt"
+"""A trial attempt's identity (study, trial number, storage id): looked up before a run is
+created, so a run whose creation reply was lost is found again, never created twice."""
 
 
 def tracking_uri(uri: str | None = None) -> str:
@@ -116,9 +119,9 @@ class Tracker:
             return None
 
     def run_exists(self, run_id: str) -> bool:
+        """Whether the run exists and is not deleted (a merged duplicate is deleted)."""
         try:
-            self.client.get_run(run_id)
-            return True
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
         except Exception:
             return False
 
@@ -130,13 +133,27 @@ class Tracker:
 
     def trial_runs(self, parent_id: str) -> dict[int, Any]:
         """Trial number -> its nested run under ``parent_id`` (the finished one if several)."""
-        runs = self.children(parent_id, "search") | self.children(parent_id, "baseline")
         out: dict[int, Any] = {}
-        for run in runs.values():
-            number = int(run.data.tags.get(TRIAL, -1))
-            if number not in out or out[number].info.status == "RUNNING":
-                out[number] = run
+        for number, runs in self.trial_run_groups(parent_id).items():
+            out[number] = next((r for r in runs if r.info.status != "RUNNING"), runs[0])
         return out
+
+    def trial_run_groups(self, parent_id: str) -> dict[int, list[Any]]:
+        """Trial number -> every nested trial run under ``parent_id`` (oldest first)."""
+        runs = self.children(parent_id, "search") | self.children(parent_id, "baseline")
+        out: dict[int, list[Any]] = {}
+        for run in sorted(runs.values(), key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+            out.setdefault(int(run.data.tags.get(TRIAL, -1)), []).append(run)
+        return out
+
+    def find_attempt(self, parent_id: str, number: int, attempt: str) -> str | None:
+        """The run of this trial attempt, if one was created (its reply lost or not)."""
+        query = f"tags.`{PARENT}` = '{parent_id}' and tags.`{TRIAL}` = '{number}'"
+        runs = self.client.search_runs([self.experiment_id], query, max_results=100)
+        # a run without the tag was made by an older version for the same (parent, number)
+        found = sorted((r for r in runs if r.data.tags.get(ATTEMPT, attempt) == attempt),
+                       key=lambda r: (r.info.status == "RUNNING", r.info.start_time or 0))
+        return found[0].info.run_id if found else None
 
     def children(self, parent_id: str, role: str) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -149,6 +166,7 @@ class Tracker:
             token = page.token
             if not token:
                 return found
+
 
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:

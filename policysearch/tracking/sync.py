@@ -40,6 +40,8 @@ def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
         view.start_study(handle.experiment.flat(), {"storage": redact(storage_url),
                                                     "dataset": handle.experiment.dataset})
     parent = view.parent
+    if parent:
+        merge_duplicates(tracker, handle.study, parent, log)
     runs = tracker.trial_runs(parent) if parent else {}
     count = 0
     for trial in handle.study.get_trials(deepcopy=False):
@@ -68,3 +70,31 @@ def sync_mlflow(study_name: str, storage_url: str, tracking_uri: str | None,
     log(f"synced {count} trial(s) of study {study_name!r} to {uri}")
     log(f"trials table: {experiment_url(uri, tracker.experiment_id, study_name)}")
     return count
+
+
+def merge_duplicates(tracker: Any, study: Any, parent: str, log: Any = print) -> int:
+    """One run per trial attempt: of several runs for one trial (left by older versions, or by
+    a creation whose reply was lost), keep one (a finished one, the trial's recorded one first,
+    then the oldest) and delete the others; returns how many were deleted."""
+    from policysearch.study.record import read_trial
+
+    recorded = {}
+    for trial in study.get_trials(deepcopy=False):
+        record = read_trial(trial)
+        recorded[trial.number] = record.mlflow_run_id if record else None
+    deleted = 0
+    for number, runs in sorted(tracker.trial_run_groups(parent).items()):
+        if len(runs) < 2:
+            continue
+        keep = min(runs, key=lambda r: (r.info.status != "FINISHED",
+                                        r.info.run_id != recorded.get(number),
+                                        r.info.start_time or 0))
+        extra = [r.info.run_id for r in runs if r is not keep]
+        for run_id in extra:
+            tracker.client.delete_run(run_id)
+        deleted += len(extra)
+        log(f"trial {number}: merged {len(runs)} runs into one: kept {keep.info.run_id}, "
+            f"deleted {', '.join(extra)}")
+    if deleted:
+        log(f"merged duplicates: deleted {deleted} extra trial run(s); one run per trial now")
+    return deleted

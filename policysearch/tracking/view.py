@@ -18,6 +18,7 @@ from typing import Any
 from policysearch.study.record import read_study, read_trial, update_study
 from policysearch.tracking import note, render, ui
 from policysearch.tracking.client import (
+    ATTEMPT,
     PARENT,
     ROLE,
     STUDY,
@@ -143,14 +144,18 @@ class StudyView:
         def start() -> str:
             from mlflow.entities import Param
 
-            tags = {PARENT: parent, ROLE: record.role, STUDY: t.study_name,
-                    TRIAL: str(trial.number), "state": "RUNNING", "policy": record.label}
-            run = t.client.create_run(t.experiment_id, tags=tags,
-                                      run_name=render.run_name(trial.number, record))
+            attempt = attempt_key(t.study_name, trial)
+            run_id = t.find_attempt(parent, trial.number, attempt)
+            if run_id is None:
+                tags = {PARENT: parent, ROLE: record.role, STUDY: t.study_name,
+                        TRIAL: str(trial.number), ATTEMPT: attempt, "state": "RUNNING",
+                        "policy": record.label}
+                run_id = t.client.create_run(t.experiment_id, tags=tags,
+                                             run_name=render.run_name(trial.number,
+                                                                      record)).info.run_id
             params = render.trial_params(trial.params, record)
-            t.client.log_batch(run.info.run_id,
-                               params=[Param(k, v) for k, v in params.items()])
-            return run.info.run_id
+            t.client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+            return run_id
 
         return t.safe(f"trial {trial.number}'s start", start)
 
@@ -174,11 +179,14 @@ class StudyView:
         t = self.tracker
         record = read_trial(trial)
         study = read_study(self.study)
+        attempt = attempt_key(t.study_name, trial)
         tags = {PARENT: parent, ROLE: record.role if record else "search", STUDY: t.study_name,
-                TRIAL: str(trial.number),
+                TRIAL: str(trial.number), ATTEMPT: attempt,
                 **render.trial_tags(trial, record, study.experiment["search"]["pruner"])}
         run_id = record.mlflow_run_id if record else None
         if run_id is None or not t.run_exists(run_id):
+            run_id = t.find_attempt(parent, trial.number, attempt)
+        if run_id is None:
             run = t.client.create_run(t.experiment_id, start_time=ms(trial.datetime_start),
                                       tags=tags, run_name=render.run_name(trial.number, record))
             run_id = run.info.run_id
@@ -287,6 +295,11 @@ class StudyView:
 
         t.safe("the study summary", log)
         self.refresh_note(fidelity)
+
+
+def attempt_key(study_name: str, trial: Any) -> str:
+    """One trial attempt's identity: a retried trial is a new trial (a new number and id)."""
+    return f"{study_name}:trial {trial.number}:id {trial._trial_id}"
 
 
 def running(record: Any) -> bool:

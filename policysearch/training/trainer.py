@@ -27,6 +27,7 @@ from policysearch.config.experiment import BaseAugmentConfig, TrainerConfig
 from policysearch.data.splits import Split
 from policysearch.policy.definition import Policy
 from policysearch.policy.layer import PolicyAugmentation
+from policysearch.training import interrupts
 from policysearch.training.models import WarmupLinearDecay, build_model
 
 EpochCallback = Callable[[int, float, float], bool]
@@ -151,15 +152,17 @@ class Trainer:
         callback = _EpochHook(result, on_epoch, (val.x, self._onehot(val.y)), self.batch_size,
                               self.config.validate_every, self.epochs, span)
         start = time.perf_counter()
+        interrupts.check()
+        callbacks = [callback, _StopHook()]
         if streamed:
             self.model.fit(self.batches(policy, train, seed), epochs=self.epochs // span,
-                           steps_per_epoch=self.steps_per_epoch * span, callbacks=[callback],
+                           steps_per_epoch=self.steps_per_epoch * span, callbacks=callbacks,
                            verbose=0)
         else:
             x, y = self._epoch_images(train, seed)
             keras.utils.set_random_seed(seed)
             self.model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
-                           callbacks=[callback], verbose=0)
+                           callbacks=callbacks, verbose=0)
         result.seconds = time.perf_counter() - start
         if callback.diverged:
             raise TrainingDiverged(f"training loss became {callback.diverged} by epoch "
@@ -223,6 +226,16 @@ class Trainer:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
+class _StopHook(keras.callbacks.Callback):
+    """A safe point after every batch: a recorded SIGTERM/SIGINT stops training there."""
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        interrupts.check()
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        interrupts.check()
+
+
 class _EpochHook(keras.callbacks.Callback):
     """Records the loss, validates every ``every`` epochs and after the last, stops on NaN or
     when ``on_epoch`` says so. One Keras epoch is ``span`` training epochs."""
@@ -252,7 +265,7 @@ class _EpochHook(keras.callbacks.Callback):
         if done % self.every and done != self.epochs:
             return
         out = self.model.evaluate(*self.val, batch_size=self.batch_size, verbose=0,
-                                  return_dict=True)
+                                  return_dict=True, callbacks=[_StopHook()])
         accuracy = float(out["accuracy"])
         self.result.val_accuracy.append(accuracy)
         self.result.val_epochs.append(done)
