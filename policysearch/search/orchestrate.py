@@ -18,7 +18,7 @@ from policysearch.config.experiment import Experiment
 from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
-from policysearch.search.learning import BudgetCannotLearn, check_learning
+from policysearch.search.learning_check import BudgetCannotLearn, check_learning
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race, screen_round
 from policysearch.search.tally import describe_tally, search_tally
