@@ -38,11 +38,13 @@ def test_rungs_are_named_relative_to_the_target() -> None:
     assert parse_rung("width/2", config, 0).trainer["model"]["widths"] == [8, 16, 32]
     both = parse_rung("images/4+epochs/2", config, 0)
     assert (both.train_size, both.trainer["epochs"]) == (250, 75)
-    proxy = parse_rung("proxy", config, 0)  # the file's own: 250 x 100
-    assert (proxy.train_size, proxy.trainer["epochs"]) == (250, 100)
+    proxy = parse_rung("proxy", config, 0)  # the file's own proxy
+    assert (proxy.train_size, proxy.trainer["epochs"]) == (config["data"]["train_size"],
+                                                           config["trainer"]["epochs"])
     assert proxy.stamp == calibration.proxy_stamp(config)
     ladder = build_ladder(["images/2", "proxy", "images/4+epochs/2", "images/1"], config, 0)
-    assert [r.name for r in ladder] == ["images/4+epochs/2", "proxy", "images/2"]  # no target
+    # cheapest first (the shipped proxy, 250 x 40, costs least), and no rung equal to the target
+    assert [r.name for r in ladder] == ["proxy", "images/4+epochs/2", "images/2"]
     assert len({quarter.stamp, half.stamp, both.stamp, target_rung(config).stamp}) == 4
     with pytest.raises(Exception, match="not a rung"):
         parse_rung("pixels/2", config, 0)

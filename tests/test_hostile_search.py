@@ -55,7 +55,8 @@ def test_hostile_but_legal_search_is_quiet_exports_and_resumes(
               "data": {"train_size": 12, "val_size": 6, "selection_size": 6, "split_seed": 0},
               "target": {"train_size": 12, "trainer": {"epochs": 2}},
               "search": {**TINY_EXPERIMENT["search"], "trials": 1,
-                         "baselines": ["crop_flip", "randaugment_n2_m9"]}}
+                         "baselines": ["crop_flip", "randaugment_n2_m9"],
+                         "learning_check": "off"}}  # 6 validation images: no bar is meaningful
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
     # The MLflow store and its experiment exist, as after an earlier search; then the disk fills.
     from policysearch.tracking.client import Tracker
