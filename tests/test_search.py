@@ -323,7 +323,7 @@ def test_shipped_mnist_experiment_smoke_on_real_digits(mnist_dir: Path, tmp_path
     assert raw["experiment"]["base_augment"] == {"crop_padding": 4, "flip": True}
     assert raw["validate"]["test_size"] == 2000
     assert {r["seed"] for r in raw["validate"]["rows"]} == {20000, 20001}
-    study = _study(tmp_path, "mnist-smoke-randaugment_subset")
+    study = _study(tmp_path, "mnist-smoke-randaugment_groups")  # flip and crop searched
     assert [t.user_attrs.get("ps.baseline") for t in study.get_trials()[:4]] == [
         "crop_flip", "crop_only", "randaugment_n2_m9", "trivialaugment"]
     assert "Spearman" in (out.parent / "mnist-smoke-fidelity.md").read_text()
