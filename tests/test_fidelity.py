@@ -184,3 +184,37 @@ def test_unknown_panel_entry_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.startswith("policysearch")]
     assert lines == [lines[-1]] and "'Wobble' is not a panel entry" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_proxy_that_is_the_target_trains_each_run_once(tmp_path: Path, data_dir: Path) -> None:
+    from policysearch.config.experiment import load_experiment
+    from policysearch.evidence.fidelity import proxy_is_target
+
+    # the shipped digits experiment scores trials at the target; CIFAR-10's proxy is cheaper
+    assert proxy_is_target(load_experiment("mnist"))
+    assert not proxy_is_target(load_experiment("cifar10"))
+
+    config = {
+        "name": "twins", "dataset": "cifar10",
+        "data": {"train_size": 40, "val_size": 40, "selection_size": 20,
+                 "data_dir": str(data_dir)},
+        "trainer": {"epochs": 1, "batch_size": 20, "warmup_epochs": 0, "validate_every": 1,
+                    "model": {"name": "cnn", "widths": [8]}},
+        "target": {"train_size": 40},
+        "fidelity": {"seeds": 2, "panel": ["crop_flip", "RA(2,9)", "TA"]},
+    }
+    experiment = tmp_path / "twins.yaml"
+    experiment.write_text(yaml.safe_dump(config))
+    out = tmp_path / "twins-fidelity.md"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(_cli(str(experiment), "--out", str(out), "--tracking-uri",
+                               f"sqlite:///{tmp_path / 'mlflow.db'}"),
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "the proxy is the target" in done.stdout
+    runs = json.loads(out.with_suffix(".json").read_text())["runs"]
+    assert len(runs) == 3 * 2 * 2 and sum("same_as" in r for r in runs) == 6
+    by_key = {(r["policy"], r["budget"], r["seed"]): r["accuracy"] for r in runs}
+    for policy in ("crop_flip", "RA(2,9)", "TA"):
+        for seed in (1, 2):
+            assert by_key[(policy, "proxy", seed)] == by_key[(policy, "target", seed)]

@@ -161,6 +161,12 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def proxy_is_target(experiment: Experiment) -> bool:
+    """The proxy trains the target's images exactly as the target does (as on small data)."""
+    proxy, target = experiment.budget("proxy"), experiment.budget("target")
+    return proxy.train_size == target.train_size and proxy.trainer == target.trainer
+
+
 def run_key(policy: Policy, budget: str, seed: int) -> tuple[str, str, int]:
     return (policy.key(), budget, int(seed))
 
@@ -298,6 +304,10 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     done = {run_key_of(r) for r in runs}
     todo = [(e, b, s) for s in seeds for e in panel for b in BUDGETS
             if run_key(e.policy, b, s) not in done]
+    twins = proxy_is_target(experiment)
+    if twins:  # the proxy is the target: one run serves both budgets
+        log("fidelity: the proxy is the target (same images, same training): each run counts "
+            "at both budgets")
     reused = len(panel) * len(BUDGETS) * len(seeds) - len(todo)
     saved = f", {reused} saved in {json_path}" if reused else ""
     log(f"fidelity: {experiment.name}: {len(panel)} policies x {len(seeds)} seeds x proxy and "
@@ -312,10 +322,19 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
         trainers = {}
         for budget in BUDGETS:
             tic = time.perf_counter()
+            if twins and budget == "proxy":
+                continue
             trainers[budget] = trainer_for(experiment, budget, splits)
             compile_seconds[budget] = time.perf_counter() - tic
+        if twins:
+            trainers["proxy"] = trainers["target"]
         for i, (entry, budget, seed) in enumerate(todo, 1):
             interrupts.check()  # a safe point between runs (and after every batch)
+            twin = next((r for r in runs if twins and run_key_of(r)[0] == entry.policy.key()
+                         and r["seed"] == seed and r["budget"] != budget), None)
+            if twin is not None:  # the same run, saved under the other budget
+                runs.append({**twin, "budget": budget, "same_as": twin["budget"]})
+                continue
             record = {"policy": entry.name, "key": entry.policy.key(), "budget": budget,
                       "seed": seed}
             try:
@@ -339,7 +358,8 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
             "invocations": every,
             "total_wall_seconds": sum(float(v.get("wall_seconds") or 0) for v in every),
             "train_seconds": sum(float(r["seconds"]) for r in runs if run_key_of(r) in wanted
-                                 and math.isfinite(float(r["seconds"]))),
+                                 and math.isfinite(float(r["seconds"]))
+                                 and "same_as" not in r),
             "compile_seconds": compile_seconds}
     save_json(json_path, {**header, **meta, "analysis": analysis, "runs": runs})
     plot_path = out.with_suffix(".png")
