@@ -211,7 +211,7 @@ def test_proxy_that_is_the_target_trains_each_run_once(tmp_path: Path, data_dir:
                                f"sqlite:///{tmp_path / 'mlflow.db'}"),
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "the proxy is the target" in done.stdout
+    assert "the proxy is the target" in done.stdout and "6 runs to train" in done.stdout
     runs = json.loads(out.with_suffix(".json").read_text())["runs"]
     assert len(runs) == 3 * 2 * 2 and sum("same_as" in r for r in runs) == 6
     by_key = {(r["policy"], r["budget"], r["seed"]): r["accuracy"] for r in runs}

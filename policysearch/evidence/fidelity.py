@@ -305,13 +305,16 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     todo = [(e, b, s) for s in seeds for e in panel for b in BUDGETS
             if run_key(e.policy, b, s) not in done]
     twins = proxy_is_target(experiment)
+    to_train = len(todo)
     if twins:  # the proxy is the target: one run serves both budgets
         log("fidelity: the proxy is the target (same images, same training): each run counts "
             "at both budgets")
+        to_train = len({(e.policy.key(), s) for e, _, s in todo}
+                       - {(key, s) for key, _, s in done})
     reused = len(panel) * len(BUDGETS) * len(seeds) - len(todo)
     saved = f", {reused} saved in {json_path}" if reused else ""
     log(f"fidelity: {experiment.name}: {len(panel)} policies x {len(seeds)} seeds x proxy and "
-        f"target; {len(todo)} runs to train{saved}")
+        f"target; {to_train} runs to train{saved}")
     header = {"experiment": experiment.to_dict(), "fingerprint": stamp,
               "panel": [e.name for e in panel], "seeds": list(seeds)}
     compile_seconds: dict[str, float] = {}
@@ -352,9 +355,9 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
                 f"{100 * record['accuracy']:.1f} % ({record['seconds']:.0f} s)")
     analysis = analyse(panel, runs, seeds)
     wanted = {run_key(e.policy, b, s) for e in panel for b in BUDGETS for s in seeds}
-    every = history(len(todo))
+    every = history(to_train)
     meta = {"machine": machine(), "commit": commit, "command": command, "date": date,
-            "wall_seconds": every[-1]["wall_seconds"], "trained_now": len(todo), "reused": reused,
+            "wall_seconds": every[-1]["wall_seconds"], "trained_now": to_train, "reused": reused,
             "invocations": every,
             "total_wall_seconds": sum(float(v.get("wall_seconds") or 0) for v in every),
             "train_seconds": sum(float(r["seconds"]) for r in runs if run_key_of(r) in wanted
