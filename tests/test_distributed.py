@@ -301,6 +301,39 @@ def test_sigterm_inside_a_gc_callback_still_stops_the_search(tiny: dict[str, Any
     assert sorted(t.user_attrs.get("ps.baseline") for t in queued) == sorted(BASELINES)
 
 
+# The search, with a test-only stall: the first trial's training sends SIGTERM to its own process
+# and then sleeps in one long call that never returns to a safe point (as a slow compile on a
+# loaded machine does), so only the hard stop (POLICYSEARCH_STOP_SECONDS=2) ends it.
+STUCK_AFTER_SIGNAL = """
+import os, signal, sys, time
+from policysearch.training import trainer
+def stuck(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(600)
+trainer.Trainer.train = stuck
+from policysearch.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_hard_stop_still_records_the_running_trial(tiny: dict[str, Any], postgres_url: str,
+                                                       study_name: str) -> None:
+    args = search_args(tiny, postgres_url, study_name)
+    env = {**tiny["env"], "POLICYSEARCH_STOP_SECONDS": "2"}
+    proc = subprocess.run([sys.executable, "-c", STUCK_AFTER_SIGNAL, *args], cwd=tiny["root"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert "still running 2 s after the signal; recording the running trial" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # no heartbeat grace needed: the trial is failed as interrupted and queued again at once
+    trials = trials_of(postgres_url, study_name)
+    assert not [t for t in trials if t.state.name == "RUNNING"], [t.state for t in trials]
+    stopped = [t for t in trials if "interrupted" in (t.user_attrs.get("ps.fail_reason") or "")]
+    assert [(t.number, t.state.name) for t in stopped] == [(0, "FAIL")]
+    queued = [t for t in trials if t.state.name == "WAITING"]
+    assert sorted(t.user_attrs.get("ps.baseline") for t in queued) == sorted(BASELINES)
+
+
 def test_diverging_trial_fails_with_its_reason(tiny: dict[str, Any], postgres_url: str,
                                                study_name: str) -> None:
     # A learning rate this large overflows float32: the loss becomes NaN in the 2nd epoch.

@@ -116,3 +116,23 @@ def test_the_hard_stop_ends_a_process_that_never_reaches_a_safe_point() -> None:
                           timeout=60)
     assert proc.returncode == 130, proc.stderr
     assert "still running 1 s after the signal" in proc.stderr
+
+
+def test_the_hard_stop_gives_its_callbacks_bounded_last_words(tmp_path) -> None:
+    script = textwrap.dedent(f"""
+        import os, signal, time
+        from pathlib import Path
+        from policysearch.training import interrupts
+        interrupts.LAST_WORDS_SECONDS = 2.0
+        interrupts.set_hard_stop(1.0)
+        interrupts.on_hard_stop(lambda: Path({str(tmp_path / "said")!r}).write_text("said"))
+        interrupts.on_hard_stop(lambda: time.sleep(60))  # a callback that hangs
+        with interrupts.interruptible():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(60)  # stuck
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30)  # the hanging callback does not hold the exit
+    assert proc.returncode == 143, proc.stderr
+    assert (tmp_path / "said").read_text() == "said"
+    assert "recording the running trial before exiting" in proc.stderr

@@ -62,6 +62,7 @@ class Runner:
         self._trainer: Any = None
         self.started = time.monotonic()
         self.deadline_told = False
+        self._recording = threading.Lock()
 
     @property
     def trainer(self) -> Any:
@@ -129,6 +130,10 @@ class Runner:
 
         Interrupted at any point, a running trial is failed, marked interrupted and queued
         again (a baseline stays a baseline), so no trial is left running."""
+        # if the process is forced out before a safe point (a slow compile on a loaded
+        # machine), the trial is still recorded as interrupted, from the timer's thread
+        remove = interrupts.on_hard_stop(lambda: self._record_interrupted(
+            trial, Interrupted(interrupts.requested() or signal.SIGTERM)))
         try:
             interrupts.check()
             self._run_trial(trial)
@@ -142,8 +147,14 @@ class Runner:
                          f"interrupted ({failure_reason(err)}); it is failed and retried once "
                          "its heartbeat goes stale")
             raise
+        finally:
+            remove()
 
     def _record_interrupted(self, trial: Any, stop: Interrupted) -> None:
+        with self._recording:  # the safe point and the hard stop's thread: one records
+            self._record_interrupted_once(trial, stop)
+
+    def _record_interrupted_once(self, trial: Any, stop: Interrupted) -> None:
         study = self.handle.study
         frozen = study._storage.get_trial(trial._trial_id)
         if frozen.state.name == "RUNNING":

@@ -9,8 +9,10 @@ raises ``Interrupted`` there, so the running trial is recorded and the process e
 
 Two bounds: a second SIGTERM or SIGINT ends the process at once; and when ``hard_stop`` is
 set (the command line sets it), a process that has not exited ``STOP_SECONDS`` after the first
-signal exits anyway with the same code (a trial it still held is failed after the storage's
-grace period and retried, as for a killed worker).
+signal exits anyway with the same code. Before that forced exit the ``on_hard_stop`` callbacks
+get at most ``LAST_WORDS_SECONDS`` (a worker records the trial it holds as interrupted, as at
+a safe point); a trial they could not record is failed after the storage's grace period and
+retried, as for a killed worker.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 # Seconds from the first signal to the latest exit (``POLICYSEARCH_STOP_SECONDS``).
 STOP_SECONDS = 60.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Seconds the ``on_hard_stop`` callbacks get, all together, before the forced exit.
+LAST_WORDS_SECONDS = 15.0
 
 
 class Interrupted(BaseException):
@@ -42,6 +46,7 @@ class _State:
     depth = 0
     hard_stop: float | None = None
     on_signal: list[Callable[[], None]] = []
+    on_hard_stop: list[Callable[[], None]] = []
 
 
 _state = _State()
@@ -79,11 +84,22 @@ def set_hard_stop(seconds: float | None) -> None:
 def on_signal(callback: Callable[[], None]) -> Callable[[], None]:
     """Run ``callback`` at the first signal (say, pass it on to child processes); returns a
     function that unregisters it."""
-    _state.on_signal.append(callback)
+    return _register(_state.on_signal, callback)
+
+
+def on_hard_stop(callback: Callable[[], None]) -> Callable[[], None]:
+    """Run ``callback`` (from another thread, while the main thread is still busy) before the
+    forced exit ``STOP_SECONDS`` after the signal; returns a function that unregisters it."""
+    return _register(_state.on_hard_stop, callback)
+
+
+def _register(callbacks: list[Callable[[], None]],
+              callback: Callable[[], None]) -> Callable[[], None]:
+    callbacks.append(callback)
 
     def remove() -> None:
-        if callback in _state.on_signal:
-            _state.on_signal.remove(callback)
+        if callback in callbacks:
+            callbacks.remove(callback)
 
     return remove
 
@@ -99,6 +115,20 @@ def _force_exit(signum: int, why: str) -> None:
     os._exit(exit_code(signum))
 
 
+def _last_words_then_exit(signum: int, why: str) -> None:
+    def run() -> None:
+        for callback in list(_state.on_hard_stop):
+            with suppress(Exception):  # best effort: the exit comes regardless
+                callback()
+
+    if _state.on_hard_stop:
+        _say(f"{why}; recording the running trial before exiting")
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        worker.join(LAST_WORDS_SECONDS)
+    _force_exit(signum, why)
+
+
 def _handler(signum: int, frame: Any) -> None:
     if _state.signum is not None:  # the second signal: at once
         _force_exit(signum, "second signal")
@@ -108,7 +138,7 @@ def _handler(signum: int, frame: Any) -> None:
             callback()
     if _state.hard_stop is not None:
         seconds = _state.hard_stop
-        timer = threading.Timer(seconds, _force_exit,
+        timer = threading.Timer(seconds, _last_words_then_exit,
                                 (signum, f"still running {seconds:g} s after the signal"))
         timer.daemon = True
         timer.start()
