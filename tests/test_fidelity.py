@@ -200,7 +200,7 @@ def test_proxy_that_is_the_target_trains_each_run_once(tmp_path: Path, data_dir:
                  "data_dir": str(data_dir)},
         "trainer": {"epochs": 1, "batch_size": 20, "warmup_epochs": 0, "validate_every": 1,
                     "model": {"name": "cnn", "widths": [8]}},
-        "target": {"train_size": 40},
+        "target": {"train_size": 40, "trainer": {"epochs": 1}},
         "fidelity": {"seeds": 2, "panel": ["crop_flip", "RA(2,9)", "TA"]},
     }
     experiment = tmp_path / "twins.yaml"
@@ -218,3 +218,17 @@ def test_proxy_that_is_the_target_trains_each_run_once(tmp_path: Path, data_dir:
     for policy in ("crop_flip", "RA(2,9)", "TA"):
         for seed in (1, 2):
             assert by_key[(policy, "proxy", seed)] == by_key[(policy, "target", seed)]
+
+    # a new proxy (two epochs) keeps the target's saved runs and trains only its own
+    config["trainer"]["epochs"] = 2
+    experiment.write_text(yaml.safe_dump(config))
+    again = subprocess.run(_cli(str(experiment), "--out", str(out), "--tracking-uri",
+                                f"sqlite:///{tmp_path / 'mlflow.db'}"),
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "the proxy changed; reusing the target runs saved in" in again.stdout
+    assert "6 runs to train, 6 saved" in again.stdout
+    rerun = {(r["policy"], r["budget"], r["seed"]): r["accuracy"]
+             for r in json.loads(out.with_suffix(".json").read_text())["runs"]}
+    assert all(rerun[(p, "target", s)] == by_key[(p, "target", s)]
+               for p in ("crop_flip", "RA(2,9)", "TA") for s in (1, 2))

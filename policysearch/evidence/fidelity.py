@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.augment.ops import RANDAUGMENT_OPS, check_op_names, group_ops
+from policysearch.config.calibration import proxy_stamp, target_stamp
 from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
 from policysearch.evidence.rungs import run_curve, rung_agreement
@@ -131,10 +132,11 @@ def fingerprint(experiment: Experiment) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_runs(path: Path, stamp: str,
+def load_runs(path: Path, experiment: Experiment,
               log: Callable[..., Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Runs saved by earlier (possibly interrupted) invocations for the same configuration,
-    and those invocations (date, wall seconds, runs trained)."""
+    """Runs saved by earlier (possibly interrupted) invocations, at each budget whose
+    configuration is still the same (a new proxy keeps the target's runs), and those
+    invocations (date, wall seconds, runs trained) when both budgets are the same."""
     if not path.exists():
         return [], []
     try:
@@ -142,10 +144,21 @@ def load_runs(path: Path, stamp: str,
     except (OSError, json.JSONDecodeError):
         log(f"fidelity: {path} is unreadable; starting afresh")
         return [], []
-    if saved.get("fingerprint") != stamp and not same_config(saved, stamp):
+    now = budget_stamps(experiment.to_dict())
+    try:
+        then = budget_stamps(saved["experiment"])
+    except (KeyError, TypeError, AttributeError):
+        then = {}
+    same = [b for b in BUDGETS if then.get(b) == now[b]]
+    if not same:
         log(f"fidelity: {path} holds runs of another configuration; starting afresh")
         return [], []
-    runs = [r for r in saved.get("runs", []) if isinstance(r, dict) and "accuracy" in r]
+    runs = [r for r in saved.get("runs", []) if isinstance(r, dict) and "accuracy" in r
+            and r.get("budget") in same]
+    if len(same) < len(BUDGETS):
+        changed = next(b for b in BUDGETS if b not in same)
+        log(f"fidelity: the {changed} changed; reusing the {same[0]} runs saved in {path}")
+        return [{k: v for k, v in r.items() if k != "same_as"} for r in runs], []
     invocations = saved.get("invocations")
     if invocations is None and "wall_seconds" in saved:  # written before invocations were kept
         invocations = [{"date": saved.get("date"), "wall_seconds": saved["wall_seconds"],
@@ -159,6 +172,11 @@ def save_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     os.replace(tmp, path)
+
+
+def budget_stamps(config: dict[str, Any]) -> dict[str, str]:
+    """What each budget's runs depend on (``config.calibration``'s stamps)."""
+    return {"proxy": proxy_stamp(config), "target": target_stamp(config)}
 
 
 def proxy_is_target(experiment: Experiment) -> bool:
@@ -293,7 +311,7 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     if "auto" in (data.val_size, data.selection_size, data.train_size):
         load_splits(experiment)  # auto sizes become the numbers that get fingerprinted
     stamp = fingerprint(experiment)
-    runs, invocations = load_runs(json_path, stamp, log)
+    runs, invocations = load_runs(json_path, experiment, log)
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     commit = git_commit()
 
