@@ -188,7 +188,7 @@ def test_unknown_panel_entry_is_one_line(tmp_path: Path) -> None:
 
 def test_proxy_that_is_the_target_trains_each_run_once(tmp_path: Path, data_dir: Path) -> None:
     from policysearch.config.experiment import load_experiment
-    from policysearch.evidence.fidelity import proxy_is_target
+    from policysearch.evidence.fidelity_runs import proxy_is_target
 
     # the shipped digits experiment scores trials at the target; CIFAR-10's proxy is cheaper
     assert proxy_is_target(load_experiment("mnist"))

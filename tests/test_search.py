@@ -157,7 +157,7 @@ def measured(path: Path, config: Path, overrides: dict, faithful: dict[int, floa
     """A fidelity results JSON for ``config`` (with ``overrides``) whose rungs measured the
     single-seed Spearman ``faithful[epoch]``: what `policysearch fidelity` writes, in small."""
     from policysearch.config.experiment import load_experiment
-    from policysearch.evidence.fidelity import fingerprint
+    from policysearch.evidence.fidelity_runs import fingerprint
 
     experiment = load_experiment(str(config), overrides=overrides)
     rungs = [{"epoch": e, "pruning_spearman": rho, "single_seed_spearman": [rho, rho],

@@ -42,7 +42,8 @@ from policysearch.config.calibration import (
 )
 from policysearch.config.experiment import Experiment, with_overrides
 from policysearch.errors import ConfigError
-from policysearch.evidence.fidelity import PanelEntry, analyse, save_json
+from policysearch.evidence.fidelity import PanelEntry, analyse
+from policysearch.evidence.fidelity_runs import save_json
 from policysearch.evidence.runinfo import git_commit
 
 LADDER = ("images/4+epochs/2", "images/4", "epochs/4", "width/2", "images/2", "epochs/2",

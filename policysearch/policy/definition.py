@@ -221,6 +221,12 @@ class Policy:
         """Whether the base crop stays on with this policy (off when ``base.crop_padding`` is 0)."""
         return self.base.get("crop_padding") != 0
 
+    def base_kwargs(self) -> dict[str, Any]:
+        """The recorded base augmentation as the layer's and the transform's keyword arguments
+        (``load_policy(base=True)``, ``load_transform(base=True)``)."""
+        return {"crop_padding": int(self.base.get("crop_padding", 0)),
+                "flip": bool(self.base.get("flip", False))}
+
     def trained_base(self, crop_padding: int, flip: bool) -> dict[str, Any]:
         """The base augmentation this policy trains with under an experiment's ``crop_padding``
         and ``flip`` (what an exported file records in ``base``)."""

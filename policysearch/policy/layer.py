@@ -371,8 +371,4 @@ def load_policy(path: str | os.PathLike[str], *, base: bool = False,
     The policy itself is the layer's ``policy`` attribute.
     """
     policy = read_policy(path)
-    kwargs: dict[str, Any] = {}
-    if base:
-        kwargs = {"crop_padding": int(policy.base.get("crop_padding", 0)),
-                  "flip": bool(policy.base.get("flip", False))}
-    return PolicyAugmentation(policy, seed=seed, **kwargs)
+    return PolicyAugmentation(policy, seed=seed, **(policy.base_kwargs() if base else {}))

@@ -191,8 +191,4 @@ def load_transform(path: str | os.PathLike[str], *, base: bool = False,
     ``numpy_function``, or in any loop.
     """
     policy = read_policy(path)
-    kwargs: dict[str, Any] = {}
-    if base:
-        kwargs = {"crop_padding": int(policy.base.get("crop_padding", 0)),
-                  "flip": bool(policy.base.get("flip", False))}
-    return PolicyTransform(policy, seed=seed, **kwargs)
+    return PolicyTransform(policy, seed=seed, **(policy.base_kwargs() if base else {}))
