@@ -1,6 +1,6 @@
 """Train a small PyTorch model with an exported policy, through either PyTorch route.
 
-    python examples/train_pytorch.py policies/cifar10-randaugment_subset.json \
+    python examples/train_pytorch.py policies/cifar10-randaugment_groups.json \
         [--loader transform|torchvision] [--epochs 3] [--images 2000] [--test-images 1000] \
         [--batch-size 32] [--workers 2] [--data-dir ../shared/data]
 

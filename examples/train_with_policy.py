@@ -1,6 +1,6 @@
 """Train with an exported policy, in the tf.data pipeline or inside the model.
 
-    python examples/train_with_policy.py policies/cifar10-randaugment_subset.json \
+    python examples/train_with_policy.py policies/cifar10-randaugment_groups.json \
         [--placement data|model] [--epochs 3] [--images 2000] [--test-images 1000] \
         [--data-dir ../shared/data]
 

@@ -108,7 +108,7 @@ def test_evidence_needs_seeds(tmp_path: Path, text: str, key: str) -> None:
 def test_flat_gives_dotted_keys() -> None:
     flat = load_experiment("cifar10").flat()
     assert flat["trainer.model.widths"] == [16, 32, 64]
-    assert flat["search.space"] == "randaugment_subset"
+    assert flat["search.space"] == "randaugment_groups"
     assert not any(key.startswith("smoke") for key in flat)
 
 

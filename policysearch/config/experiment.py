@@ -85,7 +85,7 @@ Optuna samplers take seeds up to 2**32 - 1 (checked under TensorFlow and JAX).""
 
 @dataclass
 class SearchConfig:
-    space: str = option("randaugment_subset", doc="a name in search_spaces/ or a YAML path")
+    space: str = option("randaugment_groups", doc="a name in search_spaces/ or a YAML path")
     trials: int = option(40, low=0, doc="searched trials, besides the baselines")
     timeout_minutes: float | None = option(None, low=0.0)
     sampler: str = option("tpe", choices=tuple(SAMPLERS))
