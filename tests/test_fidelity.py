@@ -215,6 +215,9 @@ def test_proxy_that_is_the_target_trains_each_run_once(tmp_path: Path, data_dir:
     runs = json.loads(out.with_suffix(".json").read_text())["runs"]
     assert len(runs) == 3 * 2 * 2 and sum("same_as" in r for r in runs) == 6
     by_key = {(r["policy"], r["budget"], r["seed"]): r["accuracy"] for r in runs}
+    analysis = json.loads(out.with_suffix(".json").read_text())["analysis"]
+    assert analysis["proxy_is_target"] and analysis["spearman_interval"] == [1.0, 1.0]
+    assert "ranks policies as the target does by construction" in out.read_text()
     for policy in ("crop_flip", "RA(2,9)", "TA"):
         for seed in (1, 2):
             assert by_key[(policy, "proxy", seed)] == by_key[(policy, "target", seed)]

@@ -40,6 +40,10 @@ def verdict(analysis: dict[str, Any]) -> str:
     """One sentence: does the proxy meet issue #17's bar (rho >= 0.8 at <= 1/5 of the cost)?
 
     The cost ratio is taken on median seconds (a slow mode of a few runs moves the mean)."""
+    if analysis.get("proxy_is_target"):
+        return ("The proxy is the target (the same images, the same training): it ranks policies "
+                "as the target does by construction, at the target's cost; each run counts at "
+                "both budgets. Only the pruner's rungs below are measured here.")
     rho = analysis["spearman"]
     ratio = analysis.get("cost_ratio_median", analysis["cost_ratio"])
     low = analysis["spearman_interval"][0]
