@@ -106,3 +106,16 @@ def test_costs_are_stated_on_median_seconds() -> None:
     (line, _) = cost_lines(rows, fidelity)
     assert "RA 42 s, crop+flip 38 s" in line
     assert "0.21 of a target run on median seconds (0.18 on mean seconds)" in line
+
+
+def test_the_stock_policies_with_the_flip_off_are_a_target_when_validated() -> None:
+    # digits' first proof: crop only exported; TrivialAugment without the flip is better on test
+    summary = [row("policy", 0.9592), row("crop_flip", 0.9347, 0.0245, 0.001),
+               row("trivialaugment", 0.9398, 0.0194, 0.003),
+               row("trivialaugment, flip off", 0.9648, -0.0056, 0.979),
+               row("randaugment_n2_m9, flip off", 0.9614, -0.0022, 0.86)]
+    lines = targets(summary, "crop_only", "crop only")
+    assert verdicts(lines) == ["missed", "met", "missed", "not shown"]
+    assert "(trivialaugment, flip off)" in lines[2] and 'p for "worse" = 0.021' in lines[2]
+    summary[3].update(gain=-0.001, p_value=0.7)
+    assert verdicts(targets(summary, "crop_only", "crop only"))[2] == "met"

@@ -119,12 +119,15 @@ def paired_plot(rows: list[dict[str, Any]]) -> bytes:
 def fidelity_summary(path: Path) -> dict[str, Any] | None:
     """The proxy's measured agreement and cost (median seconds) from its fidelity JSON."""
     try:
-        analysis = json.loads(path.read_text())["analysis"]
+        saved = json.loads(path.read_text())
+        analysis = saved["analysis"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     keys = ("spearman", "spearman_interval", "cost_ratio", "cost_ratio_median",
             "median_seconds_per_run")
-    return {k: analysis.get(k) for k in keys}
+    return {**{k: analysis.get(k) for k in keys},
+            "reused": saved.get("reused"), "invocations": len(saved.get("invocations") or []),
+            "total_wall_seconds": saved.get("total_wall_seconds")}
 
 
 SAMPLE_EPOCHS = 8
@@ -213,6 +216,14 @@ def targets(summary: list[dict[str, Any]], same_as: str | None = None,
         lines.append(f"- Not below the better of RandAugment N=2 M=9 and TrivialAugment "
                      f"({best['label']}) by more than the paired noise (upper bound of the gain "
                      f"at least 0): {gain(best)}: **{'met' if close else 'missed'}**.")
+    unflipped = [rows[f"{r}, flip off"] for r in STRONG
+                 if f"{r}, flip off" in rows and "gain" in rows[f"{r}, flip off"]]
+    if unflipped:  # validate.flip_variants: what guessing the flip off would have given
+        off = max(unflipped, key=lambda s: s["mean"])
+        worse = 1 - off["p_value"]  # one-sided p for "the exported policy is worse"
+        lines.append(f"- Not below the better of them with the flip off ({off['label']}): "
+                     f"one-sided p for \"worse\" = {worse:.3g} (at least 0.05 to pass): "
+                     f"{gain(off)}: **{'met' if worse >= 0.05 else 'missed'}**.")
     if same_as is not None:
         lines.append(f"- Stretch: a searched policy beats the better of RandAugment N=2 M=9 and "
                      f"TrivialAugment, paired one-sided p < 0.05: **not shown**: the exported "
@@ -259,6 +270,7 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         "[the chosen policy](#the-chosen-policy))",
         "- Wall time per stage: " + ", ".join(f"{k} {_minutes(v)}"
                                              for k, v in raw["stages_seconds"].items())
+        + reused_fidelity(raw.get("fidelity_summary"))
         + f"; fidelity of the proxy: [{raw['fidelity']}]({raw['fidelity']})",
         "",
         "## Test accuracy",
@@ -366,6 +378,15 @@ def cost_lines(rows: list[dict[str, Any]], fidelity: dict[str, Any] | None) -> l
                      f"median seconds ({fidelity['cost_ratio']:.2f} on mean seconds), and ranks "
                      f"the fidelity panel at Spearman {fidelity['spearman']:+.2f} (seed means).")
     return [" ".join(lines), ""]
+
+
+def reused_fidelity(summary: dict[str, Any] | None) -> str:
+    """What the fidelity stage's time leaves out when it reused runs of earlier invocations."""
+    if not summary or not summary.get("reused") or not summary.get("total_wall_seconds"):
+        return ""
+    return (f" (fidelity reused {summary['reused']} saved runs: over its "
+            f"{summary['invocations']} invocation(s) it took "
+            f"{_minutes(summary['total_wall_seconds'])})")
 
 
 def _minutes(seconds: Any) -> str:
