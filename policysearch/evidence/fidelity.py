@@ -200,6 +200,10 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
     }
 
 
+def other(budget: str) -> str:
+    return "target" if budget == "proxy" else "proxy"
+
+
 def _reference_key() -> str:
     from policysearch.policy.baselines import BASELINES
 
@@ -276,18 +280,15 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
         log(f"fidelity: proxy {len(splits.proxy)} images, target {len(splits.target)} images, "
             f"scored on {len(splits.val)} search-validation images")
         trainers = {}
-        for budget in BUDGETS:
+        for budget in ("target",) if twins else BUDGETS:  # twins: one trainer serves both
             tic = time.perf_counter()
-            if twins and budget == "proxy":
-                continue
             trainers[budget] = trainer_for(experiment, budget, splits)
             compile_seconds[budget] = time.perf_counter() - tic
-        if twins:
-            trainers["proxy"] = trainers["target"]
+        trainers.setdefault("proxy", trainers["target"])
         for i, (entry, budget, seed) in enumerate(todo, 1):
             interrupts.check()  # a safe point between runs (and after every batch)
-            twin = next((r for r in runs if twins and run_key_of(r)[0] == entry.policy.key()
-                         and r["seed"] == seed and r["budget"] != budget), None)
+            twin = next((r for r in runs if run_key_of(r) == (entry.policy.key(), other(budget),
+                                                              seed)), None) if twins else None
             if twin is not None:  # the same run, saved under the other budget
                 runs.append({**twin, "budget": budget, "same_as": twin["budget"]})
                 continue
