@@ -40,7 +40,7 @@ SEARCH_FLAGS = --dataset $(call q,$(DATASET)) \
 	$(call opt,--export,$(EXPORT)) \
 	$(smoke_flag)
 
-.PHONY: help install search worker ui test lint bench experiment clean soak
+.PHONY: help install search worker ui test lint bench experiment clean soak readme
 
 help:
 	@echo "make search DATASET=cifar10 [TRIALS=.. EPOCHS=.. SPACE=.. WORKERS=.. SMOKE=1]"
@@ -52,6 +52,7 @@ help:
 	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
 	@echo "make calibrate EXPERIMENT=mnist [SEEDS=3]    pick the cheapest faithful proxy for it"
+	@echo "make readme             README's side-by-side table from experiments/results/*.json"
 	@echo "make soak [ROUNDS=20]   faults injected into searches under load; writes docs/reliability.md"
 
 install: $(STAMP)
@@ -116,6 +117,10 @@ SOAK_POSTGRES ?= postgresql://root@127.0.0.1:5432/test
 soak: $(STAMP)
 	$(VENV)/bin/python -m policysearch.evidence.soak --rounds $(ROUNDS) \
 		--storage $(call q,$(SOAK_POSTGRES)) $(call opt,--data-dir,$(DATA_DIR))
+
+# README's "Does it work?" table, from the committed experiments/results/*.json
+readme: $(STAMP)
+	$(VENV)/bin/python -m policysearch.search.side_by_side
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache

@@ -160,3 +160,44 @@ def test_the_readme_layout_names_every_room() -> None:
     layout = readme[readme.index("### Layout"):]
     rooms = sorted(p.parent.name for p in (ROOT / "policysearch").glob("*/__init__.py"))
     assert rooms and not [room for room in rooms if f"`{room}/`" not in layout], rooms
+
+
+def test_the_readme_results_are_the_committed_results() -> None:
+    """README's "Does it work?" table is what the committed results JSON says (``make
+    readme`` regenerates it; nobody types a figure)."""
+    from policysearch.search.side_by_side import BEGIN, END, proof_results, render
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    results = proof_results()
+    assert {r["_name"] for r in results} >= {"cifar10", "mnist"}
+    assert section == render(results).strip(), "run `make readme`"
+
+
+def test_the_side_by_side_names_what_validation_trained_once(tmp_path: Path) -> None:
+    """A stock policy the exported one is reads "is the exported policy", not a zero gain; a
+    comparison no experiment ran has no row."""
+    import json
+
+    from policysearch.search.side_by_side import proof_results, render
+
+    gain = {"gain": 0.02, "gain_lower": 0.01, "gain_upper": 0.03, "p_value": 0.004, "n": 5}
+    raw = {
+        "experiment": {"target": {"train_size": 500, "trainer": {"epochs": 100}}},
+        "search": {"searched": {"scored": 7}, "searched_share_of_stage": 0.5},
+        "validate": {"summary": [
+            {"role": "policy", "label": "TA", "mean": 0.9, "std": 0.01, "n": 5},
+            {"role": "crop_flip", "label": "crop+flip", "mean": 0.88, "std": 0.01, **gain}],
+            "same": [{"role": "trivialaugment", "label": "TA", "as": "policy"}]},
+        "stages_seconds": {"search": 600.0},
+        "machine": {"cpu": "a CPU", "cores": 2, "accelerator": "none"},
+    }
+    (tmp_path / "demo.json").write_text(json.dumps(raw))
+    (tmp_path / "demo.policy.json").write_text(json.dumps({"base": {"flip": False}}))
+    (tmp_path / "demo-fidelity.json").write_text("{}")  # not a proof result: skipped
+    table = render(proof_results(tmp_path))
+    assert "| Gain over TrivialAugment, as the user ran it | is the exported policy |" in table
+    assert "| Gain over crop+flip, as the user ran it | +2.00 (lower bound +1.00, p 0.004) |" \
+        in table
+    assert "Gain over RandAugment" not in table
+    assert "TA, flip off (a baseline" in table and "| Searched policies scored | 7 (50 %" in table

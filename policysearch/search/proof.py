@@ -93,6 +93,11 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     out_path.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
     out_path.write_text(render(experiment, policy, search, result, raw, policy_path))
     log(f"experiment: wrote {out_path} and {fidelity_path}")
+    if not smoke and out is None:  # the committed results: README's side-by-side follows them
+        from policysearch.search.side_by_side import update_readme
+
+        if update_readme():
+            log("experiment: README.md's \"Does it work?\" table updated from the results")
     return out_path
 
 

@@ -1,0 +1,141 @@
+"""The README's "Does it work?" table: every proof experiment side by side, from its results.
+
+Each column is one ``experiments/results/<name>.json`` written by ``policysearch experiment``
+(the ones with a search and a validation); every figure is read from it, none typed. ``make
+readme`` (``python -m policysearch.search.side_by_side``) rewrites the part of README.md between
+the two markers; ``policysearch experiment`` does the same after it writes its results, and a
+test checks that the README says what the committed JSON says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from policysearch.paths import PROJECT_ROOT, RESULTS_DIR
+
+BEGIN = ("<!-- side by side: generated from experiments/results/*.json by `make readme`; "
+         "do not edit -->")
+END = "<!-- side by side: end -->"
+
+COMPARED = (("crop_flip", "crop+flip"), ("randaugment_n2_m9", "RandAugment N=2 M=9"),
+            ("trivialaugment", "TrivialAugment"))
+"""The stock policies a user would have run, in the table's order."""
+
+ROWS = ("Target training", "Searched policies scored", "Exported policy", "Its test accuracy",
+        *(f"Gain over {name}, {words}" for _, name in COMPARED
+          for words in ("as the user ran it", "flip off")),
+        "Wall time per stage", "Machine", "Results")
+
+
+def proof_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """The results JSON of every experiment that searched and validated, by name."""
+    found = []
+    for path in sorted(results_dir.glob("*.json")):
+        if path.name.endswith((".policy.json", "-fidelity.json", "-calibration.json")):
+            continue
+        raw = json.loads(path.read_text())
+        if {"search", "validate", "stages_seconds"} <= raw.keys() \
+                and "searched" in raw["search"]:
+            policy = path.with_name(path.name[:-len(".json")] + ".policy.json")
+            raw["_policy"] = json.loads(policy.read_text()) if policy.exists() else {}
+            raw["_name"] = path.stem
+            found.append(raw)
+    return found
+
+
+def _gain(row: dict[str, Any] | None) -> str:
+    if row is None or "gain" not in row:
+        return "n/a"
+    return (f"{100 * row['gain']:+.2f} (lower bound {100 * row['gain_lower']:+.2f}, "
+            f"p {row['p_value']:.2g})")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def column(raw: dict[str, Any]) -> dict[str, str]:
+    """One experiment's cells, keyed by the table's row names."""
+    exp, search, val = raw["experiment"], raw["search"], raw["validate"]
+    rows = {s["role"]: s for s in val["summary"]}
+    same = {s["role"]: s for s in val.get("same", [])}
+    policy = rows["policy"]
+    base = raw["_policy"].get("base", {})
+    # validation trains a baseline the exported policy is only once, as the policy
+    baseline = next((s["label"] for s in val.get("same", [])
+                     if s["as"] == "policy" and "," not in s["role"]), None)
+    searched = search["searched"]
+    share = search.get("searched_share_of_stage")
+    target = exp["target"]
+    cells = {
+        "Target training": f"{target['train_size']:,} images x {target['trainer']['epochs']} "
+                           "epochs",
+        "Searched policies scored": f"{searched['scored']}"
+        + (f" ({100 * share:.0f} % of the search stage)" if share is not None else ""),
+        "Exported policy": f"{policy['label']}, flip {'on' if base.get('flip') else 'off'}"
+        + (" (a baseline: no searched policy beat it on the selection split)" if baseline
+           else " (a searched policy)"),
+        "Its test accuracy": f"{100 * policy['mean']:.2f} % +/- {100 * policy['std']:.2f} "
+                             f"({policy['n']} seeds)",
+    }
+    for role, name in COMPARED:
+        for suffix, words in (("", "as the user ran it"), (", flip off", "flip off")):
+            key = f"Gain over {name}, {words}"
+            if role + suffix in same:
+                cells[key] = "is the exported policy"
+            elif role + suffix in rows:
+                cells[key] = _gain(rows[role + suffix])
+    stages = raw["stages_seconds"]
+    cells["Wall time per stage"] = ", ".join(f"{k} {_minutes(v)}" for k, v in stages.items())
+    fid = raw.get("fidelity_summary") or {}
+    if fid.get("reused") and fid.get("total_wall_seconds"):
+        cells["Wall time per stage"] += (f" (fidelity reused saved runs; "
+                                         f"{_minutes(fid['total_wall_seconds'])} in all)")
+    m = raw["machine"]
+    cells["Machine"] = f"{m['cpu']}, {m['cores']} cores, {m['accelerator']}"
+    cells["Results"] = f"[{raw['_name']}.md](experiments/results/{raw['_name']}.md)"
+    return cells
+
+
+def render(results: list[dict[str, Any]]) -> str:
+    """The Markdown table, one column an experiment; a row only where some column has it."""
+    if not results:
+        return "No proof experiment has results yet: run `make experiment EXPERIMENT=cifar10`."
+    columns = [column(r) for r in results]
+    names = [k for k in ROWS if any(k in c for c in columns)]
+    head = "| | " + " | ".join(f"`{r['_name']}`" for r in results) + " |"
+    lines = [head, "|---" * (len(results) + 1) + "|"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(c.get(name, "not run") for c in columns)
+                     + " |")
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path = PROJECT_ROOT / "README.md",
+                  results_dir: Path = RESULTS_DIR) -> bool:
+    """Rewrite the part between the markers; True if the README changed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no '{BEGIN}' ... '{END}' markers")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = f"{head}{BEGIN}\n{render(proof_results(results_dir))}\n{END}{tail}"
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", default=str(PROJECT_ROOT / "README.md"))
+    args = parser.parse_args(argv)
+    changed = update_readme(Path(args.readme))
+    print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
