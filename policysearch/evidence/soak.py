@@ -51,6 +51,7 @@ FAULTS = ["SIGTERM", "SIGINT", "SIGKILL", "tracking server", "pg_terminate_backe
 EXPECTED = {"SIGTERM": 143, "SIGINT": 130, "SIGKILL": -9, "tracking server": 0,
             "pg_terminate_backend": 0}
 HEARTBEAT = 1  # seconds; a dead worker's trial is stale after 3
+ATTEMPTS = 4  # searches a round may start before its fault lands in one
 CHECKS = ["exit code", "none running", "MLflow exactly once", "trial count", "same decision"]
 
 
@@ -172,40 +173,63 @@ class Soak:
 
     # -- the undisturbed reference ---------------------------------------------------------------
 
-    def reference(self) -> tuple[dict[str, Any], float]:
+    def reference(self) -> tuple[dict[str, Any], float, float]:
+        """The undisturbed search: its outcome, its seconds, and the seconds from its first
+        running trial to its end (the window a fault can hit)."""
         if self.args.reference:  # a finished reference of the same config: STUDY@FOLDER
             study, folder = self.args.reference.split("@")
-            return outcome(self.storage, study, Path(folder)), reference_seconds(
-                self.storage, study, Path(folder))
+            seconds = reference_seconds(self.storage, study, Path(folder))
+            return outcome(self.storage, study, Path(folder)), seconds, 0.6 * seconds
         study = f"soak-{self.args.stamp}-reference"
         self.studies.append(study)
         tic = time.monotonic()
         proc = self.start(study, self.work / f"{study}.log")
+        while proc.poll() is None and not running_trials(self.storage, study):
+            time.sleep(0.5)
+        first = time.monotonic()
         if proc.wait() != 0:
             raise RuntimeError(f"the undisturbed search failed: see {self.work}/{study}.log")
-        return outcome(self.storage, study, self.work), time.monotonic() - tic
+        end = time.monotonic()
+        return outcome(self.storage, study, self.work), end - tic, end - first
 
     # -- one round -------------------------------------------------------------------------------
 
     def round(self, number: int, fault: str, delay: float,
               reference: dict[str, Any]) -> Round:
-        """A search hit by ``fault`` ``delay`` seconds after its first trial started."""
-        study = f"soak-{self.args.stamp}-{number:02d}"
-        self.studies.append(study)
-        log = self.work / f"{study}.log"
+        """A search hit by ``fault`` ``delay`` seconds after its first trial started.
+
+        A search that ends before its fault is no round: it runs again, under a study of its
+        own, with the fault a third as late (at most ``ATTEMPTS`` times, then the round fails).
+        """
         tic = time.monotonic()
-        proc = self.start(study, log)
-        while proc.poll() is None and not running_trials(self.storage, study):
-            time.sleep(0.5)
-        time.sleep(delay)
-        result = Round(study, number, fault, round(time.monotonic() - tic, 1))
-        if proc.poll() is not None:
-            result.notes.append(f"the search ended ({proc.returncode}) before the fault")
+        for attempt in range(ATTEMPTS):
+            study = f"soak-{self.args.stamp}-{number:02d}" + (f"-{attempt}" if attempt else "")
+            self.studies.append(study)
+            log = self.work / f"{study}.log"
+            proc = self.start(study, log)
+            started = time.monotonic()
+            while proc.poll() is None and not running_trials(self.storage, study):
+                time.sleep(0.5)
+            time.sleep(delay)
+            result = Round(study, number, fault, round(time.monotonic() - started, 1))
+            if proc.poll() is None:
+                break
+            result.notes.append(f"the search ended ({proc.returncode}) before the fault at "
+                                f"{delay:.1f} s after its first trial started")
+            proc.wait()
+            delay /= 3
         else:
-            self.inject(fault, proc, result)
+            result.held = {c: False for c in CHECKS}
+            result.notes.append(f"the fault was never injected in {ATTEMPTS} searches")
+            result.seconds = time.monotonic() - tic
+            return result
+        if attempt:
+            result.notes.append(f"injected at attempt {attempt + 1}: the earlier searches "
+                                "ended before their fault")
+        self.inject(fault, proc, result)
         code = proc.wait()
         result.codes.append(code)
-        expected = EXPECTED[fault] if not result.notes else 0
+        expected = EXPECTED[fault]
         exit_ok = code == expected
         if code in (130, 143) and running_trials(self.storage, study):
             result.notes.append("a trial was left running after a clean stop")
@@ -299,7 +323,10 @@ def report(rounds: list[Round], final: dict[str, bool], reference: dict[str, Any
         "it finishes, `sync-mlflow`, and the checks: the exit code (SIGTERM 143, SIGINT 130, "
         "SIGKILL -9 then a restart, tracking server or database connection lost: 0; every "
         "resume 0), no trial RUNNING after the grace period, every finished trial exactly once "
-        "in MLflow, the exact trial count, and the reference's decision and exported policy.",
+        "in MLflow, the exact trial count, and the reference's decision and exported policy. "
+        "`at (s)`: seconds after the round's first trial started. A search that ended before "
+        "its fault landed is no round: it runs again under a new study with the fault a third "
+        f"as late (at most {ATTEMPTS} searches; the notes say so).",
         "",
         "| round | fault | at (s) | exit codes | " + " | ".join(CHECKS) + " | s | notes |",
         "|---|---|---|---|" + "---|" * len(CHECKS) + "---|---|",
@@ -351,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         soak.server.start()
         print(f"soak: work folder {work}; the undisturbed reference first", flush=True)
-        reference, seconds = soak.reference()
-        delays = [rng.uniform(0, 0.6) * seconds for _ in plan]
+        reference, seconds, window = soak.reference()
+        # a moment inside the window in which the reference ran trials (rounds start warmer
+        # than the reference and can be shorter: a round that ends first runs again)
+        delays = [rng.uniform(0, 0.8) * window for _ in plan]
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             futures = [pool.submit(soak.round, i, fault, delay, reference)
                        for i, (fault, delay) in enumerate(zip(plan, delays), 1)]
