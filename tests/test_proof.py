@@ -6,7 +6,8 @@ from typing import Any
 
 from policysearch.policy.baselines import BASELINES, same_baseline
 from policysearch.policy.definition import randaugment
-from policysearch.search.proof import cost_lines, rung_table, search_lines, targets
+from policysearch.search.proof import cost_lines, rung_table, search_lines
+from policysearch.search.targets import targets
 
 
 def row(role: str, mean: float, gain: float | None = None, p: float = 0.5) -> dict[str, Any]:
@@ -119,3 +120,19 @@ def test_the_stock_policies_with_the_flip_off_are_a_target_when_validated() -> N
     assert "(trivialaugment, flip off)" in lines[2] and 'p for "worse" = 0.021' in lines[2]
     summary[3].update(gain=-0.001, p_value=0.7)
     assert verdicts(targets(summary, "crop_only", "crop only"))[2] == "met"
+
+
+def test_the_stock_policy_on_the_searched_base_is_the_flip_off_target_itself() -> None:
+    # the race exported TrivialAugment with the flip off (the base the search chose):
+    # validation trained it once, as the policy; RandAugment with the flip off is below it
+    summary = [row("policy", 0.9718), row("crop_flip", 0.9347, 0.036, 0.001),
+               row("randaugment_n2_m9", 0.9377, 0.027, 0.001),
+               row("trivialaugment", 0.9398, 0.025, 0.002),
+               row("randaugment_n2_m9, flip off", 0.9614, 0.0034, 0.04)]
+    lines = targets(summary, same_roles=("trivialaugment, flip off",))
+    assert verdicts(lines) == ["met", "met", "met", "not shown"]
+    assert "trivialaugment with the flip off itself" in lines[2]
+    assert "on the base the search chose" in lines[3]
+    # the other stock policy with the flip off better on test: compared with it, p for worse
+    summary[-1].update(mean=0.975, gain=-0.0052, p_value=0.99)
+    assert verdicts(targets(summary, same_roles=("trivialaugment, flip off",)))[2] == "missed"

@@ -13,8 +13,8 @@ import pytest
 
 from policysearch.config.experiment import RaceConfig, ScreenConfig
 from policysearch.evidence.stats import paired
-from policysearch.policy.baselines import BASELINES
-from policysearch.policy.definition import randaugment
+from policysearch.policy.baselines import BASELINES, on_base
+from policysearch.policy.definition import Policy, randaugment
 from policysearch.search.race import (
     RACE_SEED_BASE,
     SCREEN_SEED_BASE,
@@ -207,3 +207,56 @@ def test_an_interrupted_screen_is_resumed_from_its_rows() -> None:
     evaluate, again = simulate(quality, noise=0.002)
     screen_round(screen_entrants(), evaluate, STAGED, known=known, log=lambda _: None)
     assert {s for _, s in again} == {SCREEN_SEED_BASE + 2} and len(again) == 8
+
+
+def test_the_stock_baselines_join_the_race_on_the_base_the_search_chose() -> None:
+    """With the searched trials' base (the flip off), every baseline of the study runs on it
+    too, as a baseline; one that a trial ran already (crop+flip with the flip off is crop only)
+    is that trial's row, not a second one."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize")
+    for baseline, value in (("crop_flip", 0.90), ("crop_only", 0.93), ("trivialaugment", 0.91),
+                            ("randaugment_n2_m9", 0.90)):
+        trial = study.ask()
+        policy = BASELINES[baseline]
+        write_trial(trial, TrialRecord(policy=policy.to_dict(), label=policy.label, seed=1,
+                                       worker="w0", baseline=baseline))
+        study.tell(trial, value)
+    searched = randaugment(1, 5).with_source()
+    searched = Policy.from_dict({**searched.to_dict(), "base": {"flip": False}})
+    trial = study.ask()
+    write_trial(trial, TrialRecord(policy=searched.to_dict(), label=searched.label, seed=1,
+                                   worker="w0"))
+    study.tell(trial, 0.94)
+    plain = contenders(study, top_k=2)
+    assert [c.label for c in plain if c.role == "baseline"] == ["baseline crop_only"]
+    chosen = contenders(study, top_k=2, base={"flip": False}, suffix="flip off")
+    keys = [c.key for c in chosen]
+    assert len(keys) == len(set(keys)), "one key, one row"
+    assert [c.label for c in chosen if c.role == "baseline"] == [
+        "baseline crop_only", "baseline trivialaugment, flip off",
+        "baseline randaugment_n2_m9, flip off"]  # in the study's order
+    ta_off = next(c for c in chosen if c.label == "baseline trivialaugment, flip off")
+    assert Policy.from_dict(ta_off.policy).key() == on_base(
+        BASELINES["trivialaugment"], {"flip": False}).key()
+    assert ta_off.value is None and ta_off.trial is None  # no search trial: the race ranks it
+    assert chosen[-1].role == "reference"
+
+
+def test_the_best_of_several_baselines_by_race_mean_is_the_fallback() -> None:
+    """Two baselines in the race: the candidate is measured against the better one, and when
+    it does not beat it, that one (not the search-validation favourite) is exported."""
+    entrants_ = [entrant("RA9", "candidate"), entrant("crop_only", "baseline"),
+                 Contender(on_base(BASELINES["trivialaugment"], {"flip": False}).key(),
+                           "baseline trivialaugment, flip off", on_base(
+                               BASELINES["trivialaugment"], {"flip": False}).to_dict(),
+                           "baseline"),
+                 entrant("crop_flip", "reference")]
+    evaluate, _ = simulate({"RA9": 0.965, "baseline crop_only": 0.955,
+                            "baseline trivialaugment, flip off": 0.965,
+                            "baseline crop_flip": 0.93}, noise=0.002, seed_spread=0.002)
+    decision = race(entrants_, evaluate, CONFIG, log=lambda _: None)
+    assert decision.baseline == "baseline trivialaugment, flip off"
+    assert not decision.searched_exported
+    assert decision.winner["label"] == "baseline trivialaugment, flip off"

@@ -18,19 +18,16 @@ reference's, and only fixed policies make "the same decision" a fair check.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +35,7 @@ from typing import Any
 
 from policysearch.evidence.soak_checks import (
     APP,
+    Server,
     delete_studies,
     exactly_once,
     outcome,
@@ -53,45 +51,6 @@ EXPECTED = {"SIGTERM": 143, "SIGINT": 130, "SIGKILL": -9, "tracking server": 0,
 HEARTBEAT = 1  # seconds; a dead worker's trial is stale after 3
 ATTEMPTS = 4  # searches a round may start before its fault lands in one
 CHECKS = ["exit code", "none running", "MLflow exactly once", "trial count", "same decision"]
-
-
-class Server:
-    """``mlflow server`` on SQLite, in its own process group; killed and restarted at will."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
-               f"sqlite:///{self.root}/mlflow.db", "--artifacts-destination",
-               str(self.root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
-               "--workers", "1"]
-        with (self.root / "server.log").open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), \
-                    urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-            time.sleep(0.3)
-        raise RuntimeError(f"mlflow server at {self.uri} did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
 
 
 @dataclass

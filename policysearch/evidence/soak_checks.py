@@ -1,11 +1,19 @@
 """The soak's reading of a study after a round (policysearch/evidence/soak.py): trials left
-running, the outcome (count, decision, exported policy), MLflow's runs per trial; and its two
-tools on PostgreSQL: terminating a worker's connections, deleting the soak's studies."""
+running, the outcome (count, decision, exported policy), MLflow's runs per trial; its two
+tools on PostgreSQL: terminating a worker's connections, deleting the soak's studies; and the
+tracking server it kills and restarts."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +101,42 @@ def delete_studies(storage: str, names: list[str]) -> None:
     for name in names:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=normalize_url(storage))
+
+
+class Server:
+    """``mlflow server`` on SQLite, in its own process group; killed and restarted at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri",
+               f"sqlite:///{self.root}/mlflow.db", "--artifacts-destination",
+               str(self.root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
+               "--workers", "1"]
+        with (self.root / "server.log").open("ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), \
+                    urllib.request.urlopen(f"{self.uri}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"mlflow server at {self.uri} did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None

@@ -15,12 +15,11 @@ flip is crop only) is named in the result's ``same`` instead of trained again.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 from policysearch.config.experiment import Experiment
 from policysearch.evidence.stats import paired, summarize
-from policysearch.policy.baselines import BASELINES
+from policysearch.policy.baselines import BASELINES, on_base
 from policysearch.policy.definition import Policy
 
 VALIDATE_SEED_BASE = 20_000
@@ -30,7 +29,7 @@ FLIP_OFF = ", flip off"
 
 def flip_off(policy: Policy) -> Policy:
     """``policy`` with the base flip turned off (its crop as it was)."""
-    return replace(policy, base={**policy.base, "flip": False}, source={})
+    return on_base(policy, {"flip": False})
 
 
 def entries(policy: Policy, experiment: Experiment

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from policysearch.policy.definition import (
@@ -28,3 +29,9 @@ def same_baseline(policy: Policy, names: Any) -> tuple[str | None, str]:
         if name in BASELINES and BASELINES[name].key() == policy.key():
             return name, BASELINES[name].label
     return None, ""
+
+
+def on_base(policy: Policy, changes: dict[str, Any]) -> Policy:
+    """``policy`` with its base augmentation changed (``{"flip": False}``, ``{"crop_padding":
+    0}``), provenance dropped: a stock policy on the base a search found."""
+    return replace(policy, base={**policy.base, **changes}, source={})

@@ -18,6 +18,7 @@ from policysearch.config.experiment import Experiment
 from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
+from policysearch.search.base_choice import BaseChoice, choose_base
 from policysearch.search.learning_check import BudgetCannotLearn, check_learning
 from policysearch.search.provenance import export_policy
 from policysearch.search.race import Contender, contenders, race, screen_round
@@ -32,7 +33,7 @@ from policysearch.search.worker import (
     stop_workers,
     terminate,
 )
-from policysearch.study.record import read_study, update_study
+from policysearch.study.record import read_study, read_trial, update_study
 from policysearch.study.spaces import SearchSpace
 from policysearch.study.storage import budget_lock, redact
 from policysearch.study.store import StudyHandle, new_record, open_study
@@ -221,8 +222,10 @@ def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_pat
     study = handle.study
     exp = handle.experiment
     screened = exp.race.screen.top_k > 0
+    base = searched_base(study)
+    log(f"base augmentation: {base.sentence()}")
     entrants = contenders(study, exp.race.screen.top_k if screened else exp.race.top_k,
-                          every_baseline=screened)
+                          every_baseline=screened, base=base.changes, suffix=base.suffix)
     if not any(c.role != "reference" for c in entrants):
         raise PolicySearchError(f"study {handle.name!r}: no trial completed, nothing to "
                                 "export; see the failure reasons above")
@@ -248,6 +251,17 @@ def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_pat
     log(describe_tally(tally))
     print_decision(decision, log)
     return policy
+
+
+def searched_base(study: Any) -> BaseChoice:
+    """The base flip and crop the completed searched trials chose (``search.base_choice``)."""
+    trials = []
+    for t in study.get_trials(deepcopy=False):
+        record = read_trial(t)
+        if t.state.name == "COMPLETE" and t.value is not None and record is not None \
+                and not record.baseline:
+            trials.append((Policy.from_dict(record.policy), float(t.value)))
+    return choose_base(trials)
 
 
 def sample(runner: Runner) -> Any:

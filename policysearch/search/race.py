@@ -24,7 +24,7 @@ from typing import Any
 
 from policysearch.config.experiment import RaceConfig
 from policysearch.evidence.stats import PairedGain, paired, summarize
-from policysearch.policy.baselines import BASELINES
+from policysearch.policy.baselines import BASELINES, on_base
 from policysearch.policy.definition import Policy
 from policysearch.study.record import read_trial
 from policysearch.training import interrupts
@@ -46,18 +46,25 @@ class Contender:
     """Its search-validation value (how it got into the race)."""
 
 
-def contenders(study: Any, top_k: int, every_baseline: bool = False) -> list[Contender]:
+def contenders(study: Any, top_k: int, every_baseline: bool = False,
+               base: dict[str, Any] | None = None, suffix: str = "") -> list[Contender]:
     """The top-k distinct searched policies, the best baseline and crop+flip (the reference);
-    with ``every_baseline``, every baseline of the study (the screen ranks them itself).
+    with ``every_baseline``, every baseline of the study (the screen ranks them itself); with
+    ``base`` (the base changes the searched trials chose, ``search.base_choice``), also every
+    baseline of the study on that base, as a baseline labelled ``baseline <name>, <suffix>``:
+    the race ranks them on seeds, with no search-validation value.
 
     A searched policy that equals a baseline is that baseline: one key, one row.
     """
     baseline_keys = {BASELINES[name].key(): name for name in BASELINES}
     best: dict[str, Contender] = {}
+    ran: list[str] = []  # the study's baselines, in trial order
     for t in study.get_trials(deepcopy=False):
         record = read_trial(t)
         if t.state.name != "COMPLETE" or t.value is None or record is None:
             continue
+        if record.baseline in BASELINES and record.baseline not in ran:
+            ran.append(record.baseline)
         policy = Policy.from_dict(record.policy)
         key = policy.key()
         name = record.baseline or baseline_keys.get(key)
@@ -70,6 +77,17 @@ def contenders(study: Any, top_k: int, every_baseline: bool = False) -> list[Con
     chosen = [c for c in ranked if c.role == "candidate"][:top_k]
     baselines = [c for c in ranked if c.role == "baseline"]
     chosen += baselines if every_baseline else baselines[:1]
+    for name in ran if base else []:
+        variant = on_base(BASELINES[name], base or {})
+        key = variant.key()
+        if any(c.key == key for c in chosen):
+            continue
+        if key in best:  # a trial ran it already (crop+flip with the flip off is crop only)
+            if best[key].role == "baseline":
+                chosen.append(best[key])
+            continue
+        chosen.append(Contender(key, f"baseline {name}, {suffix}", variant.to_dict(),
+                                "baseline"))
     reference = BASELINES[REFERENCE]
     if all(c.key != reference.key() for c in chosen):
         trial = best.get(reference.key())  # its search trial, when it ran one
