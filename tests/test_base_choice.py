@@ -50,8 +50,11 @@ def test_a_space_that_does_not_search_the_base_says_nothing() -> None:
     assert choice.sentence() == "the searched trials keep the experiment's base flip and crop"
 
 
-def test_both_turned_off_read_as_one_suffix() -> None:
-    spec = [(True, True, 0.90)] * 8 + [(False, False, 0.96)] * 8
+def test_the_crop_is_judged_among_the_trials_on_the_chosen_flip() -> None:
+    # crop off looks better over all trials only because the flip-on trials keep the crop
+    confounded = [(True, True, 0.90)] * 8 + [(False, True, 0.96)] * 6 + [(False, False, 0.96)] * 6
+    assert choose_base(trials(confounded)).changes == {"flip": False}
+    spec = [(True, True, 0.90)] * 8 + [(False, True, 0.93)] * 6 + [(False, False, 0.96)] * 8
     choice = choose_base(trials(spec))
     assert choice.changes == {"flip": False, "crop_padding": 0}
     assert choice.suffix == "flip and crop off"

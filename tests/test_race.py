@@ -260,3 +260,20 @@ def test_the_best_of_several_baselines_by_race_mean_is_the_fallback() -> None:
     assert decision.baseline == "baseline trivialaugment, flip off"
     assert not decision.searched_exported
     assert decision.winner["label"] == "baseline trivialaugment, flip off"
+
+
+def test_the_screen_sends_the_best_baseline_of_each_base_to_the_final() -> None:
+    """A proxy screen that favours the searched base cannot push the best baseline on the
+    experiment's base out of the final: the final, at the target budget, decides between them."""
+    ta_off = on_base(BASELINES["trivialaugment"], {"flip": False})
+    derived = Contender(ta_off.key(), "baseline trivialaugment, flip off", ta_off.to_dict(),
+                        "baseline", on_searched_base=True)
+    quality = {"RA1": 0.40, "RA2": 0.41, "RA3": 0.42, "RA4": 0.43, "RA6": 0.44,
+               "baseline trivialaugment": 0.45, "baseline randaugment_n2_m9": 0.46,
+               "baseline crop_flip": 0.42, "baseline trivialaugment, flip off": 0.48}
+    evaluate, _ = simulate(quality, noise=0.002)
+    finalists, _ = screen_round([*screen_entrants(), derived], evaluate, STAGED,
+                                log=lambda _: None)
+    assert [(c.label, c.role) for c in finalists] == [
+        ("RA6", "candidate"), ("RA4", "candidate"), ("baseline randaugment_n2_m9", "baseline"),
+        ("baseline trivialaugment, flip off", "baseline"), ("baseline crop_flip", "reference")]

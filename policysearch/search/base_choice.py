@@ -4,9 +4,11 @@ A space that searches the base (``flip``, ``crop_padding``) lets each trial keep
 the experiment's flip and crop. Over the completed searched trials, a base setting departs from
 the experiment's only when the trials with it score higher on the search-validation split than
 the trials with the experiment's setting: one-sided Welch t-test, p below ``ALPHA``, at least
-``MIN_TRIALS`` trials on each side. The trials differ in their ops too, so this is a screen, not
-a proof: the race then also runs the stock baselines on that base (``trivialaugment, flip
-off``), as baselines, paired by seed on the selection split like every contender. What the
+``MIN_TRIALS`` trials on each side; the flip first, then the crop among the trials on the flip
+already chosen. The trials differ in their ops too (and a sampler's later trials are better
+tuned), so this is a screen, not a proof: the race then also runs the stock baselines on that
+base (``trivialaugment, flip off``), as baselines, paired by seed on the selection split like
+every contender (after a screen, the best on each base goes on to the final). What the
 search decided about the base thus reaches the export even when no searched op set beats the
 stock ones: the fallback is the best stock policy on the base the search found, not on the
 user's base. Nothing here is tuned to a dataset: with the flip helping (CIFAR-10) the flip-on
@@ -54,6 +56,9 @@ def choose_base(trials: list[tuple[Policy, float]]) -> BaseChoice:
                             ("crop", "crop_padding", lambda p: p.crops)):
         on = [v for p, v in trials if kept(p)]
         off = [v for p, v in trials if not kept(p)]
+        if key == "crop_padding" and "flip" in choice.changes:  # the crop among the flip-off
+            on = [v for p, v in trials if kept(p) and not p.flips]
+            off = [v for p, v in trials if not kept(p) and not p.flips]
         if not off:
             continue  # the space does not search it, or no trial turned it off
         if len(on) < MIN_TRIALS or len(off) < MIN_TRIALS:

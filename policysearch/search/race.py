@@ -44,6 +44,8 @@ class Contender:
     trial: int | None = None
     value: float | None = None
     """Its search-validation value (how it got into the race)."""
+    on_searched_base: bool = False
+    """A stock baseline on the base the searched trials chose, not on the experiment's."""
 
 
 def contenders(study: Any, top_k: int, every_baseline: bool = False,
@@ -87,7 +89,7 @@ def contenders(study: Any, top_k: int, every_baseline: bool = False,
                 chosen.append(best[key])
             continue
         chosen.append(Contender(key, f"baseline {name}, {suffix}", variant.to_dict(),
-                                "baseline"))
+                                "baseline", on_searched_base=True))
     reference = BASELINES[REFERENCE]
     if all(c.key != reference.key() for c in chosen):
         trial = best.get(reference.key())  # its search trial, when it ran one
@@ -179,9 +181,9 @@ def screen_round(entrants: list[Contender], evaluate: Evaluate, config: RaceConf
                  log: Callable[[str], None] = print) -> tuple[list[Contender], dict[str, Any]]:
     """The race's cheap first round: every entrant at ``config.screen.seeds`` paired seeds (at
     the screen's budget); the best ``config.top_k`` searched candidates by mean go on, with the
-    best baseline by mean and crop+flip. It decides nothing about the export: the race that
-    follows, on other seeds, does, by its paired rule. Returns the finalists and the round's
-    table."""
+    best baseline by mean (and the best on the searched base, when some are) and crop+flip. It
+    decides nothing about the export: the race that follows, on other seeds, does, by its
+    paired rule. Returns the finalists and the round's table."""
     seeds = [SCREEN_SEED_BASE + i for i in range(config.screen.seeds)]
     scores: dict[str, dict[int, float]] = {c.key: {} for c in entrants}
     for (key, seed), value in (known or {}).items():
@@ -198,9 +200,13 @@ def screen_round(entrants: list[Contender], evaluate: Evaluate, config: RaceConf
 
     candidates = by_mean([c for c in entrants if c.role == "candidate"])[:config.top_k]
     baselines = by_mean([c for c in entrants if c.role != "candidate"])
+    # the best on the experiment's base, and the best on the searched base when there is one:
+    # the screen's budget may be the proxy's, so the race decides between the two
+    best = [next(c for c in baselines if not c.on_searched_base),
+            *[c for c in baselines if c.on_searched_base][:1]]
     # crop+flip is the best baseline, or the reference the decision is stated against
     reference_key = BASELINES[REFERENCE].key()
-    finalists = [*candidates, *(replace(c, role="baseline") for c in baselines[:1])]
+    finalists = [*candidates, *(replace(c, role="baseline") for c in best)]
     if all(c.key != reference_key for c in finalists):
         finalists += [replace(c, role="reference") for c in entrants if c.key == reference_key]
     chosen = {c.key for c in finalists}
