@@ -270,7 +270,9 @@ def search_lines(experiment: Experiment, search: dict[str, Any]) -> list[str]:
     return [
         f"- Search: study `{search['study']}`, space `{experiment.search.space}`, "
         f"{experiment.trainer.epochs} proxy epochs: **{searched['scored']} searched policies "
-        f"scored** ({states or 'none'}; a pruned trial stopped at a rung measured faithful), "
+        f"scored** ({states or 'none'}"
+        + ("; a pruned trial stopped at a rung measured faithful" if "PRUNED" in
+           searched["states"] else "") + "), "
         f"besides {base['trials']} baselines",
         f"- Time: searched trials {_minutes(searched['seconds'])} of the search stage's "
         f"{_minutes(search['stage_seconds'])} wall time (**{share_text}**); baselines "

@@ -65,8 +65,14 @@ def column(raw: dict[str, Any]) -> dict[str, str]:
     policy = rows["policy"]
     base = raw["_policy"].get("base", {})
     # validation trains a baseline the exported policy is only once, as the policy
-    baseline = next((s["label"] for s in val.get("same", [])
-                     if s["as"] == "policy" and "," not in s["role"]), None)
+    is_policy = [s["role"] for s in val.get("same", []) if s["as"] == "policy"]
+    if any("," not in role for role in is_policy):
+        how = "a baseline: no searched policy beat it on the selection split"
+    elif is_policy:  # a stock policy on the base the searched trials chose (the flip off)
+        how = ("the stock policy on the base the searched trials chose: no searched op set "
+               "beat it on the selection split")
+    else:
+        how = "a searched policy"
     searched = search["searched"]
     share = search.get("searched_share_of_stage")
     target = exp["target"]
@@ -75,19 +81,19 @@ def column(raw: dict[str, Any]) -> dict[str, str]:
                            "epochs",
         "Searched policies scored": f"{searched['scored']}"
         + (f" ({100 * share:.0f} % of the search stage)" if share is not None else ""),
-        "Exported policy": f"{policy['label']}, flip {'on' if base.get('flip') else 'off'}"
-        + (" (a baseline: no searched policy beat it on the selection split)" if baseline
-           else " (a searched policy)"),
+        "Exported policy": f"{policy['label']}{', flip kept' if base.get('flip') else ''} "
+                           f"({how})",
         "Its test accuracy": f"{100 * policy['mean']:.2f} % +/- {100 * policy['std']:.2f} "
                              f"({policy['n']} seeds)",
     }
     for role, name in COMPARED:
         for suffix, words in (("", "as the user ran it"), (", flip off", "flip off")):
             key = f"Gain over {name}, {words}"
-            if role + suffix in same:
+            twin = same.get(role + suffix, {}).get("as")  # trained once, as another entry
+            if twin == "policy":
                 cells[key] = "is the exported policy"
-            elif role + suffix in rows:
-                cells[key] = _gain(rows[role + suffix])
+            elif twin in rows or role + suffix in rows:
+                cells[key] = _gain(rows[twin or role + suffix])
     stages = raw["stages_seconds"]
     cells["Wall time per stage"] = ", ".join(f"{k} {_minutes(v)}" for k, v in stages.items())
     fid = raw.get("fidelity_summary") or {}
