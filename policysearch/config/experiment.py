@@ -180,6 +180,9 @@ class Experiment:
     calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
     smoke: dict[str, Any] = option({}, doc="overrides applied with --smoke")
     source: str = field(default="", metadata={"internal": True})
+    auto_epochs: bool = field(default=False, metadata={"internal": True})
+    """No schedule was given (built-in defaults, no --epochs): a new study picks one
+    (``policysearch.search.schedule``)."""
 
     @property
     def proxy_budget(self) -> Budget:
@@ -197,6 +200,7 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out.pop("source")
+        out.pop("auto_epochs")
         return out
 
     def flat(self) -> dict[str, Any]:
@@ -280,6 +284,9 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         raw["target"] = {**target, "trainer": _merge(proxy_trainer, target.get("trainer", {}))}
     experiment = build(Experiment, raw, origin, "")
     experiment.source = origin
+    given = {k for k, v in (overrides or {}).items() if v is not None}
+    experiment.auto_epochs = (path is None and not smoke
+                              and not given & {"trainer.epochs", "target.trainer.epochs"})
     unknown = [b for b in experiment.search.baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"{origin}: key 'search.baselines': unknown {unknown[0]!r}; "
@@ -306,6 +313,7 @@ def with_overrides(experiment: Experiment, overrides: dict[str, Any],
     _set_dotted(raw, overrides, origin)
     rebuilt = build(Experiment, raw, origin, "")
     rebuilt.source = experiment.source
+    rebuilt.auto_epochs = experiment.auto_epochs
     return rebuilt
 
 

@@ -76,6 +76,12 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     splits = load_splits(experiment)
+    if experiment.auto_epochs:  # no schedule given: a new study picks one, a resume reads it
+        from policysearch.search.schedule import schedule_for, stored_schedule, with_epochs
+
+        stored = stored_schedule(storage_url, study_name)
+        experiment = (with_epochs(experiment, stored) if stored
+                      else schedule_for(experiment, splits, log))
     total = len(experiment.search.baselines) + experiment.search.trials
     from policysearch.evidence.fidelity import known_fidelity
 
