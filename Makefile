@@ -13,6 +13,8 @@ DATA_DIR ?= $(if $(wildcard ../shared/data/*-images.tar.gz),../shared/data,)
 MLFLOW_TRACKING_URI ?= sqlite:///runs/mlflow.db
 UI_PORT ?= 5000
 EXPERIMENT ?= cifar10
+# `make test` runs the suite in this many processes (pytest-xdist); 2 suits the 2-core CI.
+TEST_WORKERS ?= 2
 
 # $(call q,VALUE): VALUE as one shell word (paths with spaces or quotes stay whole).
 q = '$(subst ','\'',$(1))'
@@ -82,7 +84,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check policysearch tests examples
 
 test: $(STAMP) lint
-	$(VENV)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q --durations=10 -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 	KERAS_BACKEND=jax $(VENV)/bin/python -m pytest -q -m backends $(PYTEST_ARGS)
 
 .PHONY: test-interop

@@ -38,6 +38,11 @@ def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Decoded datasets are cached per test session (never in the user's cache)."""
     if "POLICYSEARCH_TEST_CACHE" in os.environ:
         os.environ["POLICYSEARCH_CACHE_DIR"] = os.environ["POLICYSEARCH_TEST_CACHE"]
+    elif "PYTEST_XDIST_WORKER" in os.environ:
+        # one cache for every worker of this run (a cache file is written atomically)
+        shared = tmp_path_factory.getbasetemp().parent / "cache"
+        shared.mkdir(exist_ok=True)
+        os.environ["POLICYSEARCH_CACHE_DIR"] = str(shared)
     else:
         os.environ["POLICYSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
 
@@ -131,17 +136,27 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
-    """A reachable PostgreSQL (``POLICYSEARCH_TEST_POSTGRES``)."""
+    """A reachable PostgreSQL (``POLICYSEARCH_TEST_POSTGRES``) holding Optuna's tables."""
     url = os.environ.get("POLICYSEARCH_TEST_POSTGRES",
                          "postgresql://root@127.0.0.1:5432/test")
-    try:
-        import psycopg
+    import optuna
+    import psycopg
 
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
-                             connect_timeout=5):
-            pass
+    from policysearch.study.storage import normalize_url
+
+    try:
+        connection = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"),
+                                     connect_timeout=5, autocommit=True)
     except Exception as err:  # not reachable here
         _unavailable(f"PostgreSQL at {url} unreachable: {err}")
+    with connection:
+        # Optuna's tables are created once, under a lock: test workers (pytest -n) start
+        # together on a fresh database, and concurrent CREATE TABLEs collide
+        connection.execute("SELECT pg_advisory_lock(727001)")
+        try:
+            optuna.storages.RDBStorage(normalize_url(url))
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(727001)")
     return url
 
 

@@ -222,3 +222,29 @@ def test_runs_of_fidelity_are_reused(tiny: Path, tmp_path: Path) -> None:
     assert "24 finished runs saved (24 from tiny-fidelity.json)" in lines[0]
     assert result["picked"].name == "target" and result["rows"][0]["spearman"] == -1.0
     assert any("trained 0 runs now" in line for line in lines)
+
+
+def test_fidelity_reuses_the_runs_calibrate_trained(tiny: Path, tmp_path: Path) -> None:
+    # the rung calibrate picked is the proxy the search trains: `fidelity` (and the fidelity
+    # stage of `make experiment`) takes its runs and the target's from the calibration JSON
+    from policysearch.evidence.fidelity_runs import calibration_runs
+
+    experiment = load_experiment(str(tiny), calibrated=False)
+    config = experiment.to_dict()
+    panel = build_panel(PANEL)
+    stamps = {"proxy": calibration.proxy_stamp(config), "target": calibration.target_stamp(config),
+              "other": "0123456789abcdef"}
+    runs = [{"policy": e.name, "key": e.policy.key(), "stamp": stamp, "rung": budget,
+             "seed": 1, "accuracy": 0.5, "seconds": 3.0, "curve": {"1": 0.4, "2": 0.5}}
+            for budget, stamp in stamps.items() for e in panel]
+    path = tmp_path / "tiny-calibration.json"
+    path.write_text(json.dumps({"experiment": config, "runs": runs}))
+    have = {(panel[0].policy.key(), "target", 1)}  # already saved by fidelity itself
+    got = calibration_runs(path, experiment, have)
+    assert sorted((r["budget"], r["key"]) for r in got) == sorted(
+        [("proxy", e.policy.key()) for e in panel]
+        + [("target", e.policy.key()) for e in panel[1:]])
+    assert all(r["from"] == path.name and "stamp" not in r for r in got)
+    assert calibration_runs(tmp_path / "missing.json", experiment, set()) == []
+    path.write_text("{not json")
+    assert calibration_runs(path, experiment, set()) == []

@@ -37,6 +37,7 @@ from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
 from policysearch.evidence.fidelity_runs import (
     BUDGETS,
+    calibration_runs,
     fingerprint,
     load_runs,
     proxy_is_target,
@@ -251,6 +252,12 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
         load_splits(experiment)  # auto sizes become the numbers that get fingerprinted
     stamp = fingerprint(experiment)
     runs, invocations = load_runs(json_path, experiment, log)
+    calibration = json_path.with_name(json_path.name.replace("-fidelity.json",
+                                                             "-calibration.json"))
+    borrowed = calibration_runs(calibration, experiment, {run_key_of(r) for r in runs})
+    if borrowed:
+        runs += borrowed
+        log(f"fidelity: {len(borrowed)} runs at these budgets reused from {calibration.name}")
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     commit = git_commit()
 

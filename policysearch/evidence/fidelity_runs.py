@@ -2,7 +2,9 @@
 
 A run is saved at once in the results JSON, keyed by (policy, budget, seed). Saved runs count
 again at each budget whose configuration is unchanged (``config.calibration``'s stamps), so an
-interrupted ``fidelity`` resumes, and a new proxy keeps the target's runs.
+interrupted ``fidelity`` resumes, and a new proxy keeps the target's runs. Runs that
+``calibrate`` trained at the same budgets (its ``<name>-calibration.json``: the rung it picked is
+the proxy the search now trains) count too.
 """
 
 from __future__ import annotations
@@ -65,6 +67,31 @@ def load_runs(path: Path, experiment: Experiment,
         invocations = [{"date": saved.get("date"), "wall_seconds": saved["wall_seconds"],
                         "trained": saved.get("trained_now"), "commit": saved.get("commit")}]
     return runs, list(invocations or [])
+
+
+def calibration_runs(path: Path, experiment: Experiment,
+                     have: set[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """The runs a ``calibrate`` JSON holds at this proxy's or this target's budget (by stamp),
+    as fidelity runs, leaving out those in ``have``; none when it is missing or unreadable."""
+    try:
+        saved = json.loads(path.read_text())
+        runs = saved["runs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    by_stamp = {stamp: budget for budget, stamp in budget_stamps(experiment.to_dict()).items()}
+    out = []
+    for run in runs if isinstance(runs, list) else []:
+        if not isinstance(run, dict) or not {"stamp", "key", "seed", "accuracy"} <= run.keys():
+            continue
+        budget = by_stamp.get(run["stamp"])
+        if budget is None:
+            continue
+        record = {k: v for k, v in run.items() if k not in ("stamp", "rung")}
+        record.update(budget=budget, **{"from": path.name})
+        if run_key_of(record) not in have:
+            out.append(record)
+            have.add(run_key_of(record))
+    return out
 
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
