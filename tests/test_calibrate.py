@@ -237,10 +237,12 @@ def test_fidelity_reuses_the_runs_calibrate_trained(tiny: Path, tmp_path: Path) 
     runs = [{"policy": e.name, "key": e.policy.key(), "stamp": stamp, "rung": budget,
              "seed": 1, "accuracy": 0.5, "seconds": 3.0, "curve": {"1": 0.4, "2": 0.5}}
             for budget, stamp in stamps.items() for e in panel]
+    confirm = [{**run, "seed": 1001} for run in runs]  # calibrate's fresh seeds, not the panel's
     path = tmp_path / "tiny-calibration.json"
-    path.write_text(json.dumps({"experiment": config, "runs": runs}))
+    path.write_text(json.dumps({"experiment": config, "runs": runs + confirm}))
     have = {(panel[0].policy.key(), "target", 1)}  # already saved by fidelity itself
-    got = calibration_runs(path, experiment, have)
+    got = calibration_runs(path, experiment, have, {1, 2})
+    assert have == {(panel[0].policy.key(), "target", 1)}  # the caller's set is left alone
     assert sorted((r["budget"], r["key"]) for r in got) == sorted(
         [("proxy", e.policy.key()) for e in panel]
         + [("target", e.policy.key()) for e in panel[1:]])
@@ -248,3 +250,19 @@ def test_fidelity_reuses_the_runs_calibrate_trained(tiny: Path, tmp_path: Path) 
     assert calibration_runs(tmp_path / "missing.json", experiment, set()) == []
     path.write_text("{not json")
     assert calibration_runs(path, experiment, set()) == []
+
+
+def test_the_report_says_when_runs_came_from_more_than_one_machine() -> None:
+    # run seconds compare only on one CPU model: a resumed calibration that moved machines says
+    # so beside its cost column (and shows the machine-free estimate next to each measured cost)
+    from policysearch.evidence.calibrate_report import _cost, _machines_line
+
+    one = [{"trained": 40, "cpu": "Intel Xeon"}, {"trained": 0, "cpu": "AMD EPYC"},
+           {"trained": 24, "cpu": "Intel Xeon"}]
+    assert _machines_line(one) == []
+    mixed = [{"trained": 96}, {"trained": 24, "cpu": "Intel Xeon"}]
+    (line,) = _machines_line(mixed)
+    assert "1: not recorded; 2: Intel Xeon" in line and "across machines" in line
+    assert _cost({"rung": "width/2", "cost_ratio": 0.41, "estimate": 0.5}) == "0.41 (~0.50)"
+    assert _cost({"rung": "target", "cost_ratio": 1.0, "estimate": 1.0}) == "1.00"
+    assert _cost({"rung": "epochs/2", "estimate": 0.5}) == "~0.50"

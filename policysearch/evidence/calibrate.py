@@ -184,6 +184,7 @@ class Runs:
             except (OSError, ValueError, AttributeError):
                 log(f"calibrate: {path} is unreadable; starting afresh")
         self.trained = 0
+        self.cpu = _cpu()
         self.started = time.perf_counter()
         self.date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
@@ -200,11 +201,18 @@ class Runs:
     def history(self) -> list[dict[str, Any]]:
         return [*self.invocations, {"date": self.date, "trained": self.trained,
                                     "wall_seconds": time.perf_counter() - self.started,
-                                    "commit": git_commit()}]
+                                    "commit": git_commit(), "cpu": self.cpu}]
 
     def save(self, **extra: Any) -> None:
         save_json(self.path, {**self.header, "invocations": self.history(), **extra,
                               "runs": self.runs})
+
+
+def _cpu() -> str:
+    """The CPU model this process trains on (run seconds compare only on one model)."""
+    from policysearch.evidence.runinfo import machine
+
+    return str(machine().get("cpu", "unknown"))
 
 
 def pool_size(experiment: Experiment) -> int:
@@ -245,7 +253,7 @@ class Ladder:
         self.log(f"calibrate: {rung.name}: {rung.describe()}; {len(todo)} runs to train")
         for i, (entry, seed) in enumerate(todo, 1):
             record = {"policy": entry.name, "key": entry.policy.key(), "stamp": rung.stamp,
-                      "rung": rung.name, "seed": int(seed)}
+                      "rung": rung.name, "seed": int(seed), "cpu": self.store.cpu}
             try:
                 result = trainer.train(entry.policy, train, splits.val, int(seed))
                 record.update(accuracy=result.final_accuracy, seconds=result.seconds,

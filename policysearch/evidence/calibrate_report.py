@@ -30,7 +30,9 @@ def _range(row: dict[str, Any], key: str = "interval") -> str:
 def _cost(row: dict[str, Any]) -> str:
     value = row.get("cost_ratio")
     if isinstance(value, (int, float)) and math.isfinite(value):
-        return f"{value:.2f}"
+        if row.get("rung") == "target":
+            return f"{value:.2f}"
+        return f"{value:.2f} (~{row['estimate']:.2f})"
     return f"~{row['estimate']:.2f}"
 
 
@@ -42,9 +44,10 @@ def table(result: dict[str, Any]) -> list[str]:
     widths = [max(len(str(x[i])) for x in (head, *rows)) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
              for row in (head, *rows)]
-    return lines + [f"(cost: median seconds a run over the target's; ~ marks an estimate for a "
-                    f"rung not trained; bar: Spearman >= {result['bar']:.2f} on seeds "
-                    f"{_seeds(result['seeds'])} and again on {_seeds(result['confirm_seeds'])})"]
+    return lines + [f"(cost: median seconds a run over the target's, as measured; ~ marks "
+                    f"the estimate from images x epochs x width; bar: Spearman >= "
+                    f"{result['bar']:.2f} on seeds {_seeds(result['seeds'])} and again on "
+                    f"{_seeds(result['confirm_seeds'])})"]
 
 
 def _seeds(seeds: list[int]) -> str:
@@ -109,6 +112,19 @@ def _num(value: Any) -> float | None:
     return None
 
 
+def _machines_line(invocations: list[dict[str, Any]]) -> list[str]:
+    """Where the runs' seconds came from, when invocations ran on more than one CPU model (or
+    did not record it): the cost column then compares seconds across machines."""
+    cpus = [str(i.get("cpu") or "not recorded") for i in invocations if i.get("trained")]
+    if len(set(cpus)) <= 1:
+        return []
+    each = "; ".join(f"{n + 1}: {cpu}" for n, cpu in enumerate(cpus))
+    return [f"- Invocations that trained runs ran on more than one machine ({each}): the cost "
+            "column compares median seconds as measured, across machines where a rung's runs "
+            "and the target's came from different ones; the estimate (images x epochs x width) "
+            "does not depend on the machine"]
+
+
 def render_markdown(experiment: Experiment, result: dict[str, Any], meta: dict[str, Any],
                     out: Path) -> str:
     mach = machine()
@@ -127,6 +143,7 @@ def render_markdown(experiment: Experiment, result: dict[str, Any], meta: dict[s
         f"{mach.get('accelerator', '?')}",
         f"- Wall time: {wall / 60:.1f} min over {len(meta['invocations'])} invocation(s); "
         f"{meta['trained_now']} runs trained by the last",
+        *_machines_line(meta["invocations"]),
         f"- Target: {result['target'].describe()}; panel: "
         f"{', '.join(f'`{p}`' for p in _panel(result))}",
         "",
@@ -150,8 +167,8 @@ def render_markdown(experiment: Experiment, result: dict[str, Any], meta: dict[s
         "is picked only if the Spearman on those seeds alone clears the bar too. The range "
         "resamples the seeds of every policy (how much the correlation moves with other seeds, "
         "not with other policies). Cost: median training seconds a run over the target's "
-        "(~: estimated from images x epochs x width for rungs not trained). When no rung "
-        "passes, the proxy is the target itself.",
+        "(~: the estimate from images x epochs x width, which does not depend on the "
+        "machine). When no rung passes, the proxy is the target itself.",
         "",
     ]
     return "\n".join(lines)

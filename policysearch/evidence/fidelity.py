@@ -254,7 +254,8 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     runs, invocations = load_runs(json_path, experiment, log)
     calibration = json_path.with_name(json_path.name.replace("-fidelity.json",
                                                              "-calibration.json"))
-    borrowed = calibration_runs(calibration, experiment, {run_key_of(r) for r in runs})
+    borrowed = calibration_runs(calibration, experiment, {run_key_of(r) for r in runs},
+                                set(seeds))
     if borrowed:
         runs += borrowed
         log(f"fidelity: {len(borrowed)} runs at these budgets reused from {calibration.name}")

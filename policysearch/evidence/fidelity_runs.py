@@ -69,28 +69,30 @@ def load_runs(path: Path, experiment: Experiment,
     return runs, list(invocations or [])
 
 
-def calibration_runs(path: Path, experiment: Experiment,
-                     have: set[tuple[str, str, int]]) -> list[dict[str, Any]]:
+def calibration_runs(path: Path, experiment: Experiment, have: set[tuple[str, str, int]],
+                     seeds: set[int] | None = None) -> list[dict[str, Any]]:
     """The runs a ``calibrate`` JSON holds at this proxy's or this target's budget (by stamp),
-    as fidelity runs, leaving out those in ``have``; none when it is missing or unreadable."""
+    as fidelity runs, of ``seeds`` (all when ``None``: calibrate's confirmation seeds are not the
+    panel's), leaving out those in ``have``; none when it is missing or unreadable."""
     try:
         saved = json.loads(path.read_text())
         runs = saved["runs"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
     by_stamp = {stamp: budget for budget, stamp in budget_stamps(experiment.to_dict()).items()}
+    seen = set(have)
     out = []
     for run in runs if isinstance(runs, list) else []:
         if not isinstance(run, dict) or not {"stamp", "key", "seed", "accuracy"} <= run.keys():
             continue
         budget = by_stamp.get(run["stamp"])
-        if budget is None:
+        if budget is None or (seeds is not None and int(run["seed"]) not in seeds):
             continue
         record = {k: v for k, v in run.items() if k not in ("stamp", "rung")}
         record.update(budget=budget, **{"from": path.name})
-        if run_key_of(record) not in have:
+        if run_key_of(record) not in seen:
             out.append(record)
-            have.add(run_key_of(record))
+            seen.add(run_key_of(record))
     return out
 
 
