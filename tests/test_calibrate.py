@@ -266,3 +266,24 @@ def test_the_report_says_when_runs_came_from_more_than_one_machine() -> None:
     assert _cost({"rung": "width/2", "cost_ratio": 0.41, "estimate": 0.5}) == "0.41 (~0.50)"
     assert _cost({"rung": "target", "cost_ratio": 1.0, "estimate": 1.0}) == "1.00"
     assert _cost({"rung": "epochs/2", "estimate": 0.5}) == "~0.50"
+
+
+def test_run_seconds_are_compared_on_one_machine_only() -> None:
+    # a resumed calibration whose rung ran on another CPU than the target's runs must not call it
+    # "not cheaper" (or cheaper) from seconds of two machines: same CPU, or the estimate decides
+    import math
+
+    from policysearch.evidence.calibrate import Rung, same_machine_cost
+
+    rung = Rung("width/2", None, {}, 0.5, "r")
+    target = Rung("target", None, {}, 1.0, "t")
+
+    def runs(stamp: str, cpu: str | None, seconds: list[float]) -> list[dict]:
+        return [{"stamp": stamp, "seconds": s, **({"cpu": cpu} if cpu else {})} for s in seconds]
+
+    legacy = runs("r", None, [30, 30]) + runs("t", None, [60, 60])
+    assert same_machine_cost(legacy, rung, target, 0.5) == 0.5  # as fidelity measured it
+    apart = runs("r", "slow", [60, 60]) + runs("t", None, [48, 48])
+    assert math.isnan(same_machine_cost(apart, rung, target, 1.25))  # the estimate decides
+    both = apart + runs("t", "slow", [120, 80, 100])
+    assert same_machine_cost(both, rung, target, 60 / 74) == pytest.approx(0.6)

@@ -6,15 +6,11 @@ relative to the target: ``images/4`` (a quarter of its images, the full schedule
 combinations such as ``images/4+epochs/2``, and ``proxy`` (the experiment file's own). Rungs
 are trained cheapest first (estimated: images x epochs x width fractions).
 
-The choice, and how it handles uncertainty: a rung is *faithful* when the Spearman correlation
-of its per-policy mean accuracies with the target's, over the choosing seeds (the fidelity
-seeds 1..n), is at least the bar (``calibrate.bar``, 0.8), and its median run costs less than
-the target's. The first faithful rung is then trained, with the target, on fresh confirmation
-seeds (1001, 1002, ...) that played no part in choosing it, and picked only if the Spearman on
-those seeds alone clears the bar too: two independent hurdles, each on point estimates; the
-bootstrap seed range is reported beside them. A rung that fails the confirmation is not picked,
-and the ladder goes on. When no rung passes, nothing cheaper is faithful: the pick is the target
-itself, and the search trains at the target budget.
+A rung is *faithful* when the Spearman correlation of its per-policy mean accuracies with the
+target's, over the choosing seeds (1..n), is at least ``calibrate.bar`` (0.8) and it is cheaper
+than the target (median seconds on one machine, else the estimate). The first faithful rung is
+trained again, with the target, on fresh seeds (1001, 1002, ...) and picked only if it clears
+the bar there too; else the ladder goes on. When no rung passes, the pick is the target itself.
 
 Every finished (policy, budget, seed) run is saved at once in the calibration JSON, keyed by the
 budget's stamp (``policysearch.config.calibration.budget_stamp``), so a run is trained once for
@@ -28,6 +24,7 @@ import copy
 import json
 import math
 import re
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,7 +41,7 @@ from policysearch.config.experiment import Experiment, with_overrides
 from policysearch.errors import ConfigError
 from policysearch.evidence.fidelity import PanelEntry, analyse
 from policysearch.evidence.fidelity_runs import save_json
-from policysearch.evidence.runinfo import git_commit
+from policysearch.evidence.runinfo import git_commit, machine
 
 LADDER = ("images/4+epochs/2", "images/4", "epochs/4", "width/2", "images/2", "epochs/2",
           "proxy")
@@ -147,6 +144,24 @@ def agreement(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]], rung:
     return analyse(panel, view, seeds)
 
 
+def same_machine_cost(runs: Sequence[dict[str, Any]], rung: Rung, target: Rung,
+                      ratio: float) -> float:
+    """``ratio`` (``fidelity``'s, median seconds) when the rung's runs and the target's name the
+    same CPUs (or none: saved before CPUs were kept); else the ratio of the medians on a CPU both
+    were trained on; NaN (the estimate decides) when they share none."""
+    cpus = [{r.get("cpu") for r in runs if r["stamp"] == s} for s in (rung.stamp, target.stamp)]
+    if cpus[0] == cpus[1]:
+        return ratio
+    common = (cpus[0] & cpus[1]) - {None}
+    if not common:
+        return math.nan
+    cpu = sorted(common)[0]
+    med = [statistics.median([r["seconds"] for r in runs if r["stamp"] == s and r.get("cpu") == cpu
+                              and math.isfinite(r["seconds"])] or [math.nan])
+           for s in (rung.stamp, target.stamp)]
+    return med[0] / med[1] if med[1] else math.nan
+
+
 # ----------------------------------------------------------------------------------------------
 # Runs
 
@@ -184,7 +199,7 @@ class Runs:
             except (OSError, ValueError, AttributeError):
                 log(f"calibrate: {path} is unreadable; starting afresh")
         self.trained = 0
-        self.cpu = _cpu()
+        self.cpu = str(machine().get("cpu", "unknown"))  # seconds compare on one CPU only
         self.started = time.perf_counter()
         self.date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
 
@@ -206,13 +221,6 @@ class Runs:
     def save(self, **extra: Any) -> None:
         save_json(self.path, {**self.header, "invocations": self.history(), **extra,
                               "runs": self.runs})
-
-
-def _cpu() -> str:
-    """The CPU model this process trains on (run seconds compare only on one model)."""
-    from policysearch.evidence.runinfo import machine
-
-    return str(machine().get("cpu", "unknown"))
 
 
 def pool_size(experiment: Experiment) -> int:
@@ -286,9 +294,11 @@ def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seque
             continue
         ladder.ensure(rung, seeds)
         a = agreement(panel, store.runs, rung, target, seeds)
-        row.update(spearman=a["spearman"], interval=a["spearman_interval"],
-                   cost_ratio=a["cost_ratio_median"], seconds=a["median_seconds_per_run"],
-                   status=judge(a["spearman"], a["cost_ratio_median"], bar))
+        cost = same_machine_cost(store.runs, rung, target, a["cost_ratio_median"])
+        row.update(spearman=a["spearman"], interval=a["spearman_interval"], cost_ratio=cost,
+                   seconds=a["median_seconds_per_run"],
+                   status=judge(a["spearman"], cost if math.isfinite(cost) else rung.estimate,
+                                bar))
         if row["status"] == "faithful":
             ladder.ensure(target, confirm_seeds)
             ladder.ensure(rung, confirm_seeds)
