@@ -18,7 +18,7 @@ SHIPPED = ("cifar10", "cifar10-reduced")
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_experiments_load(name: str) -> None:
-    exp = load_experiment(name)
+    exp = load_experiment(name, calibrated=False)  # the file as written (no calibrate pick)
     path = EXPERIMENTS_DIR / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
     assert exp.source == str(path)
@@ -312,3 +312,12 @@ def test_crop_padding_auto_follows_the_image_size(tmp_path: Path) -> None:
     assert fixed.base_augment.crop_padding == 0 and fixed.base_augment.flip is False
     assert load_experiment("cifar10").base_augment.crop_padding == 4
     assert load_experiment(dataset="cifar10").base_augment.crop_padding == 4
+
+
+def test_the_shipped_cifar10_search_trains_the_calibrated_proxy() -> None:
+    # results/cifar10-calibration.yaml (make calibrate EXPERIMENT=cifar10) picked images/2: the
+    # search trains it in place of the file's 250 x 40 while the file's target is the one measured
+    pick = yaml.safe_load((EXPERIMENTS_DIR / "results" / "cifar10-calibration.yaml").read_text())
+    exp = load_experiment("cifar10")
+    assert exp.data.train_size == pick["proxy"]["data"]["train_size"] == 500
+    assert exp.trainer.epochs == pick["proxy"]["trainer"]["epochs"] == exp.target.trainer.epochs

@@ -378,8 +378,10 @@ def run_calibration(experiment: Experiment, panel: Sequence[PanelEntry], seeds: 
         row = next(r for r in result["rows"] if r["rung"] == picked.name)
         log(f"calibrate: picked {picked.name} ({picked.describe()}): Spearman "
             f"{row['spearman']:+.2f} on seeds {_span(seeds)}, {row['confirm_spearman']:+.2f} on "
-            f"the confirmation seeds {_span(confirm_seeds)}, at {row['cost_ratio']:.2f} of a "
-            "target run (median seconds)")
+            f"the confirmation seeds {_span(confirm_seeds)}, "
+            + (f"at {row['cost_ratio']:.2f} of a target run (median seconds)"
+               if math.isfinite(row["cost_ratio"]) else f"at about {picked.estimate:.2f} of a "
+               "target run (estimated: its runs and the target's ran on different machines)"))
     used = any(out.resolve() == calibration_path(experiment.name, s).resolve()
                for s in (False, True))
     log(f"calibrate: trained {store.trained} runs now; wrote {out}"
