@@ -321,3 +321,8 @@ def test_the_shipped_cifar10_search_trains_the_calibrated_proxy() -> None:
     exp = load_experiment("cifar10")
     assert exp.data.train_size == pick["proxy"]["data"]["train_size"] == 500
     assert exp.trainer.epochs == pick["proxy"]["trainer"]["epochs"] == exp.target.trainer.epochs
+    # its first line (the cost of a rung timed on another machine than the target is null)
+    from policysearch.config.calibration import calibration_path, proxy_note
+
+    note = proxy_note(exp.to_dict(), calibration_path("cifar10"), exp.source)
+    assert "rung images/2, Spearman +0.95, confirmed +0.95" in note and "nan" not in note

@@ -103,6 +103,13 @@ def proxy_note(config: dict[str, Any], path: Path, source: str) -> str:
         return (f"proxy: the target itself ({what}): `calibrate` found nothing cheaper that "
                 f"ranks policies as the target does ({path.name})")
     return (f"proxy: {what}, picked by `calibrate` ({path.name}: rung {cal.get('rung')}, "
-            f"Spearman {cal.get('spearman', float('nan')):+.2f}, confirmed "
-            f"{cal.get('confirm_spearman', float('nan')):+.2f} on fresh seeds, "
-            f"{cal.get('cost_ratio', float('nan')):.2f} of a target run)")
+            f"Spearman {_number(cal.get('spearman')):+.2f}, confirmed "
+            f"{_number(cal.get('confirm_spearman')):+.2f} on fresh seeds, "
+            + (f"{cost:.2f} of a target run)" if isinstance(cost := cal.get("cost_ratio"),
+                                                         (int, float))
+               else "its cost not timed on one machine with the target's)"))
+
+
+def _number(value: Any) -> float:
+    """A figure of the calibration file, NaN where it is missing or null."""
+    return float(value) if isinstance(value, (int, float)) else float("nan")
