@@ -86,6 +86,9 @@ def test_load_splits_never_returns_test_images(tmp_path: Path, monkeypatch) -> N
 def test_cifar10_splits(data_dir: Path) -> None:
     exp = load_experiment("cifar10", overrides={"data.data_dir": str(data_dir)})
     splits = load_splits(exp)
-    assert len(splits.proxy) == 250 and len(splits.target) == 1000
+    # the proxy is the one `calibrate` picked (experiments/results/cifar10-calibration.yaml)
+    assert len(splits.proxy) == exp.data.train_size == 500 and len(splits.target) == 1000
+    raw = load_experiment("cifar10", overrides={"data.data_dir": str(data_dir)}, calibrated=False)
+    assert len(load_splits(raw).proxy) == raw.data.train_size == 250, "the file's own proxy"
     assert np.bincount(splits.target.y).tolist() == [100] * 10
     assert np.bincount(splits.selection.y).tolist() == [100] * 10
