@@ -269,21 +269,25 @@ def test_the_report_says_when_runs_came_from_more_than_one_machine() -> None:
 
 
 def test_run_seconds_are_compared_on_one_machine_only() -> None:
-    # a resumed calibration whose rung ran on another CPU than the target's runs must not call it
-    # "not cheaper" (or cheaper) from seconds of two machines: same CPU, or the estimate decides
+    # a resumed calibration (or a fidelity that borrows a calibration's runs) whose proxy ran on
+    # another CPU than the target's runs must not state a cost from seconds of two machines:
+    # the same CPU, or the machine-free estimate, shown as such
     import math
 
-    from policysearch.evidence.calibrate import Rung, same_machine_cost
+    from policysearch.evidence.cost import cost_text, decisive, ratios
 
-    rung = Rung("width/2", None, {}, 0.5, "r")
-    target = Rung("target", None, {}, 1.0, "t")
+    def runs(cpu: str | None, seconds: list[float]) -> list[dict]:
+        return [{"seconds": s, **({"cpu": cpu} if cpu else {})} for s in seconds]
 
-    def runs(stamp: str, cpu: str | None, seconds: list[float]) -> list[dict]:
-        return [{"stamp": stamp, "seconds": s, **({"cpu": cpu} if cpu else {})} for s in seconds]
-
-    legacy = runs("r", None, [30, 30]) + runs("t", None, [60, 60])
-    assert same_machine_cost(legacy, rung, target, 0.5) == 0.5  # as fidelity measured it
-    apart = runs("r", "slow", [60, 60]) + runs("t", None, [48, 48])
-    assert math.isnan(same_machine_cost(apart, rung, target, 1.25))  # the estimate decides
-    both = apart + runs("t", "slow", [120, 80, 100])
-    assert same_machine_cost(both, rung, target, 60 / 74) == pytest.approx(0.6)
+    legacy = ratios(runs(None, [30, 30]), runs(None, [60, 60]))  # saved before CPUs were kept
+    assert legacy["cost_ratio_median"] == 0.5 and not legacy["cost_timed_apart"]
+    apart = ratios(runs("slow", [60, 60]), runs(None, [48, 48]))
+    assert math.isnan(apart["cost_ratio_median"]) and apart["cost_timed_apart"]
+    assert math.isnan(apart["cost_ratio"])
+    assert cost_text(apart).startswith("not measured")
+    assert cost_text({**apart, "cost_estimate": 0.5}).startswith("~0.50 (estimated")
+    assert decisive({**apart, "cost_estimate": 0.5}) == 0.5
+    both = ratios(runs("slow", [60, 60]), runs(None, [48, 48]) + runs("slow", [120, 80, 100]))
+    assert both["cost_ratio_median"] == pytest.approx(0.6)  # on the CPU both ran on
+    assert both["median_seconds_per_run"] == {"proxy": 60, "target": 100}
+    assert cost_text(both, seconds=True) == "0.60 (60 s / 100 s)" and decisive(both) == 0.6

@@ -79,6 +79,27 @@ def _cli(*args: str) -> list[str]:
 
 
 @pytest.mark.slow
+def test_cost_ratio_only_from_seconds_of_one_machine() -> None:
+    # proxy runs borrowed from a calibration on one machine, target runs from another: the
+    # analysis states no measured ratio (the run writes the estimate beside it), and one
+    # machine's seconds still make the ratio when both budgets ran there
+    from policysearch.evidence.fidelity import analyse
+
+    panel = build_panel(["crop_flip", "RA(1,5)", "RA(2,9)"])
+
+    def runs(budget: str, cpu: str | None, seconds: float) -> list[dict]:
+        return [{"key": e.policy.key(), "budget": budget, "seed": s, "seconds": seconds,
+                 "accuracy": 0.5 + 0.1 * i + 0.01 * s, "curve": {"2": 0.4},
+                 **({"cpu": cpu} if cpu else {})}
+                for i, e in enumerate(panel) for s in (1, 2)]
+
+    apart = analyse(panel, runs("proxy", "fast", 20.0) + runs("target", None, 60.0), [1, 2])
+    assert math.isnan(apart["cost_ratio_median"]) and math.isnan(apart["cost_ratio"])
+    assert apart["cost_timed_apart"] and apart["spearman"] == pytest.approx(1.0)
+    same = analyse(panel, runs("proxy", "fast", 20.0) + runs("target", "fast", 40.0), [1, 2])
+    assert same["cost_ratio_median"] == pytest.approx(0.5) and not same["cost_timed_apart"]
+
+
 def test_fidelity_end_to_end_interrupted_resumed_without_test_split(
         tmp_path: Path, data_dir: Path) -> None:
     from policysearch.data.datasets import cache_dir, load_part

@@ -24,7 +24,6 @@ import copy
 import json
 import math
 import re
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from policysearch.config.calibration import (
 )
 from policysearch.config.experiment import Experiment, with_overrides
 from policysearch.errors import ConfigError
+from policysearch.evidence.cost import estimate
 from policysearch.evidence.fidelity import PanelEntry, analyse
 from policysearch.evidence.fidelity_runs import save_json
 from policysearch.evidence.runinfo import git_commit, machine
@@ -81,8 +81,8 @@ def parse_rung(text: str, config: dict[str, Any], pool: int) -> Rung:
     if text == "proxy":
         proxy = config["trainer"]
         size = config["data"]["train_size"] or pool
-        estimate = (size / images) * (proxy["epochs"] / base["epochs"]) * _width(proxy, base)
-        return Rung("proxy", config["data"]["train_size"], copy.deepcopy(proxy), estimate,
+        return Rung("proxy", config["data"]["train_size"], copy.deepcopy(proxy),
+                    estimate(size, proxy, images, base),
                     proxy_stamp(config))
     factors = {"images": 1.0, "epochs": 1.0, "width": 1.0}
     for part in text.split("+"):
@@ -103,12 +103,8 @@ def parse_rung(text: str, config: dict[str, Any], pool: int) -> Rung:
     trainer["validate_every"] = epochs // checks if epochs % checks == 0 else epochs
     trainer["model"]["widths"] = [max(1, round(w / factors["width"])) for w in
                                   base["model"]["widths"]]
-    estimate = (size / images) * (epochs / base["epochs"]) * _width(trainer, base)
-    return Rung(text, size, trainer, estimate, budget_stamp(config, size, trainer))
-
-
-def _width(trainer: dict[str, Any], base: dict[str, Any]) -> float:
-    return sum(trainer["model"]["widths"]) / sum(base["model"]["widths"])
+    return Rung(text, size, trainer, estimate(size, trainer, images, base),
+                budget_stamp(config, size, trainer))
 
 
 def build_ladder(specs: Sequence[str], config: dict[str, Any], pool: int) -> list[Rung]:
@@ -142,24 +138,6 @@ def agreement(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]], rung:
     view = ([{**r, "budget": "proxy"} for r in runs if r["stamp"] == rung.stamp]
             + [{**r, "budget": "target"} for r in runs if r["stamp"] == target.stamp])
     return analyse(panel, view, seeds)
-
-
-def same_machine_cost(runs: Sequence[dict[str, Any]], rung: Rung, target: Rung,
-                      ratio: float) -> float:
-    """``ratio`` (``fidelity``'s, median seconds) when the rung's runs and the target's name the
-    same CPUs (or none: saved before CPUs were kept); else the ratio of the medians on a CPU both
-    were trained on; NaN (the estimate decides) when they share none."""
-    cpus = [{r.get("cpu") for r in runs if r["stamp"] == s} for s in (rung.stamp, target.stamp)]
-    if cpus[0] == cpus[1]:
-        return ratio
-    common = (cpus[0] & cpus[1]) - {None}
-    if not common:
-        return math.nan
-    cpu = sorted(common)[0]
-    med = [statistics.median([r["seconds"] for r in runs if r["stamp"] == s and r.get("cpu") == cpu
-                              and math.isfinite(r["seconds"])] or [math.nan])
-           for s in (rung.stamp, target.stamp)]
-    return med[0] / med[1] if med[1] else math.nan
 
 
 # ----------------------------------------------------------------------------------------------
@@ -294,7 +272,7 @@ def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seque
             continue
         ladder.ensure(rung, seeds)
         a = agreement(panel, store.runs, rung, target, seeds)
-        cost = same_machine_cost(store.runs, rung, target, a["cost_ratio_median"])
+        cost = a["cost_ratio_median"]  # NaN when not timed on one machine (evidence.cost)
         row.update(spearman=a["spearman"], interval=a["spearman_interval"], cost_ratio=cost,
                    seconds=a["median_seconds_per_run"],
                    status=judge(a["spearman"], cost if math.isfinite(cost) else rung.estimate,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ from typing import Any
 from policysearch.augment.ops import RANDAUGMENT_OPS, check_op_names, group_ops
 from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
+from policysearch.evidence.cost import cost_text, estimate, ratios
 from policysearch.evidence.fidelity_runs import (
     BUDGETS,
     calibration_runs,
@@ -124,6 +124,16 @@ def build_panel(entries: Sequence[str]) -> list[PanelEntry]:
     return panel
 
 
+def _estimate(experiment: Experiment) -> float | None:
+    """The proxy's cost in target runs from its budget; None when a size is not a number in the
+    config (the target's images are all those outside the held-apart splits)."""
+    config = experiment.to_dict()
+    proxy_size, target_size = config["data"]["train_size"], config["target"]["train_size"]
+    if not isinstance(target_size, int) or not isinstance(proxy_size, (int, type(None))):
+        return None
+    return estimate(proxy_size, config["trainer"], target_size, config["target"]["trainer"])
+
+
 # ----------------------------------------------------------------------------------------------
 # Analysis
 
@@ -135,7 +145,7 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
     ``rungs`` holds the agreement at every epoch the proxy validated at (the pruner's rungs):
     see ``policysearch.evidence.rungs.rung_agreement``."""
     acc: dict[tuple[str, str], dict[int, float]] = {}
-    secs: dict[str, list[float]] = {b: [] for b in BUDGETS}
+    timed: dict[str, list[dict[str, Any]]] = {b: [] for b in BUDGETS}
     by_key = {run_key_of(r): r for r in runs}
     for entry in panel:
         for budget in BUDGETS:
@@ -143,7 +153,7 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
             for seed in seeds:
                 run = by_key[(entry.policy.key(), budget, seed)]
                 values[seed] = float(run["accuracy"])
-                secs[budget].append(float(run["seconds"]))
+                timed[budget].append(run)
             acc[(entry.name, budget)] = values
     reference = next((e.name for e in panel if e.policy.key() == _reference_key()), None)
     rows = []
@@ -175,9 +185,6 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
     if twins:  # resampling the two budgets apart would invent a disagreement
         agreement = replace(agreement, spearman_interval=(1.0, 1.0),
                             kendall_interval=(1.0, 1.0))
-    finite = {b: [t for t in secs[b] if math.isfinite(t)] for b in BUDGETS}
-    seconds = {b: statistics.fmean(finite[b]) if finite[b] else math.nan for b in BUDGETS}
-    medians = {b: statistics.median(finite[b]) if finite[b] else math.nan for b in BUDGETS}
     best = min(rows, key=lambda r: r["target"]["rank"])
     return {
         "policies": rows,
@@ -190,11 +197,7 @@ def analyse(panel: Sequence[PanelEntry], runs: Sequence[dict[str, Any]],
         "proxy_is_target": twins,
         "seed_std": {b: pooled_std([acc[(e.name, b)] for e in panel]) for b in BUDGETS},
         "resolvable": {b: resolvable(panel, acc, b) for b in BUDGETS},
-        "seconds_per_run": seconds,
-        "cost_ratio": seconds["proxy"] / seconds["target"] if seconds["target"] else math.nan,
-        "median_seconds_per_run": medians,
-        "cost_ratio_median": (medians["proxy"] / medians["target"] if medians["target"]
-                              else math.nan),
+        **ratios(timed["proxy"], timed["target"]),  # seconds of one machine only
         "best_at_target": best["policy"], "its_rank_at_proxy": best["proxy"]["rank"],
         "diverged": sum(bool(r.get("diverged")) for r in runs),
         "rungs": rungs,
@@ -283,6 +286,7 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     header = {"experiment": experiment.to_dict(), "fingerprint": stamp,
               "panel": [e.name for e in panel], "seeds": list(seeds)}
     compile_seconds: dict[str, float] = {}
+    cpu = str(machine().get("cpu", "unknown"))
     if todo:
         splits = load_splits(experiment)
         log(f"fidelity: proxy {len(splits.proxy)} images, target {len(splits.target)} images, "
@@ -301,7 +305,7 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
                 runs.append({**twin, "budget": budget, "same_as": twin["budget"]})
                 continue
             record = {"policy": entry.name, "key": entry.policy.key(), "budget": budget,
-                      "seed": seed}
+                      "seed": seed, "cpu": cpu}  # seconds compare on one CPU only
             try:
                 result = trainers[budget].train(entry.policy, splits.training(budget),
                                                 splits.val, seed)
@@ -316,6 +320,7 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
             log(f"fidelity: [{i}/{len(todo)}] {entry.name:>20} {budget:>6} seed {seed}: "
                 f"{100 * record['accuracy']:.1f} % ({record['seconds']:.0f} s)")
     analysis = analyse(panel, runs, seeds)
+    analysis["cost_estimate"] = _estimate(experiment)
     wanted = {run_key(e.policy, b, s) for e in panel for b in BUDGETS for s in seeds}
     every = history(to_train)
     meta = {"machine": machine(), "commit": commit, "command": command, "date": date,
@@ -333,7 +338,7 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
     log(f"fidelity: Spearman {analysis['spearman']:+.2f} "
         f"[{analysis['spearman_interval'][0]:+.2f}, {analysis['spearman_interval'][1]:+.2f}], "
         f"Kendall {analysis['kendall']:+.2f}, cost ratio (median seconds) "
-        f"{analysis['cost_ratio_median']:.2f}")
+        f"{cost_text(analysis)}")
     for rung in analysis["rungs"]:
         log(f"fidelity: at epoch {rung['epoch']}: single-seed Spearman "
             f"{rung['pruning_spearman']:+.2f} (seeds "

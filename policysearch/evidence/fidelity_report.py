@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Budget, Experiment
+from policysearch.evidence.cost import cost_text, decisive
 
 SPEARMAN_TARGET = 0.8
 COST_TARGET = 0.2
@@ -45,12 +46,12 @@ def verdict(analysis: dict[str, Any]) -> str:
                 "as the target does by construction, at the target's cost; each run counts at "
                 "both budgets. Only the pruner's rungs below are measured here.")
     rho = analysis["spearman"]
-    ratio = analysis.get("cost_ratio_median", analysis["cost_ratio"])
+    ratio = decisive(analysis)  # median seconds on one machine, else the estimate
     low = analysis["spearman_interval"][0]
     ranks = rho >= SPEARMAN_TARGET
     cheap = ratio <= COST_TARGET
     parts = [f"Spearman {rho:+.2f} is {'at or above' if ranks else 'below'} {SPEARMAN_TARGET}",
-             f"the cost ratio on median seconds {ratio:.2f} is "
+             f"the cost ratio on median seconds {cost_text(analysis)} is "
              f"{'within' if cheap else 'above'} {COST_TARGET}"]
     sure = ""
     if ranks:
@@ -113,8 +114,9 @@ def render(experiment: Experiment, analysis: dict[str, Any], meta: dict[str, Any
         f"| Kendall τ | {a['kendall']:+.2f} | "
         f"[{a['kendall_interval'][0]:+.2f}, {a['kendall_interval'][1]:+.2f}] |",
         *_median_cost(a),
-        f"| the same on mean seconds a run | {a['cost_ratio']:.2f} "
-        f"({sec['proxy']:.0f} s / {sec['target']:.0f} s) | |",
+        "| the same on mean seconds a run | "
+        + (f"{a['cost_ratio']:.2f} ({sec['proxy']:.0f} s / {sec['target']:.0f} s) | |"
+           if math.isfinite(a["cost_ratio"]) else "not measured on one machine | |"),
         f"| seed std, proxy (pooled over policies) | {_pts(a['seed_std']['proxy'])} pts | |",
         f"| seed std, target | {_pts(a['seed_std']['target'])} pts | |",
         f"| smallest paired difference the proxy resolves | {_pts(res_p['mean'])} pts "
@@ -183,7 +185,7 @@ def scatter_png(analysis: dict[str, Any], name: str) -> bytes:
     ax.set_ylabel("target: validation accuracy % (mean ± seed std)")
     ax.set_title(f"{name}: Spearman {analysis['spearman']:+.2f}, Kendall "
                  f"{analysis['kendall']:+.2f}, cost ratio (median seconds) "
-                 f"{analysis['cost_ratio_median']:.2f}",
+                 f"{cost_text(analysis).split(' (')[0]}",
                  fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -243,10 +245,8 @@ def log_mlflow(experiment: Experiment, analysis: dict[str, Any], files: Sequence
 
 def _median_cost(a: dict[str, Any]) -> list[str]:
     """The cost ratio on median seconds: a few slow runs move the mean, not the median."""
-    med = a["median_seconds_per_run"]
     return [f"| cost ratio proxy / target (median training seconds a run) | "
-            f"{a['cost_ratio_median']:.2f} "
-            f"({med['proxy']:.0f} s / {med['target']:.0f} s) | |"]
+            f"{cost_text(a, seconds=True)} | |"]
 
 
 def rung_lines(a: dict[str, Any], epochs: int) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 from policysearch.config.experiment import Experiment
 from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
+from policysearch.evidence.cost import cost_text
 from policysearch.policy.definition import Policy
 from policysearch.search.base_choice import BaseChoice, choose_base
 from policysearch.search.learning_check import BudgetCannotLearn, check_learning
@@ -96,8 +97,7 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     if fidelity:
         log(f"proxy fidelity (policysearch fidelity {experiment.name}): Spearman "
             f"{fidelity['spearman']:+.2f} over {len(fidelity.get('policies', []))} policies, "
-            f"cost ratio (median seconds) "
-            f"{fidelity.get('cost_ratio_median', fidelity['cost_ratio']):.2f}")
+            f"cost ratio (median seconds) {cost_text(fidelity)}")
     view = _view(tracker, study, storage_url)
     configure_threads(workers)
     runner = Runner(handle, splits, view, "w0", log)

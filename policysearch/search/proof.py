@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Experiment
+from policysearch.evidence.cost import cost_text
 from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.paths import RESULTS_DIR
 from policysearch.policy.baselines import same_baseline
@@ -128,7 +130,7 @@ def fidelity_summary(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     keys = ("spearman", "spearman_interval", "cost_ratio", "cost_ratio_median",
-            "median_seconds_per_run")
+            "median_seconds_per_run", "cost_estimate")
     return {**{k: analysis.get(k) for k in keys},
             "reused": saved.get("reused"), "invocations": len(saved.get("invocations") or []),
             "total_wall_seconds": saved.get("total_wall_seconds")}
@@ -311,9 +313,12 @@ def cost_lines(rows: list[dict[str, Any]], fidelity: dict[str, Any] | None) -> l
     text = ", ".join(f"{label} {sec:.0f} s" for label, sec in medians.items())
     lines = [f"Median seconds a test run (target budget): {text}."]
     if fidelity and fidelity.get("cost_ratio_median") is not None:
-        lines.append(f"The proxy costs {fidelity['cost_ratio_median']:.2f} of a target run on "
-                     f"median seconds ({fidelity['cost_ratio']:.2f} on mean seconds), and ranks "
-                     f"the fidelity panel at Spearman {fidelity['spearman']:+.2f} (seed means).")
+        mean = fidelity.get("cost_ratio")
+        on_mean = (f" ({mean:.2f} on mean seconds)" if mean is not None and math.isfinite(mean)
+                   else "")
+        lines.append(f"The proxy costs {cost_text(fidelity)} of a target run on median "
+                     f"seconds{on_mean}, and ranks the fidelity panel at Spearman "
+                     f"{fidelity['spearman']:+.2f} (seed means).")
     return [" ".join(lines), ""]
 
 

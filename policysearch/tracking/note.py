@@ -94,9 +94,12 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> list[str]:
     if parts and level:
         parts[-1] += f" ({100 * level:.0f} % seed-resampling range, not a confidence interval)"
     cost = fidelity.get("cost_ratio_median", fidelity.get("cost_ratio"))
+    guess = fidelity.get("cost_estimate")  # when not timed on one machine (evidence.cost)
     if cost is not None and math.isfinite(cost):
         median = " (median seconds)" if "cost_ratio_median" in fidelity else ""
         parts.append(f"cost proxy/target {cost:.2f}{median}")
+    elif guess is not None:
+        parts.append(f"cost proxy/target ~{guess:.2f} (estimated: not timed on one machine)")
     if fidelity.get("policies"):
         parts.append(f"{len(fidelity['policies'])} policies x {len(fidelity.get('seeds', []))} "
                      "seeds")
