@@ -85,7 +85,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(VENV)/bin/python -m pytest -q --durations=10 -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
-	KERAS_BACKEND=jax $(VENV)/bin/python -m pytest -q -m backends $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(VENV)/bin/python -m pytest -q -m backends -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 .PHONY: test-interop
 test-interop: $(STAMP)
