@@ -92,3 +92,36 @@ def test_spanning_epochs_between_validations_trains_the_same_steps(data) -> None
     assert every_epoch.loss_epochs == [1, 2, 3, 4]
     assert spanned.val_accuracy == [every_epoch.val_accuracy[1], every_epoch.val_accuracy[3]]
     assert spanned.train_loss[1] == pytest.approx(np.mean(every_epoch.train_loss[2:]), rel=1e-4)
+
+
+def test_one_pipeline_serves_every_run_with_each_runs_own_batches(data) -> None:
+    # A TensorFlow trainer keeps one tf.data iterator for all its runs (training.stream): it
+    # yields exactly the batches of a pipeline built for the run alone, whatever ran before,
+    # a run stopped early (its batches in flight are dropped) or a failed one included.
+    train, val = data
+    t = trainer(epochs=3)
+    assert t.streams
+    strong, other = randaugment(2, 14), randaugment(1, 20, ops=["Rotate", "Solarize"])
+
+    def streamed(policy, seed: int) -> tuple[list[int], np.ndarray]:
+        t._reset(seed)
+        iterator = t._stream_for(train).start(t.run_inputs(policy, train, seed))
+        pairs = [next(iterator) for _ in range(t.epochs * t.steps_per_epoch)]
+        return labels(pairs), np.concatenate([x.numpy() for x, _ in pairs])
+
+    def alone(policy, seed: int) -> tuple[list[int], np.ndarray]:
+        keras.utils.set_random_seed(seed)
+        pairs = list(t.batches(policy, train, seed))
+        return labels(pairs), np.concatenate([x.numpy() for x, _ in pairs])
+
+    for policy, seed in ((strong, 7), (no_augment(), 7), (other, 8)):
+        got, want = streamed(policy, seed), alone(policy, seed)
+        assert got[0] == want[0] and np.array_equal(got[1], want[1]), (policy, seed)
+
+    fresh = trainer(epochs=3).train(other, train, val, seed=4)
+    stopped = t.train(strong, train, val, seed=3, on_epoch=lambda e, loss, acc: True)
+    assert stopped.stopped_early and stopped.val_epochs == [1]
+    t._reset(5)
+    t._stream_for(train).start(t.run_inputs(strong, train, 5))  # started, never consumed
+    after = t.train(other, train, val, seed=4)
+    assert after.train_loss == fresh.train_loss and after.val_accuracy == fresh.val_accuracy

@@ -140,7 +140,8 @@ class PolicyAugmentation(DataLayer):
 
     # -- Keras -----------------------------------------------------------------------------------
 
-    def call(self, inputs: Any, training: bool = True, uniforms: Any = None) -> Any:
+    def call(self, inputs: Any, training: bool = True, uniforms: Any = None,
+             table: dict[str, Any] | None = None) -> Any:
         images = self.backend.cast(inputs, "float32")
         if not training:
             return images
@@ -152,7 +153,7 @@ class PolicyAugmentation(DataLayer):
             images = self.backend.numpy.expand_dims(images, 0)
             if uniforms is not None:
                 uniforms = self.backend.numpy.reshape(uniforms, (1, -1))
-        transformation = self.get_random_transformation(images, uniforms=uniforms)
+        transformation = self.get_random_transformation(images, uniforms=uniforms, table=table)
         out = self.transform_images(images, transformation)
         return out[0] if unbatched else out
 
@@ -195,8 +196,14 @@ class PolicyAugmentation(DataLayer):
 
     # -- random parameters -----------------------------------------------------------------------
 
-    def get_random_transformation(self, images: Any, uniforms: Any = None) -> dict[str, Any]:
-        """Draw every random choice for a batch: a dict of per-image tensors."""
+    def get_random_transformation(self, images: Any, uniforms: Any = None,
+                                  table: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Draw every random choice for a batch: a dict of per-image tensors.
+
+        ``table``: the policy as tensors (``Policy.table``'s arrays) in place of the layer's own
+        weights; a dynamic layer in a ``tf.data`` pipeline that serves many policies reads each
+        batch's policy from its element this way.
+        """
         K = self.backend
         N = K.numpy
         batch = K.shape(images)[0]
@@ -204,7 +211,10 @@ class PolicyAugmentation(DataLayer):
             seed = self._get_seed_generator(K._backend)
             uniforms = K.random.uniform((batch, self.num_uniforms), seed=seed)
         u = K.cast(uniforms, "float32")
-        t = {name: self.convert_weight(var) for name, var in self._table.items()}
+        if table is None:
+            t = {name: self.convert_weight(var) for name, var in self._table.items()}
+        else:
+            t = {name: K.cast(table[name], "float32") for name in self._table}
 
         sub_weights = N.broadcast_to(t["sub_weights"][None, :], (batch, self.max_sub_policies))
         sub = _inverse_cdf(K, sub_weights, u[:, 0])

@@ -29,6 +29,13 @@ from policysearch.policy.definition import Policy
 from policysearch.policy.layer import PolicyAugmentation
 from policysearch.training import interrupts
 from policysearch.training.models import WarmupLinearDecay, build_model
+from policysearch.training.stream import (
+    BatchStream,
+    RunInputs,
+    draws,
+    epoch_positions,
+    run_batches,
+)
 
 EpochCallback = Callable[[int, float, float], bool]
 """Called after each validated epoch with (epoch, train loss, validation accuracy), epochs
@@ -128,6 +135,10 @@ class Trainer:
         )
         self.optimizer.build(self.model.trainable_variables)
         self._optimizer_start = [np.array(v) for v in self.optimizer.variables]
+        # With TensorFlow and augmentation in tf.data, one pipeline serves every run (built at
+        # the first): see ``training.stream``. Other backends fit on a pipeline per run.
+        self._stream: BatchStream | None = None
+        self.streams = self.placement == "data" and self.backend == "tensorflow"
 
     def _augmentation(self, policy: Policy | None, dynamic: bool,
                       seed: int | None = None) -> PolicyAugmentation:
@@ -154,7 +165,10 @@ class Trainer:
         start = time.perf_counter()
         interrupts.check()
         callbacks = [callback, _StopHook()]
-        if streamed:
+        if self.streams:
+            self._fit_stream(self._stream_for(train).start(self.run_inputs(policy, train, seed)),
+                             self.epochs // span, self.steps_per_epoch * span, callback)
+        elif streamed:
             self.model.fit(self.batches(policy, train, seed), epochs=self.epochs // span,
                            steps_per_epoch=self.steps_per_epoch * span, callbacks=callbacks,
                            verbose=0)
@@ -194,36 +208,62 @@ class Trainer:
         order = np.resize(order, self.steps_per_epoch * self.batch_size)
         return train.x[order], self._onehot(train.y[order])
 
+    def run_inputs(self, policy: Policy, train: Split, seed: int) -> RunInputs:
+        """What a run with ``seed`` trains on (call after ``_reset(seed)``, which sets the
+        global seed that the epochs' shuffle pairs with)."""
+        x, y = self._epoch_images(train, seed)
+        positions = epoch_positions(len(x), self.epochs, self.batch_size, seed)
+        layer = self.augment or self._augmentation(None, dynamic=True)
+        table = policy.table(layer.max_sub_policies, layer.max_stages)
+        return RunInputs(x, y, positions, seed, table)
+
     def batches(self, policy: Policy, train: Split, seed: int) -> Any:
         """The ``tf.data`` batches of every epoch; with placement ``data``, augmented.
 
         The order depends on ``seed`` only, whatever the policy (common random numbers). Each
         batch draws its augmentation from (seed, global batch index): the same seed gives the
-        same augmented batches, in any order of parallel map calls.
+        same augmented batches, in any order of parallel map calls. A streaming trainer yields
+        these very batches from its one pipeline.
         """
         import tensorflow as tf
 
-        x, y = self._epoch_images(train, seed)
-        batch = self.batch_size
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch, drop_remainder=True).repeat(self.epochs)
+        run = self.run_inputs(policy, train, seed)
+        ds = run_batches(run.x, run.y, run.positions)
         if self.placement == "data":
             layer = self._augmentation(policy, dynamic=False, seed=seed)
-            columns = layer.num_uniforms
+            batch, columns = self.batch_size, layer.num_uniforms
 
-            def augment(step: Any, pair: Any) -> Any:
-                images, labels = pair
-                draws = tf.random.stateless_uniform(
-                    (batch, columns), seed=tf.stack([tf.cast(seed, tf.int64), step])
-                )
-                return layer(images, training=True, uniforms=draws), labels
+            def augment(step: Any, images: Any, labels: Any) -> Any:
+                uniforms = draws(seed, step, batch, columns)
+                return layer(images, training=True, uniforms=uniforms), labels
 
-            ds = ds.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE,
-                                    deterministic=True)
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         else:
-            ds = ds.map(lambda images, labels: (tf.cast(images, tf.float32), labels))
+            ds = ds.map(lambda step, images, labels: (tf.cast(images, tf.float32), labels))
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _stream_for(self, train: Split) -> BatchStream:
+        if self._stream is None:
+            self._stream = BatchStream(self._augmentation(None, dynamic=True), self.batch_size,
+                                       self.image_shape, self.num_classes, train.x.dtype)
+        return self._stream
+
+    def _fit_stream(self, iterator: Any, epochs: int, steps: int, hook: _EpochHook) -> None:
+        """``model.fit``'s loop over one long-lived iterator: the same compiled step, the same
+        batches; metrics reset per (Keras) epoch, a safe point after every batch."""
+        model = self.model
+        model.make_train_function()
+        model.stop_training = False
+        hook.set_model(model)
+        for epoch in range(epochs):
+            model.reset_metrics()
+            for _ in range(steps):
+                model.train_function(iterator)
+                interrupts.check()
+            logs = {name: float(value) for name, value in model.get_metrics_result().items()}
+            hook.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
 
 
 class _StopHook(keras.callbacks.Callback):
