@@ -74,6 +74,22 @@ def test_each_image_gets_the_result_of_its_own_op(cifar_images: np.ndarray) -> N
         assert np.array_equal(out[i], expected[0]), name
 
 
+def test_both_strategies_give_the_same_batch(cifar_images: np.ndarray) -> None:
+    """``dispatch`` (each op on the images that drew it; the geometric ops in one warp) and
+    ``select`` (every op on the whole batch) apply the same draws to the same pixels: every op,
+    two stages, images that draw Identity among them, dynamic and not."""
+    images = batch(cifar_images, 160)
+    policy = randaugment(2, 13, ops=OP_NAMES, magnitude_std=4.0)
+    # a dynamic layer's dispatch skips an unused stage in a cond, which needs TensorFlow
+    for dynamic in (False, True) if keras.backend.backend() == "tensorflow" else (False,):
+        kwargs = dict(seed=11, crop_padding=4, flip=True, dynamic=dynamic)
+        dispatch = PolicyAugmentation(policy, strategy="dispatch", **kwargs)
+        select = PolicyAugmentation(policy, strategy="select", **kwargs)
+        t = draws(dispatch, images)
+        assert len(np.unique(t["op"][:, :2])) == len(OP_NAMES)  # Identity too
+        assert np.array_equal(transform(dispatch, images, t), transform(select, images, t))
+
+
 def test_same_seed_same_batch_other_seed_other_batch(cifar_images: np.ndarray) -> None:
     policy = randaugment(2, 9)
     a = as_np(PolicyAugmentation(policy, seed=5)(cifar_images, training=True))

@@ -321,24 +321,52 @@ def _dispatch(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fi
               op_indices: tuple[int, ...]) -> Any:
     """Apply op ``op[i]`` to image ``i``: each op runs on the images that drew it alone.
 
-    For dynamic shapes (TensorFlow): gathers the images of each op, applies the op, and
-    scatters the results back, so every image pays for its own op only.
+    For dynamic shapes (TensorFlow): gathers the images of each pixel op and applies the op to
+    them; the images of every geometric op go through one warp together, each with its own
+    matrix (as in ``_select``). One gather then puts every image back in its place, the images
+    that drew no op (Identity, or an op the graph does not hold) passing through. Every image
+    pays for its own op only, and the graph is small: on a CPU its per-node cost, not the
+    pixels, is most of what a batch of small images costs.
     """
     N = K.numpy
     shape = K.shape(images)
+    height, width = shape[1], shape[2]
+    affine = tuple(i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "affine")
+    pixel = tuple(i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "pixel")
+    if not affine and not pixel:
+        return images
     order, outputs = [], []
-    for index in op_indices:
+    if affine:
+        chosen = N.nonzero(_drew(K, op, affine))[0]
+        x, drawn, lv, sg, fl = (kernels.take_rows(K, v, chosen)
+                                for v in (images, op, level, sign, fill))
+        matrix = kernels.identity_matrix(K, K.shape(drawn)[0])
+        for index in affine:
+            spec = O.OPS[O.OP_NAMES[index]]
+            kernel = spec.kernel(K, spec.arg(K, lv, sg, height, width), height, width)
+            matrix = N.where((drawn == index)[:, None], kernel, matrix)
+        outputs.append(kernels.warp(K, x, matrix, fl))
+        order.append(chosen)
+    for index in pixel:
         spec = O.OPS[O.OP_NAMES[index]]
         chosen = N.nonzero(op == index)[0]
-        arg = spec.arg(K, kernels.take_rows(K, level, chosen), kernels.take_rows(K, sign, chosen),
-                       shape[1], shape[2])
-        rows = [kernels.take_rows(K, x, chosen) for x in (images, rand, fill)]
-        outputs.append(spec.apply(K, rows[0], arg, rows[1], rows[2]))
+        x, lv, sg, rd, fl = (kernels.take_rows(K, v, chosen)
+                             for v in (images, level, sign, rand, fill))
+        outputs.append(spec.apply(K, x, spec.arg(K, lv, sg, height, width), rd, fl))
         order.append(chosen)
-    if not order:
-        return images
-    order = N.expand_dims(N.concatenate(order, axis=0), -1)
-    return K.core.scatter_update(images, order, N.concatenate(outputs, axis=0))
+    unchanged = N.nonzero(N.logical_not(_drew(K, op, affine + pixel)))[0]
+    outputs.append(kernels.take_rows(K, images, unchanged))
+    order.append(unchanged)
+    # position p of the outputs holds image order[p]: argsort inverts the permutation
+    place = N.argsort(N.concatenate(order, axis=0))
+    return kernels.take_rows(K, N.concatenate(outputs, axis=0), place)
+
+
+def _drew(K: Any, op: Any, indices: tuple[int, ...]) -> Any:
+    """Per image, whether its drawn op is one of ``indices`` (one lookup in a constant)."""
+    member = [1 if i in indices else 0 for i in range(len(O.OP_NAMES))]
+    table = K.convert_to_tensor(member, dtype="int32")
+    return kernels.take_rows(K, table, op) > 0
 
 
 def _select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill: Any,
