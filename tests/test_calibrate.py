@@ -274,7 +274,7 @@ def test_run_seconds_are_compared_on_one_machine_only() -> None:
     # the same CPU, or the machine-free estimate, shown as such
     import math
 
-    from policysearch.evidence.cost import cost_text, decisive, ratios
+    from policysearch.study.cost import cost_text, decisive, ratios
 
     def runs(cpu: str | None, seconds: list[float]) -> list[dict]:
         return [{"seconds": s, **({"cpu": cpu} if cpu else {})} for s in seconds]

@@ -38,10 +38,10 @@ from policysearch.config.calibration import (
 )
 from policysearch.config.experiment import Experiment, with_overrides
 from policysearch.errors import ConfigError
-from policysearch.evidence.cost import estimate
 from policysearch.evidence.fidelity import PanelEntry, analyse
 from policysearch.evidence.fidelity_runs import save_json
 from policysearch.evidence.runinfo import git_commit, machine
+from policysearch.study.cost import estimate
 
 LADDER = ("images/4+epochs/2", "images/4", "epochs/4", "width/2", "images/2", "epochs/2",
           "proxy")
@@ -272,7 +272,7 @@ def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seque
             continue
         ladder.ensure(rung, seeds)
         a = agreement(panel, store.runs, rung, target, seeds)
-        cost = a["cost_ratio_median"]  # NaN when not timed on one machine (evidence.cost)
+        cost = a["cost_ratio_median"]  # NaN when not timed on one machine (study.cost)
         row.update(spearman=a["spearman"], interval=a["spearman_interval"], cost_ratio=cost,
                    seconds=a["median_seconds_per_run"],
                    status=judge(a["spearman"], cost if math.isfinite(cost) else rung.estimate,

@@ -34,7 +34,6 @@ from typing import Any
 from policysearch.augment.ops import RANDAUGMENT_OPS, check_op_names, group_ops
 from policysearch.config.experiment import Experiment
 from policysearch.errors import ConfigError, PolicyFormatError, PolicySearchError
-from policysearch.evidence.cost import cost_text, estimate, ratios
 from policysearch.evidence.fidelity_runs import (
     BUDGETS,
     calibration_runs,
@@ -51,6 +50,7 @@ from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.evidence.stats import paired, pooled_std, rank_agreement, summarize
 from policysearch.paths import RESULTS_DIR
 from policysearch.policy.definition import Policy, randaugment, trivialaugment
+from policysearch.study.cost import cost_text, estimate, ratios
 from policysearch.training import interrupts
 
 REFERENCE = "crop_flip"

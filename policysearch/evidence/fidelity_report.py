@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Budget, Experiment
-from policysearch.evidence.cost import cost_text, decisive
+from policysearch.study.cost import cost_text, decisive
 
 SPEARMAN_TARGET = 0.8
 COST_TARGET = 0.2
@@ -185,7 +185,7 @@ def scatter_png(analysis: dict[str, Any], name: str) -> bytes:
     ax.set_ylabel("target: validation accuracy % (mean ± seed std)")
     ax.set_title(f"{name}: Spearman {analysis['spearman']:+.2f}, Kendall "
                  f"{analysis['kendall']:+.2f}, cost ratio (median seconds) "
-                 f"{cost_text(analysis).split(' (')[0]}",
+                 f"{cost_text(analysis, short=True)}",
                  fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()

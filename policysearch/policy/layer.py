@@ -20,7 +20,7 @@ from typing import Any
 import keras
 from keras.src.layers.preprocessing.data_layer import DataLayer
 
-from policysearch.augment import kernels
+from policysearch.augment import kernels, strategies
 from policysearch.augment import ops as O
 from policysearch.policy.definition import (
     MAX_STAGES,
@@ -268,14 +268,14 @@ class PolicyAugmentation(DataLayer):
             op = N.where(t["apply"][:, stage], t["op"][:, stage], 0)
             args = (op, t["level"][:, stage], t["sign"][:, stage], t["rand"][:, stage], t["fill"])
             if strategy == "select":
-                images = _select(K, images, *args, self._ops)
+                images = strategies.select(K, images, *args, self._ops)
             elif self.dynamic_policy:
                 # Skip a stage that no image applies (RandAugment with N below max_stages).
                 images = K.cond(N.any(op != 0),
-                                lambda x=images, a=args: _dispatch(K, x, *a, self._ops),
+                                lambda x=images, a=args: strategies.dispatch(K, x, *a, self._ops),
                                 lambda x=images: x)
             else:
-                images = _dispatch(K, images, *args, self._ops)
+                images = strategies.dispatch(K, images, *args, self._ops)
         return images
 
     def _crop_flip(self, images: Any, flip: Any, shift: Any) -> Any:
@@ -315,88 +315,6 @@ def _check_images(K: Any, images: Any) -> None:
         raise ValueError(
             f"Expected 1 or 3 channels (grayscale or RGB). Received: channels={shape[3]}"
         )
-
-
-def _dispatch(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill: Any,
-              op_indices: tuple[int, ...]) -> Any:
-    """Apply op ``op[i]`` to image ``i``: each op runs on the images that drew it alone.
-
-    For dynamic shapes (TensorFlow): gathers the images of each pixel op and applies the op to
-    them; the images of every geometric op go through one warp together, each with its own
-    matrix (as in ``_select``). One gather then puts every image back in its place, the images
-    that drew no op (Identity, or an op the graph does not hold) passing through. Every image
-    pays for its own op only, and the graph is small: on a CPU its per-node cost, not the
-    pixels, is most of what a batch of small images costs.
-    """
-    N = K.numpy
-    shape = K.shape(images)
-    height, width = shape[1], shape[2]
-    affine = tuple(i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "affine")
-    pixel = tuple(i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "pixel")
-    if not affine and not pixel:
-        return images
-    order, outputs = [], []
-    if affine:
-        chosen = N.nonzero(_drew(K, op, affine))[0]
-        x, drawn, lv, sg, fl = (kernels.take_rows(K, v, chosen)
-                                for v in (images, op, level, sign, fill))
-        matrix = kernels.identity_matrix(K, K.shape(drawn)[0])
-        for index in affine:
-            spec = O.OPS[O.OP_NAMES[index]]
-            kernel = spec.kernel(K, spec.arg(K, lv, sg, height, width), height, width)
-            matrix = N.where((drawn == index)[:, None], kernel, matrix)
-        outputs.append(kernels.warp(K, x, matrix, fl))
-        order.append(chosen)
-    for index in pixel:
-        spec = O.OPS[O.OP_NAMES[index]]
-        chosen = N.nonzero(op == index)[0]
-        x, lv, sg, rd, fl = (kernels.take_rows(K, v, chosen)
-                             for v in (images, level, sign, rand, fill))
-        outputs.append(spec.apply(K, x, spec.arg(K, lv, sg, height, width), rd, fl))
-        order.append(chosen)
-    unchanged = N.nonzero(N.logical_not(_drew(K, op, affine + pixel)))[0]
-    outputs.append(kernels.take_rows(K, images, unchanged))
-    order.append(unchanged)
-    # position p of the outputs holds image order[p]: argsort inverts the permutation
-    place = N.argsort(N.concatenate(order, axis=0))
-    return kernels.take_rows(K, N.concatenate(outputs, axis=0), place)
-
-
-def _drew(K: Any, op: Any, indices: tuple[int, ...]) -> Any:
-    """Per image, whether its drawn op is one of ``indices`` (one lookup in a constant)."""
-    member = [1 if i in indices else 0 for i in range(len(O.OP_NAMES))]
-    table = K.convert_to_tensor(member, dtype="int32")
-    return kernels.take_rows(K, table, op) > 0
-
-
-def _select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill: Any,
-            op_indices: tuple[int, ...]) -> Any:
-    """Apply op ``op[i]`` to image ``i`` with static shapes (for XLA).
-
-    One warp applies every image's geometric op; each pixel op runs on the whole batch and
-    each image keeps the result of the op it drew.
-    """
-    N = K.numpy
-    shape = K.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-
-    def arg(index: int) -> Any:
-        return O.OPS[O.OP_NAMES[index]].arg(K, level, sign, height, width)
-
-    affine = [i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "affine"]
-    out = images
-    if affine:
-        matrix = kernels.identity_matrix(K, batch)
-        for index in affine:
-            kernel = O.OPS[O.OP_NAMES[index]].kernel(K, arg(index), height, width)
-            matrix = N.where((op == index)[:, None], kernel, matrix)
-        out = kernels.warp(K, images, matrix, fill)
-    for index in op_indices:
-        spec = O.OPS[O.OP_NAMES[index]]
-        if spec.kind == "pixel":
-            changed = spec.apply(K, images, arg(index), rand, fill)
-            out = N.where(N.reshape(op == index, (-1, 1, 1, 1)), changed, out)
-    return out
 
 
 def load_policy(path: str | os.PathLike[str], *, base: bool = False,

@@ -17,7 +17,6 @@ from typing import Any
 from policysearch.config.experiment import Experiment
 from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
-from policysearch.evidence.cost import cost_text
 from policysearch.policy.definition import Policy
 from policysearch.search.base_choice import BaseChoice, choose_base
 from policysearch.search.learning_check import BudgetCannotLearn, check_learning
@@ -34,6 +33,7 @@ from policysearch.search.worker import (
     stop_workers,
     terminate,
 )
+from policysearch.study.cost import cost_text
 from policysearch.study.record import read_study, read_trial, update_study
 from policysearch.study.spaces import SearchSpace
 from policysearch.study.storage import budget_lock, redact

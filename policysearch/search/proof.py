@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.experiment import Experiment
-from policysearch.evidence.cost import cost_text
 from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.paths import RESULTS_DIR
 from policysearch.policy.baselines import same_baseline
 from policysearch.search.tally import search_tally
 from policysearch.search.targets import targets
+from policysearch.study.cost import cost_text
 
 
 def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None,

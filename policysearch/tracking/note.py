@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from policysearch.study.cost import cost_text, measured
+
 PLOTS = (
     ("optimization_history.png",
      "each searched trial's search-validation accuracy (dots), the best so far (line) and the "
@@ -93,13 +95,11 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> list[str]:
     level = fidelity.get("interval_level")
     if parts and level:
         parts[-1] += f" ({100 * level:.0f} % seed-resampling range, not a confidence interval)"
-    cost = fidelity.get("cost_ratio_median", fidelity.get("cost_ratio"))
-    guess = fidelity.get("cost_estimate")  # when not timed on one machine (evidence.cost)
-    if cost is not None and math.isfinite(cost):
+    if measured(fidelity) is not None:
         median = " (median seconds)" if "cost_ratio_median" in fidelity else ""
-        parts.append(f"cost proxy/target {cost:.2f}{median}")
-    elif guess is not None:
-        parts.append(f"cost proxy/target ~{guess:.2f} (estimated: not timed on one machine)")
+        parts.append(f"cost proxy/target {cost_text(fidelity)}{median}")
+    elif fidelity.get("cost_estimate") is not None:
+        parts.append(f"cost proxy/target {cost_text(fidelity)}")
     if fidelity.get("policies"):
         parts.append(f"{len(fidelity['policies'])} policies x {len(fidelity.get('seeds', []))} "
                      "seeds")

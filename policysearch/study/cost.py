@@ -52,12 +52,19 @@ def estimate(proxy_size: int | None, proxy_trainer: dict[str, Any], target_size:
     return images * epochs * width
 
 
-def cost_text(analysis: dict[str, Any], *, seconds: bool = False) -> str:
-    """The median cost ratio as shown everywhere: ``0.48``, or ``~0.50 (estimated: ...)`` when
-    the runs were not timed on one machine; with ``seconds``, the medians beside it."""
+def measured(analysis: dict[str, Any]) -> float | None:
+    """The cost ratio timed on one machine (median seconds where known), or None."""
     ratio = analysis.get("cost_ratio_median", analysis.get("cost_ratio"))
-    if ratio is not None and math.isfinite(ratio):
-        if not seconds:
+    return float(ratio) if ratio is not None and math.isfinite(ratio) else None
+
+
+def cost_text(analysis: dict[str, Any], *, seconds: bool = False, short: bool = False) -> str:
+    """The median cost ratio as shown everywhere: ``0.48``, or ``~0.50 (estimated: ...)`` when
+    the runs were not timed on one machine; with ``seconds``, the medians beside it; with
+    ``short``, the figure alone (``0.48``, ``~0.50``, ``not measured``)."""
+    ratio = measured(analysis)
+    if ratio is not None:
+        if not seconds or short:
             return f"{ratio:.2f}"
         med = analysis.get("median_seconds_per_run") or {}
         p, t = med.get("proxy", math.nan), med.get("target", math.nan)
@@ -65,15 +72,17 @@ def cost_text(analysis: dict[str, Any], *, seconds: bool = False) -> str:
     guess = analysis.get("cost_estimate")
     why = "the proxy's runs and the target's were timed on different machines"
     if guess is None:
-        return f"not measured ({why})"
+        return "not measured" if short else f"not measured ({why})"
+    if short:
+        return f"~{guess:.2f}"
     return f"~{guess:.2f} (estimated from images x epochs x width: {why})"
 
 
 def decisive(analysis: dict[str, Any]) -> float:
     """The cost a rule compares: the measured median ratio, else the estimate, else NaN."""
-    ratio = analysis.get("cost_ratio_median", analysis.get("cost_ratio"))
-    if ratio is not None and math.isfinite(ratio):
-        return float(ratio)
+    ratio = measured(analysis)
+    if ratio is not None:
+        return ratio
     guess = analysis.get("cost_estimate")
     return math.nan if guess is None else float(guess)
 
