@@ -16,7 +16,7 @@ from policysearch.augment import ops as O
 
 
 def dispatch(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill: Any,
-              op_indices: tuple[int, ...]) -> Any:
+             op_indices: tuple[int, ...]) -> Any:
     """Apply op ``op[i]`` to image ``i``: each op runs on the images that drew it alone.
 
     For dynamic shapes (TensorFlow): gathers the images of each pixel op and applies the op to
@@ -68,7 +68,7 @@ def drew(K: Any, op: Any, indices: tuple[int, ...]) -> Any:
 
 
 def select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill: Any,
-            op_indices: tuple[int, ...]) -> Any:
+           op_indices: tuple[int, ...]) -> Any:
     """Apply op ``op[i]`` to image ``i`` with static shapes (for XLA).
 
     One warp applies every image's geometric op; each pixel op runs on the whole batch and
