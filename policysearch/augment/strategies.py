@@ -29,8 +29,7 @@ def dispatch(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fil
     N = K.numpy
     shape = K.shape(images)
     height, width = shape[1], shape[2]
-    affine = tuple(i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "affine")
-    pixel = tuple(i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "pixel")
+    affine, pixel = _by_kind(op_indices)
     if not affine and not pixel:
         return images
     order, outputs = [], []
@@ -38,11 +37,7 @@ def dispatch(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fil
         chosen = N.nonzero(drew(K, op, affine))[0]
         x, drawn, lv, sg, fl = (kernels.take_rows(K, v, chosen)
                                 for v in (images, op, level, sign, fill))
-        matrix = kernels.identity_matrix(K, K.shape(drawn)[0])
-        for index in affine:
-            spec = O.OPS[O.OP_NAMES[index]]
-            kernel = spec.kernel(K, spec.arg(K, lv, sg, height, width), height, width)
-            matrix = N.where((drawn == index)[:, None], kernel, matrix)
+        matrix = geometric_matrix(K, drawn, lv, sg, height, width, affine)
         outputs.append(kernels.warp(K, x, matrix, fl))
         order.append(chosen)
     for index in pixel:
@@ -76,22 +71,34 @@ def select(K: Any, images: Any, op: Any, level: Any, sign: Any, rand: Any, fill:
     """
     N = K.numpy
     shape = K.shape(images)
-    batch, height, width = shape[0], shape[1], shape[2]
-
-    def arg(index: int) -> Any:
-        return O.OPS[O.OP_NAMES[index]].arg(K, level, sign, height, width)
-
-    affine = [i for i in op_indices if O.OPS[O.OP_NAMES[i]].kind == "affine"]
+    height, width = shape[1], shape[2]
+    affine, pixel = _by_kind(op_indices)
     out = images
     if affine:
-        matrix = kernels.identity_matrix(K, batch)
-        for index in affine:
-            kernel = O.OPS[O.OP_NAMES[index]].kernel(K, arg(index), height, width)
-            matrix = N.where((op == index)[:, None], kernel, matrix)
+        matrix = geometric_matrix(K, op, level, sign, height, width, affine)
         out = kernels.warp(K, images, matrix, fill)
-    for index in op_indices:
+    for index in pixel:
         spec = O.OPS[O.OP_NAMES[index]]
-        if spec.kind == "pixel":
-            changed = spec.apply(K, images, arg(index), rand, fill)
-            out = N.where(N.reshape(op == index, (-1, 1, 1, 1)), changed, out)
+        changed = spec.apply(K, images, spec.arg(K, level, sign, height, width), rand, fill)
+        out = N.where(N.reshape(op == index, (-1, 1, 1, 1)), changed, out)
     return out
+
+
+def geometric_matrix(K: Any, op: Any, level: Any, sign: Any, height: Any, width: Any,
+                     affine: tuple[int, ...]) -> Any:
+    """Per image, PIL's affine map (B, 6) of its op when that op is one of the geometric ops
+    ``affine``, else the identity: one warp then applies every image's geometric op."""
+    N = K.numpy
+    matrix = kernels.identity_matrix(K, K.shape(op)[0])
+    for index in affine:
+        spec = O.OPS[O.OP_NAMES[index]]
+        kernel = spec.kernel(K, spec.arg(K, level, sign, height, width), height, width)
+        matrix = N.where((op == index)[:, None], kernel, matrix)
+    return matrix
+
+
+def _by_kind(op_indices: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``op_indices`` split into the geometric (affine) ops and the pixel ops, in order."""
+    kinds = {i: O.OPS[O.OP_NAMES[i]].kind for i in op_indices}
+    return (tuple(i for i, k in kinds.items() if k == "affine"),
+            tuple(i for i, k in kinds.items() if k == "pixel"))

@@ -95,11 +95,10 @@ def fidelity_section(fidelity: dict[str, Any] | None) -> list[str]:
     level = fidelity.get("interval_level")
     if parts and level:
         parts[-1] += f" ({100 * level:.0f} % seed-resampling range, not a confidence interval)"
-    if measured(fidelity) is not None:
-        median = " (median seconds)" if "cost_ratio_median" in fidelity else ""
+    timed = measured(fidelity) is not None
+    if timed or fidelity.get("cost_estimate") is not None:  # else nothing to show
+        median = " (median seconds)" if timed and "cost_ratio_median" in fidelity else ""
         parts.append(f"cost proxy/target {cost_text(fidelity)}{median}")
-    elif fidelity.get("cost_estimate") is not None:
-        parts.append(f"cost proxy/target {cost_text(fidelity)}")
     if fidelity.get("policies"):
         parts.append(f"{len(fidelity['policies'])} policies x {len(fidelity.get('seeds', []))} "
                      "seeds")
