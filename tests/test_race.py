@@ -59,9 +59,15 @@ def test_a_clear_gain_is_exported_after_the_minimum_seeds() -> None:
     assert decision.searched_exported and decision.winner["label"] == "RA9"
     assert decision.gain_over_baseline["lower"] > 0
     assert decision.gain_over_crop_flip["lower"] > 0
-    assert decision.looks == 1 and len(decision.seeds) == 3
+    assert decision.looks == 1 and len(decision.seeds) == 3 and decision.outcome == "export"
     assert decision.sentence.startswith("RA9 changes accuracy over crop+flip by +9.")
-    assert "95 % lower bound" in decision.sentence and "selection split" in decision.sentence
+    # one level everywhere: the first look's nominal level over 2 candidates
+    level = 100 * decision.confidence
+    assert f"{level:.3g} % lower bound" in decision.sentence and level > 99
+    assert decision.gain_over_baseline["confidence"] == decision.confidence
+    assert all(r["gain_over_baseline"]["confidence"] == decision.confidence
+               for r in decision.table if "gain_over_baseline" in r)
+    assert "selection split" in decision.sentence
 
 
 def test_a_gain_inside_the_noise_exports_the_baseline_and_says_why() -> None:
@@ -70,8 +76,29 @@ def test_a_gain_inside_the_noise_exports_the_baseline_and_says_why() -> None:
     decision = race(entrants(), evaluate, CONFIG, log=lambda _: None)
     assert not decision.searched_exported
     assert decision.winner["label"] == "baseline trivialaugment"
-    assert "does not beat baseline trivialaugment beyond the seed noise" in decision.reason
     assert decision.gain_over_baseline["lower"] <= 0
+    if decision.outcome == "undecided":
+        assert "undecided at this budget: RA9's gain over baseline trivialaugment is between" \
+            in decision.reason and "the seeds run could detect" in decision.reason
+    else:  # this draw put it below the baseline before the seeds ran out
+        assert decision.outcome == "no gain"
+        assert "no searched candidate is above baseline trivialaugment" in decision.reason
+
+
+def test_an_undecided_race_says_what_it_could_detect_and_what_would_decide() -> None:
+    # a small true gain, well inside the noise of 3-4 seeds
+    evaluate, _ = simulate({"RA9": 0.505, "baseline trivialaugment": 0.50,
+                            "baseline crop_flip": 0.49}, noise=0.01, seed_spread=0.0)
+    config = RaceConfig(top_k=1, min_seeds=3, max_seeds=4, confidence=0.95)
+    trio = [entrant("RA9", "candidate"), entrant("trivialaugment", "baseline"),
+            entrant("crop_flip", "reference")]
+    decision = race(trio, evaluate, config, log=lambda _: None)
+    assert decision.outcome == "undecided", decision.reason
+    assert decision.winner["label"] in ("baseline trivialaugment", "baseline crop_flip")
+    assert "is between" in decision.reason and "seeds (race.max_seeds) would detect" \
+        in decision.reason or "more seeds" in decision.reason
+    assert decision.sentence.startswith("Undecided at this budget")
+    assert decision.plan["detectable"] > 0.005
 
 
 def test_no_measurable_gain_keeps_crop_flip() -> None:
@@ -94,8 +121,9 @@ def test_close_contenders_get_more_seeds_and_separated_ones_leave() -> None:
     assert per["RA9"] == per["baseline trivialaugment"] == per["baseline crop_flip"]
     out = {row["label"]: row["out_after"] for row in decision.table}
     assert out["RA5"] == CONFIG.min_seeds
-    assert decision.looks > 1 and decision.confidence > CONFIG.confidence  # Bonferroni
+    assert decision.looks > 1 and decision.confidence > CONFIG.confidence  # spent, Bonferroni
     assert decision.winner["label"] == "baseline trivialaugment"
+    assert decision.plan["seeds"] >= per["RA9"] and "seeds detect a gain" in decision.plan["text"]
 
 
 def test_results_of_an_interrupted_race_are_reused() -> None:
@@ -181,7 +209,7 @@ def test_the_screen_sends_its_best_candidates_and_the_best_baseline_to_the_race(
     assert {label for label, _ in final_calls} == {c.label for c in finalists}
     assert all(s < SCREEN_SEED_BASE for _, s in final_calls)
     assert decision.winner["label"] == "RA6" and decision.gain_over_baseline["lower"] > 0
-    assert "Bonferroni" in decision.test
+    assert "Bonferroni" in decision.test and "alpha spending" in decision.test
 
 
 def test_crop_flip_the_best_baseline_goes_on_as_the_baseline() -> None:

@@ -33,10 +33,12 @@ def budget_stamp(config: dict[str, Any], train_size: int | None,
                  trainer: dict[str, Any]) -> str:
     """Changes with anything that changes a run's accuracy at this budget: the data and its
     splits (the pool the images are drawn from is the target's), the base augmentation, the
-    number of images and the trainer (not where augmentation runs)."""
+    number of images and the trainer (not where augmentation runs, nor how far the selection
+    split grows with images no training uses)."""
     relevant = {
         "dataset": config["dataset"], "base_augment": config["base_augment"],
-        "data": {k: v for k, v in config["data"].items() if k not in ("data_dir", "train_size")},
+        "data": {k: v for k, v in config["data"].items()
+                 if k not in ("data_dir", "train_size", "selection_max")},
         "pool": config["target"]["train_size"], "train_size": train_size,
         "trainer": {k: v for k, v in trainer.items() if k != "placement"},
     }

@@ -35,6 +35,10 @@ class DataConfig:
     selection_size: int | str = option(
         "auto", low=1, auto=True, doc="selection images (the race chooses the winner; auto: "
         "15 % of the training part, at least 5 a class, at most 2,000)")
+    selection_max: int = option(
+        10000, low=0, doc="the race's selection split grows to this many images with training "
+        "images no split uses (a target of fixed size leaves them); a larger split tells "
+        "closer policies apart (its evaluation noise is about 50/sqrt(images) points)")
     split_seed: int = option(0, low=0)
     data_dir: str | None = option(None, doc="folder holding NAME-images.tar.gz archives")
     image_size: int | None = option(None, low=8, high=1024,
@@ -128,7 +132,17 @@ class RaceConfig:
                                       "(with a screen: its best, the finalists)")
     min_seeds: int = option(3, low=2, doc="seeds every contender gets (paired by seed)")
     max_seeds: int = option(6, low=2, doc="seeds a close contender may reach")
-    confidence: float = option(0.95, low=0.5, high=0.999, doc="one-sided level of the lower bound")
+    confidence: float = option(0.95, low=0.5, high=0.999,
+                               doc="1 - the error rate of an export: the chance of exporting a "
+                                   "searched policy that is not better, over all looks")
+    spending: str = option("obrien-fleming", choices=("obrien-fleming", "pocock"),
+                           doc="how that error is spent over the looks (seed counts min_seeds "
+                               "to max_seeds): Lan-DeMets spending function")
+    min_effect: float = option(0.5, low=0.0, high=100.0,
+                               doc="the smallest gain (accuracy points) worth detecting: the "
+                                   "race plans its seeds for it")
+    power: float = option(0.8, low=0.5, high=0.999,
+                          doc="chance the planned seeds detect a gain of min_effect")
     budget: str = option("proxy", choices=("proxy", "target"), doc="which training the race runs")
     screen: ScreenConfig = field(default_factory=ScreenConfig)
 
@@ -243,11 +257,13 @@ def dataset_experiment(dataset: str) -> Path:
 def load_experiment(name: str | None = None, *, dataset: str | None = None, smoke: bool = False,
                     overrides: dict[str, Any] | None = None,
                     calibrated: bool = True) -> Experiment:
-    """Load an experiment file (or the defaults), then smoke overrides, then ``overrides``.
+    """The one place a run's configuration is resolved, in this order: the experiment file (or
+    the defaults), its ``smoke`` block (``--smoke``), the calibrated proxy, the command line
+    (``overrides``), then automatic values. Every layer is validated once all are applied.
 
     With ``calibrated`` (and ``calibrate.use``), the proxy ``policysearch calibrate`` picked for
-    this very target replaces the file's (``policysearch.config.calibration``); proxy keys in
-    ``overrides`` still win.
+    this very target replaces the file's (``policysearch.config.calibration``); proxy keys given
+    on the command line still win. An option left unset (``None``) never replaces anything.
 
     With no name, ``experiments/<dataset>.yaml`` is used if it exists, else the defaults.
     ``overrides`` maps dotted keys (``trainer.epochs``) to values; ``None`` values are ignored.
@@ -257,6 +273,7 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     raw: dict[str, Any] = {}
     origin = "defaults"
     path: Path | None = None
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
     if name is not None:
         path = find_experiment(name)
         if not path.exists():
@@ -269,6 +286,8 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     if dataset is not None:
         raw["dataset"] = dataset
     if smoke:
+        # the file's own values first: a smoke block hides none of its errors
+        check_experiment(build(Experiment, raw, origin, ""), origin)
         smoke_overrides = raw.get("smoke", {})
         if not isinstance(smoke_overrides, dict):
             raise ConfigError(f"{origin}: key 'smoke': expected a mapping")
@@ -276,7 +295,7 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         if isinstance(raw.get("search", {}), dict):
             raw = _merge(raw, {"search": {"learning_check": "warn"}})
         raw = _merge(raw, smoke_overrides)
-    _set_dotted(raw, overrides or {}, origin)
+    _set_dotted(raw, given, origin)
     # the target's trainer is the proxy's, with the target's own keys on top
     target = raw.get("target", {})
     if isinstance(target, dict) and isinstance(target.get("trainer", {}), dict):
@@ -284,9 +303,24 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
         raw["target"] = {**target, "trainer": _merge(proxy_trainer, target.get("trainer", {}))}
     experiment = build(Experiment, raw, origin, "")
     experiment.source = origin
-    given = {k for k, v in (overrides or {}).items() if v is not None}
     experiment.auto_epochs = (path is None and not smoke
-                              and not given & {"trainer.epochs", "target.trainer.epochs"})
+                              and not set(given) & {"trainer.epochs", "target.trainer.epochs"})
+    check_experiment(experiment, origin)
+    _resolve_auto(experiment)
+    if calibrated and experiment.calibrate.use:
+        from policysearch.config.calibration import calibration_path, proxy_overrides
+
+        picked = proxy_overrides(experiment.to_dict(), calibration_path(experiment.name, smoke))
+        if picked:
+            # the command line's proxy keys win; unset ones (None) were dropped above
+            mine = {k: v for k, v in given.items()
+                    if k == "data.train_size" or k.startswith("trainer.")}
+            experiment = with_overrides(experiment, {**picked, **mine}, origin)
+    return experiment
+
+
+def check_experiment(experiment: Experiment, origin: str) -> None:
+    """What ``build`` cannot see key by key: names and keys that must agree."""
     unknown = [b for b in experiment.search.baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"{origin}: key 'search.baselines': unknown {unknown[0]!r}; "
@@ -294,16 +328,6 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     if experiment.race.max_seeds < experiment.race.min_seeds:
         raise ConfigError(f"{origin}: key 'race.max_seeds': {experiment.race.max_seeds} is below "
                           f"race.min_seeds ({experiment.race.min_seeds})")
-    _resolve_auto(experiment)
-    if calibrated and experiment.calibrate.use:
-        from policysearch.config.calibration import calibration_path, proxy_overrides
-
-        picked = proxy_overrides(experiment.to_dict(), calibration_path(experiment.name, smoke))
-        if picked:
-            mine = {k: v for k, v in (overrides or {}).items()
-                    if k == "data.train_size" or k.startswith("trainer.")}
-            experiment = with_overrides(experiment, {**picked, **mine}, origin)
-    return experiment
 
 
 def with_overrides(experiment: Experiment, overrides: dict[str, Any],
@@ -312,6 +336,7 @@ def with_overrides(experiment: Experiment, overrides: dict[str, Any],
     raw = experiment.to_dict()
     _set_dotted(raw, overrides, origin)
     rebuilt = build(Experiment, raw, origin, "")
+    check_experiment(rebuilt, origin)
     rebuilt.source = experiment.source
     rebuilt.auto_epochs = experiment.auto_epochs
     return rebuilt

@@ -68,8 +68,13 @@ class Splits:
 
 
 def carve(labels: np.ndarray, *, val_size: int, selection_size: int, target_size: int | None,
-          proxy_size: int | None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Sorted index sets per role: val, selection and target disjoint, proxy inside target."""
+          proxy_size: int | None, seed: int = 0,
+          selection_max: int = 0) -> dict[str, np.ndarray]:
+    """Sorted index sets per role: val, selection and target disjoint, proxy inside target.
+
+    ``selection_size`` images are set apart before the target is drawn; when the target has a
+    fixed size and leaves images unused, the selection split then grows with them, stratified,
+    up to ``selection_max`` images in all (drawn last, so the other splits do not change)."""
     n = len(labels)
     held = val_size + selection_size
     if held >= n:
@@ -92,6 +97,10 @@ def carve(labels: np.ndarray, *, val_size: int, selection_size: int, target_size
     rest = np.setdiff1d(rest, selection)
     target = rest if target_size is None else stratified(labels, rest, target_size, rng)
     proxy = target if proxy_size is None else stratified(labels, target, proxy_size, rng)
+    unused = np.setdiff1d(rest, target)
+    extra = min(len(unused), selection_max - selection_size)
+    if extra > 0:
+        selection = np.concatenate([selection, stratified(labels, unused, extra, rng)])
     return {"proxy": np.sort(proxy), "target": np.sort(target), "val": np.sort(val),
             "selection": np.sort(selection)}
 
@@ -176,7 +185,13 @@ def load_splits(experiment: Any) -> Splits:
     exp.data.val_size, exp.data.selection_size, exp.data.train_size = val, selection, proxy
     index = carve(part.y, val_size=exp.data.val_size, selection_size=exp.data.selection_size,
                   target_size=exp.target.train_size, proxy_size=exp.data.train_size,
-                  seed=exp.data.split_seed)
+                  seed=exp.data.split_seed, selection_max=exp.data.selection_max)
+    grown = len(index["selection"]) - exp.data.selection_size
+    if grown > 0:
+        note = "; ".join(filter(None, [note, (
+            f"selection grown from {exp.data.selection_size} to {len(index['selection'])} "
+            f"images with training images no split uses (data.selection_max "
+            f"{exp.data.selection_max})")]))
     sparse = too_few(part.y, index, part.classes)
     if sparse:
         import warnings

@@ -187,7 +187,9 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
     base = experiment.base_augment
     return (f"target (what the policy is for): {one('target')}; proxy (scores each trial): "
             f"{one('proxy')}; search validation {len(splits.val)} images, selection "
-            f"{len(splits.selection)} images (the race), test split: never read; base "
+            f"{len(splits.selection)} images (the race; one accuracy's sampling noise is at "
+            f"most {50 / max(1, len(splits.selection)) ** 0.5:.2f} pts sd, 50/sqrt(images)), "
+            "test split: never read; base "
             f"augmentation: crop padding {base.crop_padding} px, flip "
             f"{'on' if base.flip else 'off'}"
             + "".join(f"\n{line}" for line in why))

@@ -1,23 +1,31 @@
 """Choosing the winner: a race on the selection split, paired by seed, and the export rule.
 
-The top searched policies (distinct, by search-validation value) and the best baseline are
-re-trained with seeds ``RACE_SEED_BASE + i``; every contender at seed ``s`` starts from the same
-weights and sees the same batches (common random numbers), and all are scored on the selection
-split, which no trial has seen. After ``min_seeds`` seeds each, the race is a sequence of paired
-one-sided t-tests against the leader: a contender whose paired gain's upper bound is below zero
-is out; seeds are added to the others, one at a time, until the best candidate and the best
-baseline are separated (or only one contender is left) or ``max_seeds`` is reached.
+The top searched policies (distinct, by search-validation value), the best baselines and
+crop+flip are re-trained with seeds ``RACE_SEED_BASE + i``; every contender at seed ``s`` starts
+from the same weights and sees the same batches (common random numbers), and all are scored on
+the selection split, which no trial has seen.
 
-The export rule: the best searched candidate is exported only when the one-sided lower bound of
-its paired gain over the best baseline is above zero, at the configured confidence divided by the
-number of times the race looked (Bonferroni), so adding seeds cannot manufacture a gain.
-Otherwise the best baseline is exported, and the decision says so and why. Crop+flip is trained
-at every seed too: it is the reference the decision is stated against, and whatever would be
-exported must beat it by the same rule, else crop+flip is exported ("no measurable gain").
+The race is a group-sequential test (``policysearch.evidence.sequential``): one look at every
+seed count from ``min_seeds`` to ``max_seeds``, fixed in advance, and ``1 - confidence`` spent
+over them. At each look the best candidate still in is exported when its paired one-sided
+t-test over the best baseline still in, and over crop+flip, is below the look's nominal level
+divided by the number of candidates (Bonferroni); so the chance of exporting a searched policy
+that is not better stays at ``1 - confidence`` however the looks fall. Candidates and baselines
+whose paired upper bound is below the best baseline leave the race (futility stops only lower
+that chance); crop+flip never leaves, it is the reference. The seeds stop at a plan made at the
+first look: enough for ``race.power`` at a gain of ``race.min_effect`` points, at most
+``max_seeds``; the report states the smallest gain those seeds could detect.
+
+Outcomes: ``export`` (a searched policy is exported), ``no gain`` (no candidate is left above
+the best baseline) or ``undecided`` (the seeds ran out; the gain's bounds and what would decide
+it are stated). When no candidate is exported, the best baseline still in is exported if it
+beats crop+flip at the same level, else crop+flip. A policy that left the race is never
+exported, and every bound in the report is at one level: the stopping look's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -111,6 +119,8 @@ class Decision:
     split: str
     test: str
     confidence: float
+    """The one level of every bound in the report: 1 - the nominal error of the look the race
+    stopped at, over the candidates (Bonferroni)."""
     looks: int
     seeds: list[int]
     table: list[dict[str, Any]] = field(default_factory=list)
@@ -118,6 +128,14 @@ class Decision:
     gain_over_crop_flip: dict[str, Any] | None = None
     candidate: str | None = None
     baseline: str | None = None
+    outcome: str = ""
+    """``export`` (a searched policy beat the baselines), ``no gain`` (no candidate left
+    above the best baseline) or ``undecided`` (the seeds ran out first)."""
+    design: dict[str, Any] | None = None
+    """The group-sequential design: looks, spending, nominal level at each look."""
+    plan: dict[str, Any] | None = None
+    """The seed plan: the measured paired spread, seeds for ``race.power`` at
+    ``race.min_effect``, and the smallest gain the seeds run could detect."""
     screen: dict[str, Any] | None = None
     """The first round that chose the finalists (``screen_round``), when there was one."""
 
@@ -128,52 +146,130 @@ class Decision:
 Evaluate = Callable[[Contender, int], float]
 
 
+@dataclass
+class _Standing:
+    """The race's state at a look: scores by key and seed, who is out, seeds so far."""
+
+    scores: dict[str, dict[int, float]]
+    seeds: list[int]
+    out: dict[str, int] = field(default_factory=dict)
+    n: int = 0
+
+    def mean(self, c: Contender) -> float:
+        have = [self.scores[c.key][s] for s in self.seeds[: self.out.get(c.key, self.n)]
+                if s in self.scores[c.key]]
+        return summarize(have).mean if have else float("-inf")
+
+    def gain(self, a: Contender, b: Contender, confidence: float) -> PairedGain:
+        used = self.seeds[: self.n]
+        return paired({s: self.scores[a.key][s] for s in used if s in self.scores[a.key]},
+                      {s: self.scores[b.key][s] for s in used if s in self.scores[b.key]},
+                      confidence)
+
+    def best(self, group: list[Contender]) -> Contender | None:
+        """The best by mean, those still in first."""
+        return max(group, key=lambda c: (c.key not in self.out, self.mean(c)), default=None)
+
+
 def race(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
          known: dict[tuple[str, int], float] | None = None,
          log: Callable[[str], None] = print) -> Decision:
     """Race ``entrants`` (see the module docstring). ``known`` holds (key, seed) results of an
-    earlier, interrupted race; ``evaluate`` trains one contender at one seed."""
-    scores: dict[str, dict[int, float]] = {c.key: {} for c in entrants}
+    earlier, interrupted race; ``evaluate`` trains one contender at one seed.
+
+    Looks at every seed count from ``min_seeds`` to ``max_seeds``; at each, the best candidate
+    still in is exported when its paired gain over the best baseline, and over crop+flip,
+    crosses the look's group-sequential boundary (``race.spending`` of ``1 - confidence``,
+    Bonferroni over the candidates). A candidate whose paired upper bound is below the best
+    baseline leaves (futility: it can only lower the error); a baseline below the best baseline
+    leaves too, crop+flip never (it is the reference). The seeds stop at the plan: enough for
+    ``race.power`` at ``race.min_effect`` from the spread measured at the first look, at most
+    ``max_seeds``.
+    """
+    from policysearch.evidence.sequential import group_sequential
+
+    st = _Standing({c.key: {} for c in entrants},
+                   [RACE_SEED_BASE + i for i in range(config.max_seeds)])
     for (key, seed), value in (known or {}).items():
-        if key in scores:
-            scores[key][seed] = value
-    seeds = [RACE_SEED_BASE + i for i in range(config.max_seeds)]
-
-    def ensure(group: list[Contender], n: int) -> None:
-        for seed in seeds[:n]:
-            for c in group:
-                if seed not in scores[c.key]:
-                    interrupts.check()  # a safe point between two trainings
-                    scores[c.key][seed] = evaluate(c, seed)
-
-    def mean(c: Contender, n: int) -> float:
-        return summarize([scores[c.key][s] for s in seeds[:n]]).mean
-
+        if key in st.scores:
+            st.scores[key][seed] = value
     racers = [c for c in entrants if c.role != "reference"]
     reference = next(c for c in entrants if c.key == BASELINES[REFERENCE].key())
-    out: dict[str, int] = {}
-    n = min(config.min_seeds, config.max_seeds)
+    candidates = [c for c in racers if c.role == "candidate"]
+    baselines = [c for c in racers if c.role == "baseline"] or [reference]
+    first = min(config.min_seeds, config.max_seeds)
+    design = group_sequential(tuple(range(first, config.max_seeds + 1)),
+                              round(1 - config.confidence, 12), config.spending)
+    split = max(1, len(candidates))
+    plan: dict[str, Any] | None = None
+    st.n = first
     looks = 0
     while True:
-        alive = [c for c in racers if c.key not in out]
-        ensure(alive + ([reference] if reference not in alive else []), n)
+        alive = [c for c in racers if c.key not in st.out]
+        for seed in st.seeds[: st.n]:
+            for c in [*alive, *([reference] if reference not in alive else [])]:
+                if seed not in st.scores[c.key]:
+                    interrupts.check()  # a safe point between two trainings
+                    st.scores[c.key][seed] = evaluate(c, seed)
         looks += 1
-        leader = max(alive, key=lambda c: mean(c, n))
+        baseline = st.best([b for b in baselines if b.key not in st.out]) or reference
         for c in alive:
-            if c is not leader and _gain(scores, c, leader, seeds[:n], config.confidence).upper < 0:
-                out[c.key] = n
-                log(f"race: {c.label} is out after {n} seeds (below {leader.label})")
-        alive = [c for c in racers if c.key not in out]
-        candidate, baseline = _pair(racers, alive, scores, seeds, out, n)
-        settled = len(alive) == 1
-        if candidate is not None and baseline is not None:
-            gain = _gain(scores, candidate, baseline, seeds[:n], config.confidence)
-            others = [c for c in alive if c not in (candidate, baseline)]
-            settled = settled or ((gain.lower > 0 or gain.upper < 0) and not others)
-        if settled or n >= config.max_seeds:
+            if c is baseline or c.key == reference.key:
+                continue
+            if st.gain(c, baseline, config.confidence).upper < 0:
+                st.out[c.key] = st.n
+                log(f"race: {c.label} is out after {st.n} seeds (below {baseline.label})")
+        if plan is None:
+            plan = _plan(st, racers, reference, design, split, config)
+            log(f"race: seed plan: {plan['text']}")
+        candidate = st.best([c for c in candidates if c.key not in st.out])
+        crossed = candidate is not None and _crosses(st, candidate, baseline, reference,
+                                                     design.level(st.n) / split)
+        if crossed or candidate is None or st.n >= min(plan["seeds"], config.max_seeds):
             break
-        n += 1
-    return _decide(entrants, racers, reference, scores, seeds, out, n, looks, config)
+        st.n += 1
+    return _decide(entrants, racers, reference, baselines, candidates, st, looks, design, plan,
+                   config)
+
+
+def _crosses(st: _Standing, candidate: Contender, baseline: Contender, reference: Contender,
+             level: float) -> bool:
+    """The candidate beats the best baseline and crop+flip at the look's nominal level."""
+    return all(st.gain(candidate, other, 1 - level).lower > 0
+               for other in {baseline.key: baseline, reference.key: reference}.values())
+
+
+def _plan(st: _Standing, racers: list[Contender], reference: Contender, design: Any,
+          split: int, config: RaceConfig) -> dict[str, Any]:
+    """Seeds for ``race.power`` at ``race.min_effect``, from the paired spread of every
+    contender against crop+flip at the first look (pooled)."""
+    from policysearch.evidence.sequential import (
+        detectable_gain,
+        pooled_paired_sd,
+        seeds_for_power,
+    )
+
+    used = st.seeds[: st.n]
+    diffs = [[st.scores[c.key][s] - st.scores[reference.key][s] for s in used]
+             for c in racers if c.key != reference.key]
+    sd, dof = pooled_paired_sd(diffs)
+    level = design.nominal[-1] / split
+    effect = config.min_effect / 100
+    if not math.isfinite(sd):
+        needed = config.max_seeds
+    else:
+        needed = seeds_for_power(sd, effect, level, config.power) or 10**6
+    seeds = max(st.n, min(config.max_seeds, needed))
+    smallest = detectable_gain(seeds, sd, level, config.power) if math.isfinite(sd) else math.inf
+    text = (f"paired spread {100 * sd:.2f} pts ({dof} df, first {st.n} seeds); "
+            + (f"{needed} seeds detect a gain of {config.min_effect:g} pts with "
+               f"{100 * config.power:.0f} % power" if needed < 10**6 else
+               f"no seed count up to 200 detects {config.min_effect:g} pts")
+            + f"; the race runs up to {seeds} (race.max_seeds {config.max_seeds}): the "
+            f"smallest gain it can detect is {100 * smallest:.2f} pts")
+    return {"sd": sd, "dof": dof, "needed": needed if needed < 10**6 else None, "seeds": seeds,
+            "min_effect": config.min_effect, "power": config.power, "level": level,
+            "detectable": smallest, "text": text}
 
 
 def screen_round(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
@@ -222,70 +318,82 @@ def screen_round(entrants: list[Contender], evaluate: Evaluate, config: RaceConf
                        "table": table, "finalists": config.top_k}
 
 
-def _gain(scores: dict[str, dict[int, float]], a: Contender, b: Contender, seeds: list[int],
-          confidence: float) -> PairedGain:
-    return paired({s: scores[a.key][s] for s in seeds if s in scores[a.key]},
-                  {s: scores[b.key][s] for s in seeds if s in scores[b.key]}, confidence)
-
-
-def _pair(racers: list[Contender], alive: list[Contender], scores: dict[str, dict[int, float]],
-          seeds: list[int], out: dict[str, int], n: int) -> tuple[Any, Any]:
-    """The best searched candidate (alive ones first) and the best baseline, by mean."""
-    def rank(c: Contender) -> tuple[int, float]:
-        have = [scores[c.key][s] for s in seeds[: out.get(c.key, n)]]
-        return (c.key not in out, summarize(have).mean)
-
-    candidates = [c for c in racers if c.role == "candidate"]
-    baselines = [c for c in racers if c.role == "baseline"]
-    return (max(candidates, key=rank, default=None), max(baselines, key=rank, default=None))
-
-
 def _decide(entrants: list[Contender], racers: list[Contender], reference: Contender,
-            scores: dict[str, dict[int, float]], seeds: list[int], out: dict[str, int], n: int,
-            looks: int, config: RaceConfig) -> Decision:
-    alive = [c for c in racers if c.key not in out]
-    candidate, baseline = _pair(racers, alive, scores, seeds, out, n)
-    level = 1 - (1 - config.confidence) / looks
-    used = seeds[:n]
+            baselines: list[Contender], candidates: list[Contender], st: _Standing, looks: int,
+            design: Any, plan: dict[str, Any], config: RaceConfig) -> Decision:
+    """What is exported and why, every bound at one level: the stopping look's."""
+    level = design.level(st.n) / max(1, len(candidates))
+    confidence = 1 - level
+    used = st.seeds[: st.n]
+    baseline = st.best([b for b in baselines if b.key not in st.out]) or reference
+    candidate = st.best(candidates)
     table = []
     for c in entrants:
-        have = {s: scores[c.key][s] for s in used if s in scores[c.key]}
+        have = {s: st.scores[c.key][s] for s in used if s in st.scores[c.key]}
         summary = summarize(list(have.values()))
         row = {"key": c.key, "label": c.label, "role": c.role, "trial": c.trial,
                "search_value": c.value, "mean": summary.mean, "std": summary.std,
-               "n": summary.n, "seeds": sorted(have), "out_after": out.get(c.key)}
-        if baseline is not None and c is not baseline and len(have) >= 2:
-            row["gain_over_baseline"] = asdict(_gain(scores, c, baseline, used, level))
+               "n": summary.n, "seeds": sorted(have), "accuracies": [have[s] for s in
+                                                                     sorted(have)],
+               "out_after": st.out.get(c.key)}
+        if c is not baseline and len(have) >= 2:
+            row["gain_over_baseline"] = asdict(st.gain(c, baseline, confidence))
         table.append(row)
-    common = {"budget": config.budget, "split": "selection", "confidence": level,
-              "test": "paired one-sided t over seeds (common random numbers), Bonferroni over "
-                      f"{looks} look(s)", "looks": looks, "seeds": used, "table": table}
+    common = {"budget": config.budget, "split": "selection", "confidence": confidence,
+              "test": (f"paired one-sided t over seeds (common random numbers), "
+                       f"group-sequential: {design.describe()}; Bonferroni over "
+                       f"{max(1, len(candidates))} candidate(s)"),
+              "looks": looks, "seeds": used, "table": table, "design": design.to_dict(),
+              "plan": {k: v for k, v in plan.items() if k != "text"} | {"text": plan["text"]}}
     gain = None
     if candidate is None:
-        winner = baseline or reference
+        winner, outcome = baseline, "no gain"
         reason = "no searched candidate completed"
     else:
-        baseline = baseline or reference
-        gain = _gain(scores, candidate, baseline, used, level)
-        winner = candidate if gain.lower > 0 else baseline
-        reason = (f"{candidate.label} beats {baseline.label}: paired gain {gain.describe()}"
-                  if gain.lower > 0 else
-                  f"{candidate.label} does not beat {baseline.label} beyond the seed noise "
-                  f"(paired gain {gain.describe()})")
-    versus = None if winner.key == reference.key else _gain(scores, winner, reference, used,
-                                                            level)
+        gain = st.gain(candidate, baseline, confidence)
+        if candidate.key not in st.out and _crosses(st, candidate, baseline, reference, level):
+            winner, outcome = candidate, "export"
+            reason = f"{candidate.label} beats {baseline.label}: paired gain {gain.describe()}"
+        elif candidate.key in st.out:
+            winner, outcome = baseline, "no gain"
+            reason = (f"no searched candidate is above {baseline.label}: the best, "
+                      f"{candidate.label}, left after {st.out[candidate.key]} seeds (paired "
+                      f"gain {gain.describe()})")
+        else:
+            winner, outcome = baseline, "undecided"
+            reason = (f"undecided at this budget: {candidate.label}'s gain over "
+                      f"{baseline.label} is between {100 * gain.lower:+.2f} and "
+                      f"{100 * gain.upper:+.2f} pts ({st.n} seeds, each a "
+                      f"{100 * confidence:.3g} % one-sided bound); {_what_decides(plan, gain)}")
+    versus = None if winner.key == reference.key else st.gain(winner, reference, confidence)
     contender = winner
-    if versus is not None and versus.lower <= 0:
+    if versus is not None and versus.lower <= 0 and winner.role != "candidate":
         reason += (f"; {winner.label} is not measurably better than crop+flip (paired gain "
                    f"{versus.describe()})")
         winner = reference
     reason += f": {winner.label} is exported"
     return Decision(winner=_winner(winner), searched_exported=winner.role == "candidate",
-                    reason=reason, sentence=_sentence(winner, contender, versus, config),
+                    reason=reason, sentence=_sentence(winner, contender, versus, outcome,
+                                                      config),
                     gain_over_baseline=None if gain is None else asdict(gain),
                     gain_over_crop_flip=None if versus is None else asdict(versus),
                     candidate=None if candidate is None else candidate.label,
-                    baseline=None if baseline is None else baseline.label, **common)
+                    baseline=baseline.label, outcome=outcome, **common)
+
+
+def _what_decides(plan: dict[str, Any], gain: PairedGain) -> str:
+    """What would tell the undecided pair apart: the seeds for the gain seen, at the plan's
+    level and power."""
+    from policysearch.evidence.sequential import seeds_for_power
+
+    needed = seeds_for_power(gain.std, gain.mean, plan["level"], plan["power"]) \
+        if gain.mean > 0 else None
+    head = (f"the seeds run could detect {100 * plan['detectable']:.2f} pts"
+            if math.isfinite(plan["detectable"]) else "the seeds run could detect no gain")
+    if needed is None:
+        return head + "; a larger selection split or more seeds (race.max_seeds) would narrow it"
+    return (head + f"; about {needed} seeds (race.max_seeds) would detect the gain seen, or a "
+            "larger selection split")
 
 
 def _winner(c: Contender) -> dict[str, Any]:
@@ -293,7 +401,7 @@ def _winner(c: Contender) -> dict[str, Any]:
             "trial": c.trial}
 
 
-def _sentence(winner: Contender, best: Contender, versus: PairedGain | None,
+def _sentence(winner: Contender, best: Contender, versus: PairedGain | None, outcome: str,
               config: RaceConfig) -> str:
     """The decision in one sentence, against crop+flip."""
     where = (f"on the selection split at the {config.budget} budget"
@@ -302,4 +410,7 @@ def _sentence(winner: Contender, best: Contender, versus: PairedGain | None,
     if winner.key != BASELINES[REFERENCE].key() and versus is not None:
         return f"{winner.label} changes accuracy over crop+flip by {versus.describe()} {where}."
     measured = "" if versus is None else f" ({best.label}: {versus.describe()})"
+    if outcome == "undecided":
+        return (f"Undecided at this budget {where}: no policy is shown better than crop+flip; "
+                f"keep crop+flip{measured}.")
     return f"No measurable gain over crop+flip {where}: keep crop+flip{measured}."
