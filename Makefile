@@ -3,7 +3,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PS := $(VENV)/bin/policysearch
-STAMP := $(VENV)/.installed
+# GPU=1: TensorFlow with its CUDA wheels (the gpu extra); GPU=0: the CPU build. Unset: the GPU
+# build on Linux x86_64 when `nvidia-smi -L` lists an NVIDIA GPU, else the CPU build.
+ifeq ($(origin GPU),undefined)
+GPU := $(shell [ "$$(uname -sm)" = "Linux x86_64" ] && nvidia-smi -L 2>/dev/null | grep -q '^GPU ' && echo 1 || echo 0)
+endif
+BUILD = $(if $(filter-out 0 1,$(GPU)),$(error GPU must be 1 or 0, got '$(GPU)'),$(if $(filter 1,$(GPU)),gpu,cpu))
+STAMP = $(VENV)/.installed-$(BUILD)
 
 DATASET ?= cifar10
 # Named datasets (DATASET=cifar10, DATASET=mnist) are <name>-images.tar.gz in DATA_DIR:
@@ -59,9 +65,11 @@ help:
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]' 2>&1 \
+	@echo "make: installing the $* build of TensorFlow (GPU=$(GPU); GPU=0 or GPU=1 overrides)"
+	$(if $(filter gpu,$*),$(VENV)/bin/pip uninstall --quiet -y tensorflow-cpu 2>/dev/null || true,)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev,$*]' 2>&1 \
 		| grep -v "is ignored: it is neither a file nor a directory" || true
 	$(VENV)/bin/python -c "from policysearch.cli import quiet; quiet.install(); \
 		import policysearch, keras, optuna, mlflow, tensorflow" \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -46,3 +47,21 @@ def check_writable_file(path: str | os.PathLike[str], what: str) -> Path:
         raise PolicySearchError(f"{what} {text}: cannot write in {where} "
                                 f"({err.strerror or err})") from None
     return target
+
+
+def write_atomic(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to a temporary name beside ``path``, then rename it into place: a
+    reader (or a crash) never sees half a file."""
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = content.encode() if isinstance(content, str) else content
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -26,7 +26,7 @@ def test_a_flip_that_costs_is_turned_off_and_a_crop_inside_the_noise_is_kept() -
     choice = choose_base(trials(spec))
     assert choice.changes == {"flip": False}
     assert choice.suffix == "flip off"
-    assert "race also runs the stock baselines" in choice.sentence()
+    assert "score higher with the base flip off" in choice.sentence()
     assert len(choice.evidence) == 2 and "Welch" in choice.evidence[0]
 
 
@@ -34,7 +34,7 @@ def test_a_flip_that_helps_stays_and_the_base_is_the_experiments() -> None:
     spec = [(True, True, 0.55)] * 12 + [(False, True, 0.52)] * 8
     choice = choose_base(trials(spec))
     assert choice.changes == {} and choice.suffix == ""
-    assert "keep the experiment's base" in choice.sentence()
+    assert "do not score higher" in choice.sentence()
 
 
 def test_too_few_trials_on_one_side_decide_nothing() -> None:
@@ -47,7 +47,8 @@ def test_too_few_trials_on_one_side_decide_nothing() -> None:
 def test_a_space_that_does_not_search_the_base_says_nothing() -> None:
     choice = choose_base(trials([(True, True, 0.5)] * 8))
     assert choice.changes == {} and choice.evidence == []
-    assert choice.sentence() == "the searched trials keep the experiment's base flip and crop"
+    assert choice.sentence() == ("the searched trials do not score higher with the base flip or "
+                                 "crop off")
 
 
 def test_the_crop_is_judged_among_the_trials_on_the_chosen_flip() -> None:

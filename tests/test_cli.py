@@ -266,7 +266,10 @@ def test_a_command_that_loads_tensorflow_speaks_first(tmp_path: Path) -> None:
                  code=code, merge=True)
     lines = result.stdout.splitlines()
     assert result.returncode == 2 and lines[-1] == "tensorflow loaded", result.stdout
-    assert lines[:-1] == [f"policysearch: error: dataset '{tmp_path / 'missing'}': no such "
+    # the device it would train on first (every training command's first line), then the error
+    cores = len(os.sched_getaffinity(0))
+    assert lines[:-1] == [f"device: CPU ({cores} cores; no GPU: no nvidia-smi)",
+                          f"policysearch: error: dataset '{tmp_path / 'missing'}': no such "
                           "folder or archive"], result.stdout
 
 

@@ -237,10 +237,10 @@ def test_an_interrupted_screen_is_resumed_from_its_rows() -> None:
     assert {s for _, s in again} == {SCREEN_SEED_BASE + 2} and len(again) == 8
 
 
-def test_the_stock_baselines_join_the_race_on_the_base_the_search_chose() -> None:
-    """With the searched trials' base (the flip off), every baseline of the study runs on it
-    too, as a baseline; one that a trial ran already (crop+flip with the flip off is crop only)
-    is that trial's row, not a second one."""
+def test_the_stock_baselines_join_the_race_on_the_base_the_candidates_use() -> None:
+    """A candidate with the flip off (one trial: no count can tell): every baseline of the
+    study runs on its base too, as a baseline; one that a trial ran already (crop+flip with the
+    flip off is crop only) is that trial's row, not a second one."""
     import optuna
 
     study = optuna.create_study(direction="maximize")
@@ -257,9 +257,9 @@ def test_the_stock_baselines_join_the_race_on_the_base_the_search_chose() -> Non
     write_trial(trial, TrialRecord(policy=searched.to_dict(), label=searched.label, seed=1,
                                    worker="w0"))
     study.tell(trial, 0.94)
-    plain = contenders(study, top_k=2)
-    assert [c.label for c in plain if c.role == "baseline"] == ["baseline crop_only"]
-    chosen = contenders(study, top_k=2, base={"flip": False}, suffix="flip off")
+    # the candidate trains with the flip off: whatever the count of trials on each side, the
+    # stock baselines race on its base too
+    chosen = contenders(study, top_k=2)
     keys = [c.key for c in chosen]
     assert len(keys) == len(set(keys)), "one key, one row"
     assert [c.label for c in chosen if c.role == "baseline"] == [
@@ -295,13 +295,19 @@ def test_the_screen_sends_the_best_baseline_of_each_base_to_the_final() -> None:
     experiment's base out of the final: the final, at the target budget, decides between them."""
     ta_off = on_base(BASELINES["trivialaugment"], {"flip": False})
     derived = Contender(ta_off.key(), "baseline trivialaugment, flip off", ta_off.to_dict(),
-                        "baseline", on_searched_base=True)
+                        "baseline", on_searched_base=True, base="flip off")
     quality = {"RA1": 0.40, "RA2": 0.41, "RA3": 0.42, "RA4": 0.43, "RA6": 0.44,
                "baseline trivialaugment": 0.45, "baseline randaugment_n2_m9": 0.46,
                "baseline crop_flip": 0.42, "baseline trivialaugment, flip off": 0.48}
     evaluate, _ = simulate(quality, noise=0.002)
-    finalists, _ = screen_round([*screen_entrants(), derived], evaluate, STAGED,
-                                log=lambda _: None)
+    entrants_ = screen_entrants()
+    ra6 = next(c for c in entrants_ if c.label == "RA6")  # a finalist with the flip off
+    ra6.policy = on_base(Policy.from_dict(ra6.policy), {"flip": False}).to_dict()
+    finalists, _ = screen_round([*entrants_, derived], evaluate, STAGED, log=lambda _: None)
     assert [(c.label, c.role) for c in finalists] == [
         ("RA6", "candidate"), ("RA4", "candidate"), ("baseline randaugment_n2_m9", "baseline"),
         ("baseline trivialaugment, flip off", "baseline"), ("baseline crop_flip", "reference")]
+    # with every finalist on the experiment's base, that base's best baseline goes on alone
+    finalists, _ = screen_round([*screen_entrants(), derived], evaluate, STAGED,
+                                log=lambda _: None)
+    assert "baseline trivialaugment, flip off" not in [c.label for c in finalists]

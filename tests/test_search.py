@@ -240,8 +240,23 @@ def test_shipped_cifar10_experiment_smoke_on_real_images(data_dir: Path, tmp_pat
     assert "| policy | test accuracy (mean ± std) | seeds | policy's paired gain |" in text
     assert "95 % lower bound" in text and "Wall time per stage: fidelity" in text
     assert "Search decision (selection split only): " in text
-    assert ("changes accuracy over crop+flip" in text) or ("No measurable gain" in text)
+    assert any(words in text for words in ("changes accuracy over crop+flip",
+                                           "No measurable gain", "Undecided at this budget"))
+    # the race's design, its seed plan and every per-seed accuracy are in the results
+    assert "## The race" in text and "Seed plan: paired spread" in text
+    assert "Final race, selection accuracy per seed" in text
     raw = json.loads(out.with_suffix(".json").read_text())
+    assert raw["race"]["rows"] and all("accuracy" in r for r in raw["race"]["rows"])
+    assert raw["race"]["decision"]["screen"]["table"], "the screen's table is kept"
+    assert raw["race"]["decision"]["design"]["nominal"]
+    # the race's best candidate is validated beside the export when it was not exported
+    candidate = out.with_suffix(".candidate.json")
+    if raw["race"]["candidate_file"]:
+        assert candidate.is_file() and "## The race's best candidate on test" in text
+        assert "candidate" in {r["role"] for r in raw["validate"]["rows"]}
+        assert json.loads(candidate.read_text())["source"]["exported"] is False
+    else:
+        assert raw["race"]["decision"]["outcome"] == "export" and not candidate.exists()
     assert raw["validate"]["test_size"] == 10000
     rows = raw["validate"]["rows"]
     assert {r["seed"] for r in rows} == {20000, 20001}
@@ -388,3 +403,46 @@ def test_the_groups_space_searches_flip_and_crop_end_to_end(tiny: dict[str, Path
         assert policy.crops == (trial.params["crop_padding"] != 0)
     exported = read_policy(tmp_path / "g.json")
     assert set(exported.base) == {"crop_padding", "flip"}
+
+
+def test_the_cli_with_no_size_options_trains_the_calibrated_cifar10_proxy(
+        tmp_path: Path, data_dir: Path) -> None:
+    """`policysearch search --dataset cifar10` with no size options: the study records, and the
+    first lines state, the proxy `calibrate` picked (500 images x 150 epochs), not the file's
+    250 x 40 (the unset options used to overwrite the calibrated keys). The search is stopped
+    by SIGTERM once it has said what it trains."""
+    import signal
+    import time
+
+    pick = yaml.safe_load((ROOT / "experiments" / "results" / "cifar10-calibration.yaml")
+                          .read_text())["proxy"]
+    env = _env(tmp_path, PYTHONUNBUFFERED="1",
+               POLICYSEARCH_CACHE_DIR=os.environ["POLICYSEARCH_CACHE_DIR"])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "policysearch", "search", "--dataset", "cifar10", "--data-dir",
+         str(data_dir), "--storage", f"sqlite:///{tmp_path}/optuna.db", "--study-name", "cal",
+         "--export", str(tmp_path / "cal.json")],
+        cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    seen: list[str] = []
+    deadline = time.monotonic() + 400
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            seen.append(line)
+            if line.startswith("target (what the policy is for)") or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(seen) + (rest or "")
+    size, epochs = pick["data"]["train_size"], pick["trainer"]["epochs"]
+    budgets = next(line for line in seen if line.startswith("target (what the policy is for)"))
+    assert f"proxy (scores each trial): {size} images x {epochs} epochs" in budgets, text
+    assert "picked by `calibrate`" in text
+    assert "selection 10000 images" in budgets, "grown to data.selection_max"
+    from policysearch.study.record import read_study
+
+    config = read_study(_study(tmp_path, "cal")).experiment  # what every worker trains
+    assert config["data"]["train_size"] == size
+    assert config["trainer"]["epochs"] == epochs

@@ -34,6 +34,17 @@ def count(low: int = 1, high: int | None = None, why: str = "") -> Any:
     return parse
 
 
+def given(text: str) -> str:
+    """An argparse type: a value that is not empty (an empty ``--storage ''`` or
+    ``--export ''`` must not fall back to the default in silence)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a value or leave the option out")
+    return text
+
+
+given.__name__ = "value"
+
+
 def minutes(text: str) -> float:
     """An argparse type: a positive, finite number of minutes."""
     import math
@@ -129,11 +140,14 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("search", help="search a policy and export the winner")
-    p.add_argument("--experiment", help="experiments/<NAME>.yaml or a path (default: the "
+    p.add_argument("--experiment", type=given,
+                   help="experiments/<NAME>.yaml or a path (default: the "
                    "dataset's experiment file, else built-in defaults)")
-    p.add_argument("--dataset", help="cifar10, mnist (NAME-images.tar.gz in the data "
+    p.add_argument("--dataset", type=given,
+                   help="cifar10, mnist (NAME-images.tar.gz in the data "
                    "directory), or a folder/.tar.gz with train/<class>/*.jpg")
-    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives "
+    p.add_argument("--data-dir", type=given,
+                   help="folder with NAME-images.tar.gz archives "
                    "(or set POLICYSEARCH_DATA_DIR)")
     p.add_argument("--space", help="search space: a name in search_spaces/ or a YAML file")
     p.add_argument("--trials", type=count(0), help="searched trials (the baselines run besides)")
@@ -170,15 +184,19 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--fidelity", metavar="JSON", help="the `policysearch fidelity` results JSON "
                    "whose measured rung agreement says where the pruner may prune (default: "
                    "experiments/results/<name>-fidelity.json, when it measured this config)")
-    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///runs/optuna.db, "
+    p.add_argument("--storage", type=given,
+                   help="Optuna storage URL (default sqlite:///runs/optuna.db, "
                    "or POLICYSEARCH_STORAGE)")
     p.add_argument("--study-name", type=study_name, help="name of the study; an existing one is "
                    "resumed (letters, digits, '_', '.', '+', '-'; it names the policy file)")
-    p.add_argument("--export", help="where to write the policy (default policies/<study>.json)")
+    p.add_argument("--export", type=given,
+                   help="where to write the policy (default policies/<study>.json)")
     p.add_argument("--workers", type=count(), default=1,
                    help="worker processes on this machine (at most one per CPU core)")
-    p.add_argument("--devices", help="comma-separated GPU ids, one per worker in turn")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default MLFLOW_TRACKING_URI, "
+    p.add_argument("--devices", type=given,
+                   help="comma-separated GPU ids, one per worker in turn")
+    p.add_argument("--tracking-uri", type=given,
+                   help="MLflow tracking URI (default MLFLOW_TRACKING_URI, "
                    "else sqlite:///runs/mlflow.db)")
     p.add_argument("--mlflow-experiment", help="MLflow experiment name "
                    "(default policysearch-<dataset>)")
@@ -189,8 +207,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="join an existing study and run its trials")
     p.add_argument("--study-name", type=study_name, required=True)
-    p.add_argument("--storage")
-    p.add_argument("--tracking-uri")
+    p.add_argument("--storage", type=given)
+    p.add_argument("--tracking-uri", type=given)
     p.add_argument("--worker-id", default=f"{os.uname().nodename}-{os.getpid()}")
     p.add_argument("--deadline", type=float, help="stop claiming trials after this Unix time")
     p.add_argument("--wait-for-study", type=count(0), default=0, metavar="SECONDS",
@@ -202,11 +220,13 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                        "(the only command that reads the test split); the splits and budgets "
                        "are the search's, recorded in the policy file")
     p.add_argument("policy")
-    p.add_argument("--dataset", help="the dataset (default: the one recorded in the policy "
+    p.add_argument("--dataset", type=given,
+                   help="the dataset (default: the one recorded in the policy "
                    "file); give it when the data moved")
-    p.add_argument("--experiment", help="an experiment file instead of the search's, recorded "
+    p.add_argument("--experiment", type=given,
+                   help="an experiment file instead of the search's, recorded "
                    "in the policy file")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", type=given)
     p.add_argument("--epochs", type=count(), help="target training epochs (default: the "
                    "experiment's target)")
     p.add_argument("--seeds", type=count(2), help="seeds per policy (paired)")
@@ -219,8 +239,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="decode every image to N x N (as the search did with --image-size)")
     p.add_argument("--flip-variants", action="store_true", default=None,
                    help="also train each baseline with the base flip off (validate.flip_variants)")
-    p.add_argument("--tracking-uri")
-    p.add_argument("--out", help="also write the results as JSON")
+    p.add_argument("--tracking-uri", type=given)
+    p.add_argument("--out", type=given,
+                   help="also write the results as JSON")
     p.set_defaults(handler="validate")
 
     p = sub.add_parser("show", help="print a policy in readable form")
@@ -238,8 +259,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
 
     p = sub.add_parser("preview", help="write a PNG grid of original and augmented samples")
     p.add_argument("policy")
-    p.add_argument("--dataset")
-    p.add_argument("--data-dir")
+    p.add_argument("--dataset", type=given)
+    p.add_argument("--data-dir", type=given)
     p.add_argument("--epochs", type=count(1, PREVIEW_EPOCHS, "one column per epoch"),
                    help=f"one row per image across this many epochs (at most {PREVIEW_EPOCHS})")
     p.add_argument("--images", type=count(1, PREVIEW_IMAGES, "one row per image"), default=8,
@@ -248,23 +269,24 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=count(8), metavar="N",
                    help="decode every image to N x N (as the search did with --image-size)")
     p.add_argument("--base", action="store_true", help="include the search's crop and flip")
-    p.add_argument("--out")
+    p.add_argument("--out", type=given)
     p.set_defaults(handler="preview")
 
     p = sub.add_parser("sync-mlflow", help="log to MLflow the trials it missed")
     p.add_argument("--study-name", type=study_name, required=True)
-    p.add_argument("--storage")
-    p.add_argument("--tracking-uri")
+    p.add_argument("--storage", type=given)
+    p.add_argument("--tracking-uri", type=given)
     p.set_defaults(handler="sync")
 
     p = sub.add_parser("experiment", help="search, then validate against the baselines, and "
                        "write experiments/results/<NAME>.md")
     p.add_argument("experiment")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", type=given)
     p.add_argument("--smoke", action="store_true")
-    p.add_argument("--storage")
-    p.add_argument("--tracking-uri")
-    p.add_argument("--out", help="results file (default experiments/results/<NAME>.md)")
+    p.add_argument("--storage", type=given)
+    p.add_argument("--tracking-uri", type=given)
+    p.add_argument("--out", type=given,
+                   help="results file (default experiments/results/<NAME>.md)")
     p.set_defaults(handler="experiment")
 
     p = sub.add_parser("fidelity", help="does the proxy rank policies like the target training? "
@@ -275,10 +297,13 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                    help="seeds per policy and budget (default fidelity.seeds)")
     p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries: baseline names, "
                    "RA(N,M), TA, optionally with [geometric], [colour] or [Op1,Op2]")
-    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives")
+    p.add_argument("--data-dir", type=given,
+                   help="folder with NAME-images.tar.gz archives")
     p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
-    p.add_argument("--out", help="results file (default experiments/results/<NAME>-fidelity.md)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI")
+    p.add_argument("--out", type=given,
+                   help="results file (default experiments/results/<NAME>-fidelity.md)")
+    p.add_argument("--tracking-uri", type=given,
+                   help="MLflow tracking URI")
     p.set_defaults(handler="fidelity")
 
     p = sub.add_parser("calibrate", help="pick the cheapest proxy that ranks policies as the "
@@ -291,9 +316,16 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p.add_argument("--confirm-seeds", type=count(2),
                    help="fresh seeds that confirm the pick (default calibrate.confirm_seeds)")
     p.add_argument("--panel", nargs="+", metavar="POLICY", help="panel entries, as for fidelity")
-    p.add_argument("--data-dir", help="folder with NAME-images.tar.gz archives")
+    p.add_argument("--data-dir", type=given,
+                   help="folder with NAME-images.tar.gz archives")
     p.add_argument("--smoke", action="store_true", help="apply the experiment's smoke budget")
-    p.add_argument("--out", help="the calibration file (default "
+    p.add_argument("--out", type=given,
+                   help="the calibration file (default "
                    "experiments/results/<NAME>-calibration.yaml; .md and .json beside it)")
     p.set_defaults(handler="calibrate")
+    for name in ("search", "worker", "validate", "experiment", "fidelity", "calibrate"):
+        sub.choices[name].add_argument(
+            "--allow-cpu", action="store_true",
+            help="train on the CPU even where nvidia-smi lists a GPU the framework cannot use "
+                 "(also POLICYSEARCH_ALLOW_CPU=1)")
     return parser

@@ -46,14 +46,26 @@ def cap_workers(workers: int) -> int:
     return workers
 
 
+def announce_device(args: argparse.Namespace) -> None:
+    """Print the device line; refuse ``--devices`` this machine lacks, and a GPU the framework
+    cannot use (unless ``--allow-cpu``)."""
+    from policysearch.training.device import check_devices, resolve
+
+    quiet_warnings()
+    devices = getattr(args, "devices", None)
+    if devices:
+        check_devices(devices.split(","))
+        # before any framework starts: this process is worker 0
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices.split(",")[0]
+    say(resolve(allow_cpu=getattr(args, "allow_cpu", False)).line)
+
+
 # ----------------------------------------------------------------------------------------------
 # Commands
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     quiet_warnings()
-    if args.devices:  # before any framework starts: this process is worker 0
-        os.environ["CUDA_VISIBLE_DEVICES"] = args.devices.split(",")[0]
     from policysearch.config.calibration import calibration_path, proxy_note
     from policysearch.config.experiment import load_experiment
     from policysearch.search.orchestrate import run_search
@@ -157,6 +169,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from policysearch.policy.definition import read_policy
 
     policy = read_policy(args.policy)
+    if args.out:  # before the training, not after it
+        from policysearch.paths import check_writable_file
+
+        check_writable_file(args.out, "--out")
     overrides = {"data.data_dir": args.data_dir, "data.val_size": args.val_size,
                  "data.selection_size": args.selection_size,
                  "data.image_size": args.image_size, "target.train_size": args.train_size,
@@ -188,8 +204,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.out:
         import json
 
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2, default=str))
+        from policysearch.paths import write_atomic
+
+        write_atomic(Path(args.out), json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -311,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, default in ENV_SETTINGS.items():
             env_int(name, default)
         with interrupts.interruptible() if long_running else contextlib.nullcontext():
+            if long_running:  # the first line names the device it trains on
+                announce_device(args)
             return COMMANDS[args.handler](args)
     except PolicySearchError as err:
         print(f"policysearch: error: {err}", file=sys.stderr, flush=True)

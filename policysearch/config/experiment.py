@@ -70,8 +70,8 @@ class TrainerConfig:
         "auto", low=1, high=1 << 20, auto=True, doc="images per step (auto: 256, halved down to "
         "16 until an epoch has at least 8 steps, so a small dataset still trains)")
     lr: float | str = option(
-        "auto", low=0.0, auto=True, doc="peak learning rate (SGD with Nesterov momentum; auto: "
-        "0.2 at batch 256, scaled by the square root of batch/256: 0.05 at 16)")
+        "auto", low=0.0, high=10.0, auto=True, doc="peak learning rate (SGD with Nesterov "
+        "momentum; auto: 0.2 at batch 256, scaled by the square root of batch/256: 0.05 at 16)")
     momentum: float = option(0.9, low=0.0, high=1.0)
     weight_decay: float = option(5e-4, low=0.0)
     label_smoothing: float = option(0.1, low=0.0, high=1.0)
@@ -319,8 +319,20 @@ def load_experiment(name: str | None = None, *, dataset: str | None = None, smok
     return experiment
 
 
+MAX_NAME = 100
+"""Longest experiment name: it names results files, studies and MLflow experiments."""
+
+
 def check_experiment(experiment: Experiment, origin: str) -> None:
     """What ``build`` cannot see key by key: names and keys that must agree."""
+    import re
+
+    name = experiment.name
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > MAX_NAME:
+        raise ConfigError(f"{origin}: key 'name': {name[:60]!r}{'...' if len(name) > 60 else ''}"
+                          f" is not a usable name: letters, digits, '.', '_' and '-' only, "
+                          f"starting with a letter or digit, at most {MAX_NAME} characters (it "
+                          "names files in experiments/results)")
     unknown = [b for b in experiment.search.baselines if b not in BASELINES]
     if unknown:
         raise ConfigError(f"{origin}: key 'search.baselines': unknown {unknown[0]!r}; "

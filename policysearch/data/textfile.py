@@ -43,7 +43,7 @@ def read_text(path: str | os.PathLike[str], what: str, error: type[Exception],
     if len(data) > limit:  # grew since stat
         raise error(f"{what} {path}: is over the {limit:,}-byte limit")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte-order mark, as other readers accept it
     except UnicodeDecodeError:
         raise error(f"{what} {path}: is not a {kind} file (not UTF-8); is it the right file?") \
             from None

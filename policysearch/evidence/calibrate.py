@@ -41,6 +41,7 @@ from policysearch.errors import ConfigError
 from policysearch.evidence.fidelity import PanelEntry, analyse
 from policysearch.evidence.fidelity_runs import save_json
 from policysearch.evidence.runinfo import git_commit, machine
+from policysearch.paths import write_atomic
 from policysearch.study.cost import estimate
 
 LADDER = ("images/4+epochs/2", "images/4", "epochs/4", "width/2", "images/2", "epochs/2",
@@ -338,11 +339,11 @@ def run_calibration(experiment: Experiment, panel: Sequence[PanelEntry], seeds: 
             "wall_seconds": history[-1]["wall_seconds"]}
     yaml_text = render_yaml(experiment, result, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml_text)
+    write_atomic(out, yaml_text)
     summary = {k: v for k, v in result.items() if k not in ("picked", "target")}
     summary["picked"] = result["picked"].name
     store.save(analysis=summary, **{k: v for k, v in meta.items() if k != "invocations"})
-    out.with_suffix(".md").write_text(render_markdown(experiment, result, meta, out))
+    write_atomic(out.with_suffix(".md"), render_markdown(experiment, result, meta, out))
     for line in table(result):
         log(line)
     picked = result["picked"]

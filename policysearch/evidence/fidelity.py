@@ -48,7 +48,7 @@ from policysearch.evidence.fidelity_runs import (
 from policysearch.evidence.rungs import run_curve, rung_agreement
 from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.evidence.stats import paired, pooled_std, rank_agreement, summarize
-from policysearch.paths import RESULTS_DIR
+from policysearch.paths import RESULTS_DIR, write_atomic
 from policysearch.policy.definition import Policy, randaugment, trivialaugment
 from policysearch.study.cost import cost_text, estimate, ratios
 from policysearch.training import interrupts
@@ -333,8 +333,8 @@ def run_fidelity(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seq
             "compile_seconds": compile_seconds}
     save_json(json_path, {**header, **meta, "analysis": analysis, "runs": runs})
     plot_path = out.with_suffix(".png")
-    plot_path.write_bytes(scatter_png(analysis, experiment.name))
-    out.write_text(render(experiment, analysis, meta, json_path.name, plot_path.name))
+    write_atomic(plot_path, scatter_png(analysis, experiment.name))
+    write_atomic(out, render(experiment, analysis, meta, json_path.name, plot_path.name))
     log(f"fidelity: Spearman {analysis['spearman']:+.2f} "
         f"[{analysis['spearman_interval'][0]:+.2f}, {analysis['spearman_interval'][1]:+.2f}], "
         f"Kendall {analysis['kendall']:+.2f}, cost ratio (median seconds) "

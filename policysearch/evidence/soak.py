@@ -320,6 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true",
                         help="keep the studies and the logs (kept anyway when a round fails)")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        print(f"soak: --rounds {args.rounds}: at least 1 round is needed (make soak ROUNDS=20); "
+              "docs/reliability.md is left as it is", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even started in the background
     if args.data_dir:  # the searches run in a work folder of their own
         args.data_dir = str(Path(args.data_dir).resolve())

@@ -58,8 +58,13 @@ def entries(policy: Policy, experiment: Experiment
 
 
 def validate(policy: Policy, experiment: Experiment, *, seeds: int,
-             tracking_uri: str | None = None, log: Any = print) -> dict[str, Any]:
-    """Train ``policy`` and the baselines at the target budget; test accuracy per seed."""
+             tracking_uri: str | None = None, log: Any = print,
+             also: list[tuple[str, str, Policy]] | None = None) -> dict[str, Any]:
+    """Train ``policy`` and the baselines at the target budget; test accuracy per seed.
+
+    ``also``: more entries (role, label, policy) trained at the same seeds, for example the
+    race's best candidate when it was not exported (``candidate``); each gets its own paired
+    summary against the baselines in ``summaries[role]``."""
     from policysearch.data.datasets import load_test_part
     from policysearch.data.splits import Split, load_splits
     from policysearch.training.trainer import trainer_for
@@ -70,6 +75,12 @@ def validate(policy: Policy, experiment: Experiment, *, seeds: int,
     test = Split(part.x, part.y)
     trainer = trainer_for(exp, "target", splits)
     trained, same = entries(policy, exp)  # each augmentation once
+    for role, label, extra in also or []:
+        twin = next((r for r, _, p in trained if p.key() == extra.key()), None)
+        if twin is None:
+            trained.append((role, label, extra))
+        else:
+            same.append({"role": role, "label": label, "as": twin})
     rows = []
     started = time.monotonic()
     budget = exp.target_budget
@@ -86,28 +97,32 @@ def validate(policy: Policy, experiment: Experiment, *, seeds: int,
             log(f"validate: {label} seed {seed}: test {accuracy:.4f} "
                 f"({result.seconds:.0f}s, {time.monotonic() - started:.0f}s so far)")
     summary = summarize_rows(rows)
+    summaries = {role: summarize_rows([r for r in rows if r["role"] != "policy"], subject=role)
+                 for role, _, _ in also or [] if any(r["role"] == role for r in rows)}
     _track(policy, exp, rows, tracking_uri, log)
-    return {"rows": rows, "summary": summary, "same": same, "epochs": budget.trainer.epochs,
-            "seeds": seeds,
+    return {"rows": rows, "summary": summary, "summaries": summaries, "same": same,
+            "epochs": budget.trainer.epochs, "seeds": seeds,
             "train_size": len(splits.target), "test_size": len(test),
+            "selection_size": len(splits.selection),
             "seconds": time.monotonic() - started, "dataset": exp.dataset,
             "image_shape": list(splits.image_shape)}
 
 
-def summarize_rows(rows: list[dict[str, Any]], confidence: float = 0.95) -> list[dict[str, Any]]:
-    """Mean ± std per policy, and the policy's paired gain over each baseline."""
+def summarize_rows(rows: list[dict[str, Any]], confidence: float = 0.95,
+                   subject: str = "policy") -> list[dict[str, Any]]:
+    """Mean ± std per policy, and the paired gain of ``subject`` (a role) over each other."""
     by_role: dict[str, dict[int, float]] = {}
     labels: dict[str, str] = {}
     for row in rows:
         by_role.setdefault(row["role"], {})[row["seed"]] = row["accuracy"]
         labels[row["role"]] = row["label"]
     out = []
-    policy = by_role.get("policy", {})
+    policy = by_role.get(subject, {})
     for role, values in by_role.items():
         s = summarize(list(values.values()))
         entry: dict[str, Any] = {"role": role, "label": labels[role], "mean": s.mean,
                                  "std": s.std, "n": s.n}
-        if role != "policy" and len(set(policy) & set(values)) >= 2:
+        if role != subject and len(set(policy) & set(values)) >= 2:
             gain = paired(policy, values, confidence)
             entry.update(gain=gain.mean, gain_lower=gain.lower, gain_upper=gain.upper,
                          gain_std=gain.std, p_value=gain.p_value)
@@ -115,12 +130,15 @@ def summarize_rows(rows: list[dict[str, Any]], confidence: float = 0.95) -> list
     return out
 
 
-def table(summary: list[dict[str, Any]]) -> str:
-    """The results as a Markdown table."""
-    lines = ["| policy | test accuracy (mean ± std) | seeds | policy's paired gain | "
+def table(summary: list[dict[str, Any]], subject: str = "policy") -> str:
+    """The results as a Markdown table (gains are ``subject``'s)."""
+    whose = "policy's" if subject == "policy" else f"{subject}'s"
+    lines = [f"| policy | test accuracy (mean ± std) | seeds | {whose} paired gain | "
              "95 % lower bound | one-sided p |", "|---|---|---|---|---|---|"]
     for s in summary:
-        name = s["label"] if s["role"] == "policy" else f"{s['label']} (baseline {s['role']})"
+        name = (s["label"] if s["role"] == subject else
+                f"{s['label']} ({s['role']})" if s["role"] in ("policy", "candidate") else
+                f"{s['label']} (baseline {s['role']})")
         if "gain" in s:
             gain = (f"{100 * s['gain']:+.2f} pts | {100 * s['gain_lower']:+.2f} pts | "
                     f"{s['p_value']:.3g}")

@@ -43,9 +43,9 @@ class BaseChoice:
         return " and ".join(off) + " off" if off else ""
 
     def sentence(self) -> str:
-        head = (f"the searched trials turn the base {self.suffix.removesuffix(' off')} off: the "
-                "race also runs the stock baselines that way" if self.changes else
-                "the searched trials keep the experiment's base flip and crop")
+        head = (f"the searched trials score higher with the base "
+                f"{self.suffix.removesuffix(' off')} off" if self.changes else
+                "the searched trials do not score higher with the base flip or crop off")
         return head + (" (" + "; ".join(self.evidence) + ")" if self.evidence else "")
 
 

@@ -230,10 +230,10 @@ def select_and_export(handle: StudyHandle, runner: Runner, view: Any, export_pat
     study = handle.study
     exp = handle.experiment
     screened = exp.race.screen.top_k > 0
-    base = searched_base(study)
-    log(f"base augmentation: {base.sentence()}")
+    log(f"base augmentation: {searched_base(study).sentence()}; the race runs the stock "
+        "baselines on every base its candidates train on, beside the experiment's")
     entrants = contenders(study, exp.race.screen.top_k if screened else exp.race.top_k,
-                          every_baseline=screened, base=base.changes, suffix=base.suffix)
+                          every_baseline=screened)
     if not any(c.role != "reference" for c in entrants):
         raise PolicySearchError(f"study {handle.name!r}: no trial completed, nothing to "
                                 "export; see the failure reasons above")

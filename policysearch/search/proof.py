@@ -18,7 +18,7 @@ from typing import Any
 
 from policysearch.config.experiment import Experiment
 from policysearch.evidence.runinfo import git_commit, machine
-from policysearch.paths import RESULTS_DIR
+from policysearch.paths import RESULTS_DIR, write_atomic
 from policysearch.policy.baselines import same_baseline
 from policysearch.search.tally import search_tally
 from policysearch.search.targets import targets
@@ -37,6 +37,7 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     from policysearch.evidence.validate import validate
     from policysearch.policy.definition import read_policy, write_policy
     from policysearch.search.orchestrate import run_search
+    from policysearch.study.record import read_study
     from policysearch.study.spaces import load_space
     from policysearch.study.storage import default_storage
     from policysearch.study.store import open_study
@@ -75,24 +76,38 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
     search["searched_share_of_stage"] = search["searched"]["seconds"] / stage if stage else None
 
     started = time.monotonic()
+    candidate = race_candidate(policy, experiment)
+    candidate_path = out_path.with_suffix(".candidate.json")
+    also = []
+    if candidate is not None:
+        write_policy(candidate, candidate_path)
+        also = [("candidate", candidate.label, candidate)]
+        log(f"experiment: the race's best searched candidate, {candidate.label}, was not "
+            f"exported; it is validated beside the export ({candidate_path.name})")
+    elif candidate_path.exists():
+        candidate_path.unlink()  # an earlier run's: this race exported its best candidate
     log(f"experiment: validating {policy.label} against the baselines on the test split")
     result = validate(policy, experiment, seeds=experiment.validate.seeds,
-                      tracking_uri=tracking_uri, log=log)
+                      tracking_uri=tracking_uri, log=log, also=also)
     stages["validate"] = time.monotonic() - started
     write_policy(policy, policy_path)
     plot = out_path.with_suffix(".png")
-    plot.write_bytes(paired_plot(result["rows"]))
+    write_atomic(plot, paired_plot(result["rows"]))
     samples = out_path.with_name(f"{out_path.stem}-samples.png")
-    samples.write_bytes(policy_samples(policy, experiment))
+    write_atomic(samples, policy_samples(policy, experiment))
+    stored = read_study(study)
+    race = {"decision": policy.source.get("evidence"), "rows": stored.race_rows,
+            "candidate_file": candidate_path.name if candidate is not None else None}
     raw = {"experiment": experiment.to_dict(), "search": search, "validate": result,
+           "race": race,
            "stages_seconds": {k: round(v, 1) for k, v in stages.items()},
            "machine": machine(), "command": command(name, smoke), "code": git_commit(),
            "results_json": out_path.with_suffix(".json").name, "plot": plot.name,
            "samples": samples.name,
            "fidelity": fidelity_path.name,
            "fidelity_summary": fidelity_summary(fidelity_path.with_suffix(".json"))}
-    out_path.with_suffix(".json").write_text(json.dumps(raw, indent=2, default=str) + "\n")
-    out_path.write_text(render(experiment, policy, search, result, raw, policy_path))
+    write_atomic(out_path.with_suffix(".json"), json.dumps(raw, indent=2, default=str) + "\n")
+    write_atomic(out_path, render(experiment, policy, search, result, raw, policy_path))
     log(f"experiment: wrote {out_path} and {fidelity_path}")
     if not smoke and out is None:  # the committed results: README's side-by-side follows them
         from policysearch.search.side_by_side import update_readme
@@ -100,6 +115,30 @@ def run_experiment(name: str, *, smoke: bool = False, storage: str | None = None
         if update_readme():
             log("experiment: README.md's \"Does it work?\" table updated from the results")
     return out_path
+
+
+def race_candidate(policy: Any, experiment: Experiment) -> Any:
+    """The race's best searched candidate when the export is another policy (as a policy file
+    that says it was not exported), else ``None``."""
+    from dataclasses import replace
+
+    from policysearch.policy.definition import Policy
+
+    evidence = policy.source.get("evidence") or {}
+    chosen = evidence.get("candidate_policy")
+    if not chosen:
+        return None
+    candidate = Policy.from_dict(chosen["policy"])
+    if candidate.key() == Policy.from_dict({**policy.to_dict(), "source": {}}).key():
+        return None
+    base = candidate.trained_base(experiment.base_augment.crop_padding,
+                                  experiment.base_augment.flip)
+    source = {**policy.source, "trial": chosen.get("trial"), "searched": True,
+              "exported": False,
+              "note": "the race's best searched candidate, not exported; validated beside the "
+                      "export so the test split shows whether the race chose right (it chooses "
+                      "nothing)"}
+    return replace(candidate, base=base, source=source)
 
 
 def paired_plot(rows: list[dict[str, Any]]) -> bytes:
@@ -195,7 +234,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         f"Keras {m['keras']} on {m['backend']}",
         f"- Data: {experiment.dataset}: target {result['train_size']} training images, proxy "
         f"{experiment.data.train_size} of them (seeded, class-balanced); "
-        f"{experiment.data.val_size} search-validation and {experiment.data.selection_size} "
+        f"{experiment.data.val_size} search-validation and "
+        f"{result.get('selection_size', experiment.data.selection_size)} "
         f"selection images from other training images; {result['test_size']} test images "
         "(read by validation only)",
         *search_lines(experiment, search),
@@ -219,6 +259,8 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         "",
         f"![test accuracy per policy and seed]({raw['plot']})",
         "",
+        *candidate_lines(result, raw),
+        *race_lines(raw.get("race") or {}),
         *cost_lines(result["rows"], raw.get("fidelity_summary")),
         *rung_table(search),
         "## Targets",
@@ -254,6 +296,54 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
         "",
     ]
     return "\n".join(lines)
+
+
+def candidate_lines(result: dict[str, Any], raw: dict[str, Any]) -> list[str]:
+    """The race's best searched candidate on test, when it was not the export."""
+    from policysearch.evidence.validate import table
+
+    summary = (result.get("summaries") or {}).get("candidate")
+    if not summary:
+        return []
+    name = (raw.get("race") or {}).get("candidate_file")
+    return ["## The race's best candidate on test", "",
+            f"The race did not export its best searched candidate (`{name}`); validated at the "
+            "same seeds, it shows whether the race chose right (the test split chose nothing):",
+            "", table(summary, subject="candidate"), ""]
+
+
+def race_lines(race: dict[str, Any]) -> list[str]:
+    """The race's design, seed plan, screen and per-seed accuracies (all from the study)."""
+    decision = race.get("decision") or {}
+    if not decision:
+        return []
+    lines = ["## The race", "", f"- Outcome: **{decision.get('outcome') or 'n/a'}**; "
+             f"{decision.get('test')}"]
+    plan = decision.get("plan") or {}
+    if plan.get("text"):
+        lines.append(f"- Seed plan: {plan['text']}")
+    screen = decision.get("screen") or {}
+    if screen.get("table"):
+        lines += ["", f"Screen ({screen.get('budget')} budget, seeds "
+                  f"{', '.join(map(str, screen.get('seeds') or []))}, selection split):", "",
+                  "| policy | role | search value | screen mean ± std | finalist |",
+                  "|---|---|---|---|---|"]
+        for r in screen["table"]:
+            value = "—" if r.get("search_value") is None else f"{100 * r['search_value']:.2f} %"
+            lines.append(f"| {r['label']} | {r['role']} | {value} | {100 * r['mean']:.2f} ± "
+                         f"{100 * r['std']:.2f} % | {'yes' if r.get('finalist') else ''} |")
+    rows = [r for r in race.get("rows") or [] if r.get("stage", "race") == "race"]
+    if rows:
+        seeds = sorted({r["seed"] for r in rows})
+        at = {(r["label"], r["seed"]): r["accuracy"] for r in rows}
+        labels = list(dict.fromkeys(r["label"] for r in rows))
+        lines += ["", "Final race, selection accuracy per seed (%):", "",
+                  "| policy | " + " | ".join(map(str, seeds)) + " |",
+                  "|---|" + "---|" * len(seeds)]
+        for label in labels:
+            cells = [f"{100 * at[(label, s)]:.2f}" if (label, s) in at else "—" for s in seeds]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def search_lines(experiment: Experiment, search: dict[str, Any]) -> list[str]:

@@ -53,16 +53,32 @@ class Contender:
     value: float | None = None
     """Its search-validation value (how it got into the race)."""
     on_searched_base: bool = False
-    """A stock baseline on the base the searched trials chose, not on the experiment's."""
+    """A stock baseline on a base a candidate chose, not on the experiment's."""
+    base: str = ""
+    """That base in words (``flip off``); empty on the experiment's base."""
 
 
-def contenders(study: Any, top_k: int, every_baseline: bool = False,
-               base: dict[str, Any] | None = None, suffix: str = "") -> list[Contender]:
+def base_changes(policy: Policy) -> dict[str, Any]:
+    """The base changes a policy makes: ``{"flip": False}`` and/or ``{"crop_padding": 0}``."""
+    return {**({"flip": False} if not policy.flips else {}),
+            **({"crop_padding": 0} if not policy.crops else {})}
+
+
+def base_words(changes: dict[str, Any]) -> str:
+    """``flip off``, ``crop off``, ``flip and crop off``; empty for the experiment's base."""
+    off = [name for name, key in (("flip", "flip"), ("crop", "crop_padding")) if key in changes]
+    return " and ".join(off) + " off" if off else ""
+
+
+def contenders(study: Any, top_k: int, every_baseline: bool = False) -> list[Contender]:
     """The top-k distinct searched policies, the best baseline and crop+flip (the reference);
-    with ``every_baseline``, every baseline of the study (the screen ranks them itself); with
-    ``base`` (the base changes the searched trials chose, ``search.base_choice``), also every
-    baseline of the study on that base, as a baseline labelled ``baseline <name>, <suffix>``:
-    the race ranks them on seeds, with no search-validation value.
+    with ``every_baseline``, every baseline of the study (the screen ranks them itself).
+
+    Whatever the count of trials on each side, every base the chosen candidates train on
+    (the flip or the crop turned off) gets every baseline of the study on that base too, as a
+    baseline labelled ``baseline <name>, flip off``: the race ranks them on seeds beside the
+    same policies on the experiment's base, so a candidate's lead is not the base's alone and
+    the report shows how much the base is worth.
 
     A searched policy that equals a baseline is that baseline: one key, one row.
     """
@@ -82,22 +98,30 @@ def contenders(study: Any, top_k: int, every_baseline: bool = False,
         label = f"baseline {name}" if name else record.label
         seen = best.get(key)
         if seen is None or t.value > (seen.value or 0.0):
-            best[key] = Contender(key, label, record.policy, role, t.number, t.value)
+            best[key] = Contender(key, label, record.policy, role, t.number, t.value,
+                                  base=base_words(base_changes(policy)) if name else "")
     ranked = sorted(best.values(), key=lambda c: (-(c.value or 0.0), c.trial or 0))
     chosen = [c for c in ranked if c.role == "candidate"][:top_k]
+    bases: list[dict[str, Any]] = []
+    for c in chosen:
+        changes = base_changes(Policy.from_dict(c.policy))
+        if changes and changes not in bases:
+            bases.append(changes)
     baselines = [c for c in ranked if c.role == "baseline"]
     chosen += baselines if every_baseline else baselines[:1]
-    for name in ran if base else []:
-        variant = on_base(BASELINES[name], base or {})
-        key = variant.key()
-        if any(c.key == key for c in chosen):
-            continue
-        if key in best:  # a trial ran it already (crop+flip with the flip off is crop only)
-            if best[key].role == "baseline":
-                chosen.append(best[key])
-            continue
-        chosen.append(Contender(key, f"baseline {name}, {suffix}", variant.to_dict(),
-                                "baseline", on_searched_base=True))
+    for changes in bases:
+        for name in ran:
+            variant = on_base(BASELINES[name], changes)
+            key = variant.key()
+            if any(c.key == key for c in chosen):
+                continue
+            if key in best:  # a trial ran it already (crop+flip with the flip off is crop only)
+                if best[key].role == "baseline":
+                    chosen.append(best[key])
+                continue
+            chosen.append(Contender(key, f"baseline {name}, {base_words(changes)}",
+                                    variant.to_dict(), "baseline", on_searched_base=True,
+                                    base=base_words(changes)))
     reference = BASELINES[REFERENCE]
     if all(c.key != reference.key() for c in chosen):
         trial = best.get(reference.key())  # its search trial, when it ran one
@@ -127,6 +151,8 @@ class Decision:
     gain_over_baseline: dict[str, Any] | None = None
     gain_over_crop_flip: dict[str, Any] | None = None
     candidate: str | None = None
+    candidate_policy: dict[str, Any] | None = None
+    """The best searched candidate (exported or not), with its trial, for ``validate``."""
     baseline: str | None = None
     outcome: str = ""
     """``export`` (a searched policy beat the baselines), ``no gain`` (no candidate left
@@ -296,10 +322,12 @@ def screen_round(entrants: list[Contender], evaluate: Evaluate, config: RaceConf
 
     candidates = by_mean([c for c in entrants if c.role == "candidate"])[:config.top_k]
     baselines = by_mean([c for c in entrants if c.role != "candidate"])
-    # the best on the experiment's base, and the best on the searched base when there is one:
-    # the screen's budget may be the proxy's, so the race decides between the two
-    best = [next(c for c in baselines if not c.on_searched_base),
-            *[c for c in baselines if c.on_searched_base][:1]]
+    # the best on the experiment's base, and the best on each base the finalists train on:
+    # the screen's budget may be the proxy's, so the race decides between them
+    finalist_bases = {base_words(base_changes(Policy.from_dict(c.policy))) for c in candidates}
+    best = [next((c for c in baselines if not c.base), baselines[0])]
+    for words in sorted(finalist_bases - {""}):
+        best += [c for c in baselines if c.base == words and c not in best][:1]
     # crop+flip is the best baseline, or the reference the decision is stated against
     reference_key = BASELINES[REFERENCE].key()
     finalists = [*candidates, *(replace(c, role="baseline") for c in best)]
@@ -378,6 +406,7 @@ def _decide(entrants: list[Contender], racers: list[Contender], reference: Conte
                     gain_over_baseline=None if gain is None else asdict(gain),
                     gain_over_crop_flip=None if versus is None else asdict(versus),
                     candidate=None if candidate is None else candidate.label,
+                    candidate_policy=None if candidate is None else _winner(candidate),
                     baseline=baseline.label, outcome=outcome, **common)
 
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from policysearch.errors import ConfigError
 from policysearch.paths import PROJECT_ROOT, RESULTS_DIR
 
 BEGIN = ("<!-- side by side: generated from experiments/results/*.json by `make readme`; "
@@ -34,16 +36,27 @@ def proof_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
     """The results JSON of every experiment that searched and validated, by name."""
     found = []
     for path in sorted(results_dir.glob("*.json")):
-        if path.name.endswith((".policy.json", "-fidelity.json", "-calibration.json")):
+        if path.name.endswith((".policy.json", ".candidate.json", "-fidelity.json",
+                               "-calibration.json")):
             continue
-        raw = json.loads(path.read_text())
-        if {"search", "validate", "stages_seconds"} <= raw.keys() \
-                and "searched" in raw["search"]:
+        raw = _read_json(path)
+        if isinstance(raw, dict) and {"search", "validate", "stages_seconds"} <= raw.keys() \
+                and isinstance(raw["search"], dict) and "searched" in raw["search"]:
             policy = path.with_name(path.name[:-len(".json")] + ".policy.json")
-            raw["_policy"] = json.loads(policy.read_text()) if policy.exists() else {}
+            raw["_policy"] = _read_json(policy) if policy.exists() else {}
             raw["_name"] = path.stem
             found.append(raw)
     return found
+
+
+def _read_json(path: Path) -> Any:
+    """A results file's JSON, or one line naming the damaged file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ConfigError(f"{path}: not a readable results file ({type(err).__name__}: "
+                          f"{str(err)[:80]}); regenerate it with `make experiment` or remove "
+                          "it") from None
 
 
 def _gain(row: dict[str, Any] | None) -> str:
@@ -110,7 +123,14 @@ def render(results: list[dict[str, Any]]) -> str:
     """The Markdown table, one column an experiment; a row only where some column has it."""
     if not results:
         return "No proof experiment has results yet: run `make experiment EXPERIMENT=cifar10`."
-    columns = [column(r) for r in results]
+    columns = []
+    for r in results:
+        try:
+            columns.append(column(r))
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            raise ConfigError(f"{RESULTS_DIR / (r['_name'] + '.json')}: a results file with a "
+                              f"missing or damaged field ({type(err).__name__}: {err}); "
+                              "regenerate it with `make experiment` or remove it") from None
     names = [k for k in ROWS if any(k in c for c in columns)]
     head = "| | " + " | ".join(f"`{r['_name']}`" for r in results) + " |"
     lines = [head, "|---" * (len(results) + 1) + "|"]
@@ -137,8 +157,13 @@ def update_readme(readme: Path = PROJECT_ROOT / "README.md",
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", default=str(PROJECT_ROOT / "README.md"))
+    parser.add_argument("--results", default=str(RESULTS_DIR), help="the results folder")
     args = parser.parse_args(argv)
-    changed = update_readme(Path(args.readme))
+    try:
+        changed = update_readme(Path(args.readme), Path(args.results))
+    except (ConfigError, ValueError, OSError) as err:
+        print(f"make readme: {err}", file=sys.stderr)
+        return 1
     print(f"{args.readme}: {'updated' if changed else 'already up to date'}")
     return 0
 

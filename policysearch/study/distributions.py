@@ -153,6 +153,9 @@ def parse_field(key: str, value: Any, bounds: Any, fail: Any) -> Dist:
         raise fail(key, f"log must be true or false, got {log!r}")
     if log and lo <= 0:
         raise fail(key, "a log range needs low > 0")
+    if step is not None and step > hi - lo and hi > lo:
+        raise fail(key, f"step {step!r} is larger than the range {lo!r}..{hi!r}: every value "
+                        "would be the low end; use a step that fits the range")
     if log and step is not None and not (kind == "int" and step == 1):
         raise fail(key, "a log range takes no step (an int log range only step 1)")
     return Dist(kind, low=lo, high=hi, step=step, log=log)
