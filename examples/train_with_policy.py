@@ -2,13 +2,15 @@
 
     python examples/train_with_policy.py policies/cifar10-randaugment_groups.json \
         [--placement data|model] [--epochs 3] [--images 2000] [--test-images 1000] \
-        [--data-dir ../shared/data]
+        [--model cnn|MobileNetV3Small|EfficientNetB0|...] [--data-dir ../shared/data]
 
 ``policysearch.load_policy`` returns a Keras layer. In a ``tf.data`` map (placement "data") it
 runs on the CPU with TensorFlow whatever the Keras backend is; as the model's first layer
 (placement "model") it runs in the train step on the accelerator and passes images through
 unchanged at inference. As ``examples/train_pytorch.py``: training images drawn stratified by
 class, accuracy on held-out test images beside chance, the data directory as the Makefile's.
+``--model`` trains a ``keras.applications`` network (random weights) instead of the small CNN:
+the policy layer goes in front of any Keras model the same way.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--test-images", type=int, default=1000,
                         help="held-out test images the accuracy is measured on (stratified)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--model", default="cnn",
+                        help="cnn, or a keras.applications model by name (random weights)")
     parser.add_argument("--data-dir", default=default_data_dir(),
                         help=f"folder with {ARCHIVE} (default: as the Makefile)")
     args = parser.parse_args(argv)
@@ -74,11 +78,17 @@ def main(argv: list[str] | None = None) -> float:
     keras.utils.set_random_seed(0)
     inputs = keras.Input(x.shape[1:], dtype="uint8")
     h = augment(inputs) if args.placement == "model" else inputs
-    h = keras.layers.Rescaling(1 / 255)(h)
-    for width in (16, 32, 64):
-        h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(h)
-        h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(h)
+    if args.model == "cnn":
+        h = keras.layers.Rescaling(1 / 255)(h)
+        for width in (16, 32, 64):
+            h = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(h)
+            h = keras.layers.MaxPooling2D()(h)
+        h = keras.layers.GlobalAveragePooling2D()(h)
+    else:  # any Keras model takes the augmented images the same way
+        network = getattr(keras.applications, args.model)(
+            include_top=False, weights=None, pooling="avg", input_shape=x.shape[1:])
+        h = network(keras.ops.cast(h, "float32"))
+    print(f"model: {args.model}")
     model = keras.Model(inputs, keras.layers.Dense(len(train.classes))(h))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

@@ -72,7 +72,8 @@ def tiny(tmp_path: Path) -> Path:
 def synthetic(path: Path, experiment, ladder: list[str],
               accuracy: dict[str, dict[str, list[float]]]) -> None:
     """Saved runs: ``accuracy[rung][seeds]`` lists the panel's accuracies in PANEL order, the
-    same at every seed of that group ("choose": 1-3, "confirm": 1001-1002)."""
+    same at every seed of that group ("choose": 1-3, "confirm": 1001-1002, "confirm2":
+    1003-1004, the fresh seeds of a second confirmation)."""
     config = experiment.to_dict()
     rungs = {r.name: r for r in build_ladder(ladder, config, 36)}
     rungs["target"] = target_rung(config)
@@ -81,7 +82,8 @@ def synthetic(path: Path, experiment, ladder: list[str],
     for name, groups in accuracy.items():
         rung = rungs[name]
         for group, values in groups.items():
-            seeds = [1, 2, 3] if group == "choose" else [CONFIRM_BASE + 1, CONFIRM_BASE + 2]
+            seeds = {"choose": [1, 2, 3], "confirm": [CONFIRM_BASE + 1, CONFIRM_BASE + 2],
+                     "confirm2": [CONFIRM_BASE + 3, CONFIRM_BASE + 4]}[group]
             for seed in seeds:
                 for entry, value in zip(panel, values):
                     runs.append({"policy": entry.name, "key": entry.policy.key(),
@@ -131,9 +133,10 @@ def test_the_pick_is_confirmed_on_fresh_seeds(tiny: Path, tmp_path: Path,
     out = tmp_path / "tiny-calibration.yaml"
     ladder = ["images/4", "images/2"]
     synthetic(out.with_suffix(".json"), experiment, ladder, {
-        "target": {"choose": TARGET, "confirm": TARGET},
+        "target": {"choose": TARGET, "confirm": TARGET, "confirm2": TARGET},
         "images/4": {"choose": TARGET, "confirm": [0.80, 0.70, 0.60, 0.50]},  # luck on 1-3
-        "images/2": {"choose": TARGET, "confirm": TARGET}})
+        # confirmed on seeds that rejected nothing: 1003-1004, not images/4's 1001-1002
+        "images/2": {"choose": TARGET, "confirm2": TARGET}})
     lines: list[str] = []
     result = run_calibration(experiment, build_panel(PANEL), [1, 2, 3], out, ladder=ladder,
                              log=lines.append)
@@ -142,7 +145,9 @@ def test_the_pick_is_confirmed_on_fresh_seeds(tiny: Path, tmp_path: Path,
                       "target": "the reference"}
     assert result["picked"].train_size == 18
     assert any(line.startswith("calibrate: picked images/2 (18 images x 4 epochs") and
-               "+1.00 on the confirmation seeds 1001, 1002" in line for line in lines)
+               "+1.00 on the confirmation seeds 1003, 1004" in line for line in lines)
+    assert result["confirm_seeds"] == [1003, 1004]
+    assert [r.get("confirm_seeds") for r in result["rows"][:2]] == [[1001, 1002], [1003, 1004]]
     monkeypatch.setattr(calibration, "RESULTS_DIR", tmp_path)
     assert load_experiment(str(tiny)).data.train_size == 18
     assert "picked by `calibrate`" in calibration.proxy_note(

@@ -122,9 +122,18 @@ def test_two_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_ur
                                                 study_name: str) -> None:
     trials = 3  # 2 baselines + 3 searched, shared by the search process and a spawned worker
     # (two processes: local workers are capped at the cores, and CI has two)
-    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, None,
-                                      "--workers", "2", "--trials", str(trials),
-                                      "--devices", "4,5"))
+    # a machine whose driver lists six GPUs (a stand-in nvidia-smi), the CPU build on purpose
+    gpus = tiny["root"] / "six-gpus"
+    gpus.mkdir(exist_ok=True)
+    (gpus / "nvidia-smi").write_text("#!/bin/sh\n" + "".join(
+        f'echo "GPU {i}: NVIDIA H100 (UUID: GPU-{i})"\n' for i in range(6)))
+    (gpus / "nvidia-smi").chmod(0o755)
+    env = {**tiny["env"], "PATH": f"{gpus}{os.pathsep}{tiny['env']['PATH']}"}
+    proc = subprocess.run(_cli(tiny, *search_args(tiny, postgres_url, study_name, None,
+                                                  "--workers", "2", "--trials", str(trials),
+                                                  "--devices", "4,5", "--allow-cpu")),
+                          cwd=tiny["root"], env=env, capture_output=True, text=True,
+                          timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     done = trials_of(postgres_url, study_name)
     assert len(done) == len(BASELINES) + trials, [(t.number, t.state.name) for t in done]
@@ -336,10 +345,14 @@ def test_the_hard_stop_still_records_the_running_trial(tiny: dict[str, Any], pos
 
 def test_diverging_trial_fails_with_its_reason(tiny: dict[str, Any], postgres_url: str,
                                                study_name: str) -> None:
-    # A learning rate this large overflows float32: the loss becomes NaN in the 2nd epoch.
-    config = tiny["experiment"]("diverge", trainer={"lr": 1.0e30},
+    # A user's network whose logits overflow float32 (tests/models/tiny_net.py): the loss is
+    # NaN. (A learning rate of 1e30 did this before; it is now refused before any trial.)
+    config = tiny["experiment"]("diverge", trainer={"model": {"name": "models.tiny_net:diverging"}},
                                 search={"baselines": ["crop_flip"], "max_failures": 0})
-    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, config))
+    proc = subprocess.run(_cli(tiny, *search_args(tiny, postgres_url, study_name, config)),
+                          cwd=tiny["root"], capture_output=True, text=True, timeout=1200,
+                          env={**tiny["env"], "PYTHONPATH": str(Path(__file__).parent)})
+    assert "stopping: 1 trials failed" in proc.stdout, proc.stdout + proc.stderr
     trials = trials_of(postgres_url, study_name)
     assert len(trials) == 1 and trials[0].state.name == "FAIL"
     reason = trials[0].user_attrs["ps.fail_reason"]

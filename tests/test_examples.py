@@ -61,3 +61,14 @@ def test_keras_example_beats_chance(placement: str, data_dir: Path) -> None:
         [str(POLICY), "--placement", placement, "--epochs", "3", "--images", "1024",
          "--test-images", "2000", "--data-dir", str(data_dir)])
     assert above_chance(accuracy, 10, 2000), accuracy
+
+
+def test_keras_example_trains_a_keras_applications_model(data_dir: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """The same policy file in front of MobileNetV3Small (random weights), in the train step."""
+    accuracy = example("train_with_policy").main(
+        [str(POLICY), "--placement", "model", "--model", "MobileNetV3Small", "--epochs", "1",
+         "--images", "128", "--test-images", "100", "--data-dir", str(data_dir)])
+    out = capsys.readouterr().out
+    assert "model: MobileNetV3Small" in out and "policy: RandAugment(n=1, m=11" in out
+    assert 0.0 <= accuracy <= 1.0 and "test accuracy" in out

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,26 @@ from policysearch import randaugment, write_policy
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(cwd: Path, *args: str, module: str = "policysearch") -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Any:
+    """``policysearch ARGS`` in this process (TensorFlow is loaded once per test worker), from
+    ``tmp_path``, as a finished process."""
+    from policysearch.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("POLICYSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+
+    return call
+
+
+def run(cwd: Path, *args: str, module: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env.update(TF_CPP_MIN_LOG_LEVEL="2", MLFLOW_TRACKING_URI=f"sqlite:///{cwd}/mlflow.db",
                POLICYSEARCH_CACHE_DIR=str(cwd / "cache"))
@@ -70,59 +90,62 @@ SMOKE = {"data": {"train_size": 12, "val_size": 6, "selection_size": 6},
     ({"trainer": {"lr": 1e30}}, "search", ("trainer.lr", "above the maximum 10")),
 ])
 def test_a_bad_experiment_file_is_refused_before_anything_trains(
-        tmp_path: Path, data: Path, changes: dict, command: str, needles: tuple[str, ...]) -> None:
+        tmp_path: Path, data: Path, cli: Any, changes: dict, command: str,
+        needles: tuple[str, ...]) -> None:
     path = experiment(tmp_path, data, changes)
     args = {"search": ["search", "--experiment", str(path), "--smoke",
                        "--storage", f"sqlite:///{tmp_path}/optuna.db"],
             "fidelity": ["fidelity", str(path), "--smoke"],
             "experiment": ["experiment", str(path), "--smoke"]}[command]
-    before = set(tmp_path.parent.parent.iterdir())
-    one_line(run(tmp_path, *args), *needles)
-    assert set(tmp_path.parent.parent.iterdir()) == before, "nothing written above the test"
+    results = sorted((ROOT / "experiments" / "results").iterdir())
+    one_line(cli(*args), *needles)
+    assert not list(ROOT.parent.glob("escape*")), "nothing written outside the project"
+    assert sorted((ROOT / "experiments" / "results").iterdir()) == results
     assert not (tmp_path / "policies").exists() and not (tmp_path / "optuna.db").exists()
 
 
 @pytest.mark.parametrize(("flag", "value"), [("--storage", ""), ("--export", ""),
                                              ("--dataset", ""), ("--data-dir", " ")])
-def test_an_empty_option_is_not_the_default(tmp_path: Path, data: Path, flag: str,
+def test_an_empty_option_is_not_the_default(cli: Any, data: Path, flag: str,
                                             value: str) -> None:
     args = ["search", "--dataset", str(data), flag, value]
     if flag == "--dataset":
         args = ["search", flag, value]
-    one_line(run(tmp_path, *args), f"argument {flag}: is empty")
+    one_line(cli(*args), f"argument {flag}: is empty")
 
 
-def test_a_step_larger_than_its_range_is_refused(tmp_path: Path, data: Path) -> None:
+def test_a_step_larger_than_its_range_is_refused(tmp_path: Path, data: Path, cli: Any) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("type: randaugment\nnum_ops: {int: [1, 3]}\n"
                      "magnitude: {int: [0, 30], step: 1000}\nmagnitude_std: 0.0\nops: all\n")
-    one_line(run(tmp_path, "search", "--dataset", str(data), "--space", str(space)),
+    one_line(cli("search", "--dataset", str(data), "--space", str(space)),
              "magnitude", "step 1000 is larger than the range 0..30")
 
 
 @pytest.mark.parametrize("where", ["file-parent", "folder"])
-def test_validate_out_is_checked_before_training(tmp_path: Path, data: Path, where: str) -> None:
+def test_validate_out_is_checked_before_training(tmp_path: Path, data: Path, cli: Any,
+                                                 where: str) -> None:
     write_policy(randaugment(2, 9), tmp_path / "p.json")
     (tmp_path / "afile").write_text("x")
     out = "afile/result.json" if where == "file-parent" else str(tmp_path)
-    result = run(tmp_path, "validate", "p.json", "--dataset", str(data), "--out", out)
+    result = cli("validate", "p.json", "--dataset", str(data), "--out", out)
     one_line(result, "--out")
     assert "validate: " not in result.stdout.replace("validate: the search", ""), \
         "refused before any training"
 
 
-def test_a_policy_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+def test_a_policy_file_with_a_byte_order_mark_is_read(tmp_path: Path, cli: Any) -> None:
     write_policy(randaugment(2, 9), tmp_path / "p.json")
     (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "p.json").read_bytes())
-    result = run(tmp_path, "show", "bom.json")
+    result = cli("show", "bom.json")
     assert result.returncode == 0 and "RandAugment" in result.stdout, result.stderr
 
 
-def test_an_empty_class_folder_is_named(tmp_path: Path) -> None:
+def test_an_empty_class_folder_is_named(tmp_path: Path, cli: Any) -> None:
     data = write_image_folder(tmp_path / "data", classes=3, per_class=10, size=16,
                               test_per_class=2)
     (data / "train" / "zebra").mkdir()
-    one_line(run(tmp_path, "search", "--dataset", str(data)),
+    one_line(cli("search", "--dataset", str(data)),
              "class folder train/zebra has no images")
 
 

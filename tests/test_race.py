@@ -15,14 +15,13 @@ from policysearch.config.experiment import RaceConfig, ScreenConfig
 from policysearch.evidence.stats import paired
 from policysearch.policy.baselines import BASELINES, on_base
 from policysearch.policy.definition import Policy, randaugment
-from policysearch.search.race import (
-    RACE_SEED_BASE,
+from policysearch.search.contenders import (
     SCREEN_SEED_BASE,
     Contender,
     contenders,
-    race,
     screen_round,
 )
+from policysearch.search.race import RACE_SEED_BASE, race
 from policysearch.study.record import TrialRecord, write_trial
 
 

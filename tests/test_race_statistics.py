@@ -19,7 +19,8 @@ from policysearch.config.experiment import RaceConfig
 from policysearch.evidence.sequential import group_sequential, seeds_for_power
 from policysearch.policy.baselines import BASELINES
 from policysearch.policy.definition import randaugment
-from policysearch.search.race import Contender, Decision, race
+from policysearch.search.contenders import Contender
+from policysearch.search.race import Decision, race
 
 PAIRED_SD = 0.01
 """The standard deviation of a paired difference (1 point): each policy's noise is this over

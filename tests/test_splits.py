@@ -91,4 +91,14 @@ def test_cifar10_splits(data_dir: Path) -> None:
     raw = load_experiment("cifar10", overrides={"data.data_dir": str(data_dir)}, calibrated=False)
     assert len(load_splits(raw).proxy) == raw.data.train_size == 250, "the file's own proxy"
     assert np.bincount(splits.target.y).tolist() == [100] * 10
-    assert np.bincount(splits.selection.y).tolist() == [100] * 10
+    # 1,000 set apart before the target, grown to data.selection_max (10,000) with images no
+    # split uses; the target and the proxy are the images they were before it grew
+    assert np.bincount(splits.selection.y).tolist() == [1000] * 10
+    assert exp.data.selection_max == 10000 and exp.data.selection_size == 1000
+    small = load_experiment("cifar10", overrides={"data.data_dir": str(data_dir),
+                                                  "data.selection_max": 0})
+    unchanged = load_splits(small)
+    assert len(unchanged.selection) == 1000
+    assert np.array_equal(unchanged.target.x, splits.target.x)
+    assert np.array_equal(unchanged.proxy.y, splits.proxy.y)
+    assert not set(map(bytes, splits.selection.x[:50])) & set(map(bytes, splits.target.x))

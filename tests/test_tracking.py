@@ -394,7 +394,8 @@ def _decision(candidate: list[float], crop_flip: list[float]) -> dict[str, Any]:
     from policysearch.config.experiment import RaceConfig
     from policysearch.policy.baselines import BASELINES
     from policysearch.policy.definition import randaugment
-    from policysearch.search.race import Contender, race
+    from policysearch.search.contenders import Contender
+    from policysearch.search.race import race
 
     ra = randaugment(2, 9, ops=("Rotate", "Color"))
     cf = BASELINES["crop_flip"]

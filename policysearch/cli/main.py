@@ -57,6 +57,8 @@ def announce_device(args: argparse.Namespace) -> None:
         check_devices(devices.split(","))
         # before any framework starts: this process is worker 0
         os.environ["CUDA_VISIBLE_DEVICES"] = devices.split(",")[0]
+    if getattr(args, "allow_cpu", False):  # and for the workers this process starts
+        os.environ["POLICYSEARCH_ALLOW_CPU"] = "1"
     say(resolve(allow_cpu=getattr(args, "allow_cpu", False)).line)
 
 

@@ -40,9 +40,18 @@ def budget_stamp(config: dict[str, Any], train_size: int | None,
         "data": {k: v for k, v in config["data"].items()
                  if k not in ("data_dir", "train_size", "selection_max")},
         "pool": config["target"]["train_size"], "train_size": train_size,
-        "trainer": {k: v for k, v in trainer.items() if k != "placement"},
+        "trainer": {k: (_model(v) if k == "model" else v) for k, v in trainer.items()
+                    if k != "placement"},
     }
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model(model: Any) -> Any:
+    """The model as stamped: keys added later in their default (null) state are left out, so a
+    new key does not unmatch the calibrations made before it."""
+    if not isinstance(model, dict):
+        return model
+    return {k: v for k, v in model.items() if not (k == "input_size" and v is None)}
 
 
 def proxy_stamp(config: dict[str, Any]) -> str:

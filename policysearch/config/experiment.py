@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from policysearch.config.auto import resolve_crop_padding
+from policysearch.config.race import RaceConfig, ScreenConfig  # noqa: F401  (re-exported)
 from policysearch.config.samplers import DEFAULT_PRUNE_MIN_SPEARMAN, PRUNERS, SAMPLERS
 from policysearch.config.schema import build, option
 from policysearch.data.textfile import load_yaml, read_text
@@ -48,8 +49,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = option("cnn", choices=("cnn", "resnet"),
-                       doc="a name in policysearch.training.models.MODELS")
+    name: str = option("cnn", doc="cnn, resnet, a keras.applications model by name "
+                                  "(MobileNetV3Small, EfficientNetB0, ResNet50V2, ...; random "
+                                  "weights) or package.module:function (your builder, called "
+                                  "with the image shape, the number of classes and a seed)")
+    input_size: int | None = option(None, low=8, high=1024,
+                                    doc="side the network sees (a resize layer when it differs "
+                                        "from the images'); null: the images' side, raised to "
+                                        "what a keras.applications model needs (32, or 71-75)")
     widths: list[int] = option([16, 32, 64], low=1, high=4096, min_items=1,
                            doc="channels of each stage")
     depth: int = option(1, low=1, high=64, doc="convs (cnn) or residual blocks (resnet) per stage")
@@ -114,37 +121,6 @@ class TargetConfig:
     train_size: int | None = option(None, low=1, doc="training images (null: all outside the "
                                 "validation and selection splits)")
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-
-
-@dataclass
-class ScreenConfig:
-    """The race's cheap first round: more candidates, a few paired seeds, no decision."""
-
-    top_k: int = option(0, low=0, doc="searched candidates screened, besides every baseline "
-                                      "(0: no first round; race.top_k go straight to the race)")
-    seeds: int = option(3, low=1, doc="seeds every screened policy gets (paired by seed)")
-    budget: str = option("proxy", choices=("proxy", "target"), doc="which training screens")
-
-
-@dataclass
-class RaceConfig:
-    top_k: int = option(3, low=1, doc="searched candidates raced against the best baseline "
-                                      "(with a screen: its best, the finalists)")
-    min_seeds: int = option(3, low=2, doc="seeds every contender gets (paired by seed)")
-    max_seeds: int = option(6, low=2, doc="seeds a close contender may reach")
-    confidence: float = option(0.95, low=0.5, high=0.999,
-                               doc="1 - the error rate of an export: the chance of exporting a "
-                                   "searched policy that is not better, over all looks")
-    spending: str = option("obrien-fleming", choices=("obrien-fleming", "pocock"),
-                           doc="how that error is spent over the looks (seed counts min_seeds "
-                               "to max_seeds): Lan-DeMets spending function")
-    min_effect: float = option(0.5, low=0.0, high=100.0,
-                               doc="the smallest gain (accuracy points) worth detecting: the "
-                                   "race plans its seeds for it")
-    power: float = option(0.8, low=0.5, high=0.999,
-                          doc="chance the planned seeds detect a gain of min_effect")
-    budget: str = option("proxy", choices=("proxy", "target"), doc="which training the race runs")
-    screen: ScreenConfig = field(default_factory=ScreenConfig)
 
 
 @dataclass

@@ -283,15 +283,12 @@ def _list_entries(source: Path, part: str) -> list[tuple[str, str]]:
             for path in root.glob("*/*"):
                 if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                     found.append((path.parent.name, str(path.relative_to(source))))
-            named = {cls for cls, _ in found}
-            empty = sorted(d.name for d in root.iterdir()
-                           if d.is_dir() and not d.name.startswith(".") and d.name not in named)
+            empty = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name[:1] != "."
+                           and d.name not in {cls for cls, _ in found})
             if empty:
-                raise DataError(f"dataset {source}: class folder {part}/{empty[0]} has no "
-                                f"images ({', '.join(sorted(IMAGE_SUFFIXES))})"
-                                + (f", nor {len(empty) - 1} more" if len(empty) > 1 else "")
-                                + "; add images or remove the folder (a class with no images "
-                                "cannot be learned or scored)")
+                raise DataError(f"dataset {source}: class folder {part}/{empty[0]} has no images "
+                                f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove it "
+                                "(a class with no images cannot be learned or scored)")
     else:
         with _open_archive(source) as archive:
             for member in _archive_members(source, archive):

@@ -258,12 +258,19 @@ class Ladder:
 def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Sequence[int],
                confirm_seeds: Sequence[int], rungs: Sequence[Rung], store: Runs, bar: float,
                log: Callable[..., Any]) -> dict[str, Any]:
-    """Train and judge the rungs cheapest first; stop at the first one confirmed."""
+    """Train and judge the rungs cheapest first; stop at the first one confirmed.
+
+    Each confirmation uses seeds no choice has seen: the first faithful rung is confirmed on
+    ``confirm_seeds``, and when it fails, the next faithful rung on the next fresh set
+    (``confirm_seeds`` shifted by their count), so confirmation seeds only ever confirm one pick
+    and never help reject a rung on the way to another."""
     target = target_rung(experiment.to_dict())
     ladder = Ladder(experiment, panel, store, log)
     ladder.ensure(target, seeds)
     rows: list[dict[str, Any]] = []
     picked: Rung | None = None
+    attempts = 0
+    used = list(confirm_seeds)
     for rung in rungs:
         row = {"rung": rung.name, "budget": rung.describe(), "estimate": rung.estimate,
                "stamp": rung.stamp}
@@ -279,10 +286,14 @@ def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seque
                    status=judge(a["spearman"], cost if math.isfinite(cost) else rung.estimate,
                                 bar))
         if row["status"] == "faithful":
-            ladder.ensure(target, confirm_seeds)
-            ladder.ensure(rung, confirm_seeds)
-            c = agreement(panel, store.runs, rung, target, confirm_seeds)
-            row.update(confirm_spearman=c["spearman"], confirm_interval=c["spearman_interval"])
+            shift = max(confirm_seeds) - min(confirm_seeds) + 1
+            used = [s + attempts * shift for s in confirm_seeds]
+            attempts += 1
+            ladder.ensure(target, used)
+            ladder.ensure(rung, used)
+            c = agreement(panel, store.runs, rung, target, used)
+            row.update(confirm_spearman=c["spearman"], confirm_interval=c["spearman_interval"],
+                       confirm_seeds=used)
             if c["spearman"] >= bar:
                 row["status"], picked = "picked", rung
             else:
@@ -294,7 +305,7 @@ def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seque
                  "status": "the reference" if picked else "picked: nothing cheaper is faithful"})
     chosen = picked or target
     return {"rows": rows, "picked": chosen, "target": target, "bar": bar,
-            "seeds": list(seeds), "confirm_seeds": list(confirm_seeds),
+            "seeds": list(seeds), "confirm_seeds": used,
             "best": max((r for r in rows if r["rung"] != "target" and "spearman" in r),
                         key=lambda r: r["spearman"], default=None)}
 
@@ -357,7 +368,7 @@ def run_calibration(experiment: Experiment, panel: Sequence[PanelEntry], seeds: 
         row = next(r for r in result["rows"] if r["rung"] == picked.name)
         log(f"calibrate: picked {picked.name} ({picked.describe()}): Spearman "
             f"{row['spearman']:+.2f} on seeds {_span(seeds)}, {row['confirm_spearman']:+.2f} on "
-            f"the confirmation seeds {_span(confirm_seeds)}, "
+            f"the confirmation seeds {_span(row['confirm_seeds'])}, "
             + (f"at {row['cost_ratio']:.2f} of a target run (median seconds)"
                if math.isfinite(row["cost_ratio"]) else f"at about {picked.estimate:.2f} of a "
                "target run (estimated: its runs and the target's ran on different machines)"))

@@ -19,9 +19,10 @@ from policysearch.config.samplers import PrunePlan, prune_plan
 from policysearch.errors import PolicySearchError, env_int
 from policysearch.policy.definition import Policy
 from policysearch.search.base_choice import BaseChoice, choose_base
+from policysearch.search.contenders import Contender, contenders, screen_round
 from policysearch.search.learning_check import BudgetCannotLearn, check_learning
 from policysearch.search.provenance import export_policy
-from policysearch.search.race import Contender, contenders, race, screen_round
+from policysearch.search.race import race
 from policysearch.search.tally import describe_tally, search_tally
 from policysearch.search.worker import (
     Interrupted,
@@ -77,6 +78,9 @@ def run_search(experiment: Experiment, space: SearchSpace, *, storage_url: str,
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
     splits = load_splits(experiment)
+    from policysearch.training.models import check_models
+
+    check_models(experiment, splits.image_shape, len(splits.classes))
     if experiment.auto_epochs:  # no schedule given: a new study picks one, a resume reads it
         from policysearch.search.schedule import schedule_for, stored_schedule, with_epochs
 
@@ -165,15 +169,15 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
     """The first lines' statement of what the search is for (and which sizes were chosen
     automatically, and why)."""
     from policysearch.config.auto import resolve_batch_size, resolve_lr
+    from policysearch.training.models import describe_model
 
     def one(name: str) -> str:
         b = experiment.budget(name)
-        m = b.trainer.model
         images = len(splits.training(name))
         batch = resolve_batch_size(b.trainer.batch_size, images)
         return (f"{images} images x {b.trainer.epochs} epochs, batch {batch}, lr "
                 f"{resolve_lr(b.trainer.lr, batch):.3g}, "
-                f"{m.name} {'/'.join(map(str, m.widths))}x{m.depth}")
+                f"{describe_model(b.trainer.model, splits.image_shape)}")
 
     auto = sorted({k for name in ("proxy", "target") for k in ("batch_size", "lr")
                    if getattr(experiment.budget(name).trainer, k) == "auto"})
@@ -185,13 +189,14 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
                    "has 8 steps; lr 0.2 x sqrt(batch / 256)")
 
     base = experiment.base_augment
+    h, w, c = splits.image_shape
     return (f"target (what the policy is for): {one('target')}; proxy (scores each trial): "
             f"{one('proxy')}; search validation {len(splits.val)} images, selection "
             f"{len(splits.selection)} images (the race; one accuracy's sampling noise is at "
             f"most {50 / max(1, len(splits.selection)) ** 0.5:.2f} pts sd, 50/sqrt(images)), "
             "test split: never read; base "
             f"augmentation: crop padding {base.crop_padding} px, flip "
-            f"{'on' if base.flip else 'off'}"
+            f"{'on' if base.flip else 'off'}; images decoded at {h}x{w}x{c}"
             + "".join(f"\n{line}" for line in why))
 
 

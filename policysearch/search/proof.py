@@ -20,6 +20,7 @@ from policysearch.config.experiment import Experiment
 from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.paths import RESULTS_DIR, write_atomic
 from policysearch.policy.baselines import same_baseline
+from policysearch.search.race_report import candidate_lines, race_lines
 from policysearch.search.tally import search_tally
 from policysearch.search.targets import targets
 from policysearch.study.cost import cost_text
@@ -298,54 +299,6 @@ def render(experiment: Experiment, policy: Any, search: dict[str, Any],
     return "\n".join(lines)
 
 
-def candidate_lines(result: dict[str, Any], raw: dict[str, Any]) -> list[str]:
-    """The race's best searched candidate on test, when it was not the export."""
-    from policysearch.evidence.validate import table
-
-    summary = (result.get("summaries") or {}).get("candidate")
-    if not summary:
-        return []
-    name = (raw.get("race") or {}).get("candidate_file")
-    return ["## The race's best candidate on test", "",
-            f"The race did not export its best searched candidate (`{name}`); validated at the "
-            "same seeds, it shows whether the race chose right (the test split chose nothing):",
-            "", table(summary, subject="candidate"), ""]
-
-
-def race_lines(race: dict[str, Any]) -> list[str]:
-    """The race's design, seed plan, screen and per-seed accuracies (all from the study)."""
-    decision = race.get("decision") or {}
-    if not decision:
-        return []
-    lines = ["## The race", "", f"- Outcome: **{decision.get('outcome') or 'n/a'}**; "
-             f"{decision.get('test')}"]
-    plan = decision.get("plan") or {}
-    if plan.get("text"):
-        lines.append(f"- Seed plan: {plan['text']}")
-    screen = decision.get("screen") or {}
-    if screen.get("table"):
-        lines += ["", f"Screen ({screen.get('budget')} budget, seeds "
-                  f"{', '.join(map(str, screen.get('seeds') or []))}, selection split):", "",
-                  "| policy | role | search value | screen mean ± std | finalist |",
-                  "|---|---|---|---|---|"]
-        for r in screen["table"]:
-            value = "—" if r.get("search_value") is None else f"{100 * r['search_value']:.2f} %"
-            lines.append(f"| {r['label']} | {r['role']} | {value} | {100 * r['mean']:.2f} ± "
-                         f"{100 * r['std']:.2f} % | {'yes' if r.get('finalist') else ''} |")
-    rows = [r for r in race.get("rows") or [] if r.get("stage", "race") == "race"]
-    if rows:
-        seeds = sorted({r["seed"] for r in rows})
-        at = {(r["label"], r["seed"]): r["accuracy"] for r in rows}
-        labels = list(dict.fromkeys(r["label"] for r in rows))
-        lines += ["", "Final race, selection accuracy per seed (%):", "",
-                  "| policy | " + " | ".join(map(str, seeds)) + " |",
-                  "|---|" + "---|" * len(seeds)]
-        for label in labels:
-            cells = [f"{100 * at[(label, s)]:.2f}" if (label, s) in at else "—" for s in seeds]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
-
-
 def search_lines(experiment: Experiment, search: dict[str, Any]) -> list[str]:
     """The search in the results file: searched trials apart from baselines, where the time
     went (the searched trials' share of the search stage's wall time), the race's stages."""
@@ -406,9 +359,12 @@ def cost_lines(rows: list[dict[str, Any]], fidelity: dict[str, Any] | None) -> l
         mean = fidelity.get("cost_ratio")
         on_mean = (f" ({mean:.2f} on mean seconds)" if mean is not None and math.isfinite(mean)
                    else "")
+        chose = (" of the runs `calibrate` chose this proxy with: a selection statistic, not "
+                 "an independent check (`policysearch fidelity` on other seeds is one)"
+                 if fidelity.get("reused") else "")
         lines.append(f"The proxy costs {cost_text(fidelity)} of a target run on median "
                      f"seconds{on_mean}, and ranks the fidelity panel at Spearman "
-                     f"{fidelity['spearman']:+.2f} (seed means).")
+                     f"{fidelity['spearman']:+.2f} (seed means{chose}).")
     return [" ".join(lines), ""]
 
 

@@ -62,8 +62,6 @@ def resolve(allow_cpu: bool = False) -> Device:
     unused and the CPU was not asked for."""
     import keras
 
-    from policysearch.cli.main import local_cores
-
     backend = keras.backend.backend()
     seen, usable = system_gpus(), framework_gpus()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -71,7 +69,8 @@ def resolve(allow_cpu: bool = False) -> Device:
         names = "; ".join(s.split(" (UUID")[0] for s in seen) or ", ".join(usable)
         return Device("gpu", f"device: GPU ({names}); {backend} sees {len(usable)}"
                              + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else ""))
-    cores = local_cores()
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
     if seen and visible is not None and visible.strip() in ("", "-1"):
         return Device("cpu", f"device: CPU ({cores} cores): CUDA_VISIBLE_DEVICES={visible!r} "
                              f"hides the {len(seen)} GPU(s) nvidia-smi lists")

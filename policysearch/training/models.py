@@ -76,18 +76,102 @@ Builder = Callable[..., keras.Model]
 MODELS: dict[str, Builder] = {"cnn": build_cnn, "resnet": build_resnet}
 """Model builders: ``builder(image_shape, num_classes, widths, depth, seed)``."""
 
+MIN_SIDE = {"InceptionV3": 75, "InceptionResNetV2": 75, "Xception": 71}
+"""The smallest input side a ``keras.applications`` model accepts, where it is not 32."""
+
+
+def applications() -> list[str]:
+    """The model constructors ``keras.applications`` offers, by name."""
+    return sorted(name for name in dir(keras.applications)
+                  if name[:1].isupper() and callable(getattr(keras.applications, name)))
+
+
+def input_side(config: Any, image_shape: tuple[int, int, int]) -> int:
+    """The side the network sees: ``model.input_size``, else the images' own, raised to what a
+    ``keras.applications`` model needs."""
+    side = int(config.input_size or image_shape[0])
+    if config.name in applications():
+        side = max(side, MIN_SIDE.get(config.name, 32))
+    return side
+
+
+def resolve(config: Any) -> tuple[str, Builder]:
+    """``model.name`` as (kind, builder); one line naming the valid choices when it is none.
+
+    Kinds: ``builtin`` (``cnn``, ``resnet``), ``application`` (a ``keras.applications``
+    model, random weights) and ``builder`` (``package.module:function``, called with the image
+    shape, the number of classes and a seed, returning an uncompiled ``keras.Model``)."""
+    name = config.name
+    if name in MODELS:
+        return "builtin", MODELS[name]
+    if ":" in name:
+        import importlib
+
+        module, _, attr = name.partition(":")
+        try:
+            found = getattr(importlib.import_module(module), attr, None)
+        except Exception as err:  # whatever importing the user's module raises
+            raise ConfigError(f"model.name {name!r}: cannot import {module!r} "
+                              f"({type(err).__name__}: {err}); give package.module:function "
+                              "on the Python path") from None
+        if not callable(found):
+            raise ConfigError(f"model.name {name!r}: {module!r} has no function {attr!r}")
+        return "builder", found
+    apps = applications()
+    if name in apps:
+        return "application", getattr(keras.applications, name)
+    close = [a for a in apps if a.lower().startswith(name.lower()[:5])][:4] if name else []
+    raise ConfigError(f"model.name {name!r}: not a model; expected cnn, resnet, a "
+                      f"keras.applications model ({len(apps)}: "
+                      f"{', '.join(close or ['MobileNetV3Small', 'EfficientNetB0', 'ResNet50V2'])}"
+                      ", ...) or package.module:function")
+
+
+def describe_model(config: Any, image_shape: tuple[int, int, int]) -> str:
+    """The model in the first lines: its name, sizes and the side it sees."""
+    kind, _ = resolve(config)
+    if kind == "builtin":
+        return f"{config.name} {'/'.join(map(str, config.widths))}x{config.depth}"
+    side = input_side(config, image_shape)
+    resized = (f", images resized {image_shape[0]}->{side} px" if side != image_shape[0]
+               else "")
+    what = "keras.applications, random weights" if kind == "application" else "your builder"
+    return f"{config.name} ({what}{resized})"
+
 
 def build_model(config: Any, image_shape: tuple[int, int, int], num_classes: int,
                 seed: int = 0) -> keras.Model:
-    """The model ``config`` (a ``ModelConfig``) names, with weights drawn from ``seed``."""
-    if config.name not in MODELS:
-        raise ConfigError(f"model.name: unknown model {config.name!r}; expected one of "
-                          f"{', '.join(MODELS)}")
-    if not config.widths or min(config.widths) < 1:
-        raise ConfigError(f"model.widths: expected one or more positive widths, got "
-                          f"{list(config.widths)}")
-    return MODELS[config.name](image_shape, num_classes, list(config.widths), config.depth,
-                               seed=seed)
+    """The model ``config`` (a ``ModelConfig``) names, with weights drawn from ``seed``.
+
+    Inputs are float images in [0, 255] of ``image_shape`` whatever the model: a
+    ``keras.applications`` model gets a resize layer first when it needs a larger input (and
+    sees the pixels as they are: with random weights its own normalisation learns the scale)."""
+    kind, builder = resolve(config)
+    if kind == "builtin":
+        if not config.widths or min(config.widths) < 1:
+            raise ConfigError(f"model.widths: expected one or more positive widths, got "
+                              f"{list(config.widths)}")
+        return builder(image_shape, num_classes, list(config.widths), config.depth, seed=seed)
+    keras.utils.set_random_seed(seed)
+    if kind == "builder":
+        model = builder(tuple(image_shape), num_classes, seed)
+        if not isinstance(model, keras.Model):
+            raise ConfigError(f"model.name {config.name!r}: returned {type(model).__name__}, "
+                              "not a keras.Model")
+        return model
+    side = input_side(config, image_shape)
+    inputs = keras.Input(image_shape, name="images")
+    x = inputs
+    if side != image_shape[0] or side != image_shape[1]:
+        x = layers.Resizing(side, side, name="resize")(x)
+    try:
+        backbone = builder(include_top=False, weights=None, pooling="avg",
+                           input_shape=(side, side, image_shape[2]))
+    except ValueError as err:
+        raise ConfigError(f"model.name {config.name!r} on {side}x{side}x{image_shape[2]} "
+                          f"images: {err}; set model.input_size") from None
+    outputs = layers.Dense(num_classes, name="logits")(backbone(x))
+    return keras.Model(inputs, outputs, name=config.name)
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -106,3 +190,15 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def get_config(self) -> dict[str, Any]:
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total}
+
+
+def check_models(experiment: Any, image_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Build the proxy's and the target's networks once (a user's builder or a
+    ``keras.applications`` model), so a model that cannot be built is refused before anything
+    trains, not when the race first trains the target."""
+    seen = set()
+    for model in (experiment.trainer.model, experiment.target.trainer.model):
+        if model.name in MODELS or model.name in seen:
+            continue
+        seen.add(model.name)
+        build_model(model, image_shape, num_classes, seed=0)

@@ -1,0 +1,99 @@
+"""The user's own network as the target (and the proxy): a ``keras.applications`` model by name
+and a builder by import path (``tests/models/tiny_net.py``), real training at a tiny size,
+through the command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY_EXPERIMENT, write_image_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+               MLFLOW_TRACKING_URI=f"sqlite:///{cwd}/mlflow.db",
+               POLICYSEARCH_CACHE_DIR=str(cwd / "cache"),
+               PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), env.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "policysearch", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def experiment(tmp: Path, data: Path, proxy: str, target: str, **extra: dict) -> Path:
+    config = {**TINY_EXPERIMENT, "dataset": str(data), "name": "own"}
+    config["trainer"] = {**TINY_EXPERIMENT["trainer"], "model": {"name": proxy}}
+    config["target"] = {"train_size": 36, "trainer": {"epochs": 1, "model": {"name": target}}}
+    config["search"] = {**TINY_EXPERIMENT["search"], "trials": 1, "learning_check": "off",
+                        "baselines": ["crop_flip", "trivialaugment"]}
+    config.update(extra)
+    path = tmp / "own.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of 96-pixel images, as a user's own data would come."""
+    return write_image_folder(tmp_path_factory.mktemp("own") / "data96", classes=3,
+                              per_class=24, size=96, test_per_class=4)
+
+
+def test_a_builder_proxy_and_an_application_target_search_and_validate(
+        tmp_path: Path, large: Path) -> None:
+    path = experiment(tmp_path, large, "models.tiny_net:build", "MobileNetV3Small")
+    proc = run(tmp_path, "search", "--experiment", str(path), "--storage",
+               f"sqlite:///{tmp_path}/optuna.db", "--export", str(tmp_path / "own.json"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    budgets = next(line for line in proc.stdout.splitlines()
+                   if line.startswith("target (what the policy is for)"))
+    # no size flags: the first lines state the decode size and each network
+    assert "MobileNetV3Small (keras.applications, random weights)" in budgets
+    assert "models.tiny_net:build (your builder)" in budgets
+    assert "images decoded at 96x96x3" in budgets
+    policy = json.loads((tmp_path / "own.json").read_text())
+    assert policy["source"]["target"]["model"] == "MobileNetV3Small"
+    # the exported policy, validated at the target: the user's network, not ours
+    checked = run(tmp_path, "validate", "own.json", "--seeds", "2")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "test accuracy on 12 test images" in checked.stdout
+
+
+def test_fidelity_measures_a_cnn_proxy_against_an_application_target(
+        tmp_path: Path) -> None:
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=24, size=16,
+                              test_per_class=2)
+    path = experiment(tmp_path, data, "cnn", "MobileNetV3Small",
+                      fidelity={"seeds": 2, "panel": ["crop_flip", "RA(1,5)", "TA"]})
+    out = tmp_path / "own-fidelity.md"
+    proc = run(tmp_path, "fidelity", str(path), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = out.read_text()
+    assert "Spearman" in text and "MobileNetV3Small" in (tmp_path / "own-fidelity.json").read_text()
+
+
+@pytest.mark.parametrize(("name", "needle"), [
+    ("MobileNet9", "model.name 'MobileNet9': not a model; expected cnn, resnet, a "
+                   "keras.applications model"),
+    ("nowhere.models:build", "cannot import 'nowhere.models'"),
+    ("models.tiny_net:missing", "'models.tiny_net' has no function 'missing'"),
+    ("models.tiny_net:not_a_model", "returned str, not a keras.Model"),
+])
+def test_a_bad_model_is_one_line_before_anything_trains(tmp_path: Path, name: str,
+                                                        needle: str) -> None:
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=24, size=16,
+                              test_per_class=2)
+    path = experiment(tmp_path, data, "cnn", name)
+    proc = run(tmp_path, "search", "--experiment", str(path), "--storage",
+               f"sqlite:///{tmp_path}/optuna.db")
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "crop_flip" not in proc.stdout, "refused before any trial"
