@@ -48,7 +48,7 @@ SEARCH_FLAGS = --dataset $(call q,$(DATASET)) \
 	$(call opt,--export,$(EXPORT)) \
 	$(smoke_flag)
 
-.PHONY: help install search worker ui test lint bench experiment clean soak readme
+.PHONY: help install search worker ui test lint bench bench-gpu experiment clean soak readme
 
 help:
 	@echo "make search DATASET=cifar10 [TRIALS=.. EPOCHS=.. SPACE=.. WORKERS=.. SMOKE=1]"
@@ -134,3 +134,9 @@ readme: $(STAMP)
 
 clean:
 	rm -rf runs policies previews .pytest_cache .ruff_cache
+
+# The GPU benchmark (docs/benchmarks.md, "GPU"): one prepared script for a lent GPU machine;
+# on a CPU it runs too (the test suite runs it at a tiny budget). BENCH_OUT: also a file.
+bench-gpu: $(STAMP)
+	$(VENV)/bin/python -m policysearch.evidence.gpu_bench $(call opt,--data-dir,$(DATA_DIR)) \
+		$(call opt,--images,$(IMAGES)) $(call opt,--out,$(BENCH_OUT))
