@@ -56,7 +56,8 @@ help:
 	@echo "make ui            MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make test          the test suite (bootstraps .venv)"
 	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
-	@echo "make bench [ONLY=runs RUNS=10 RUN_EPOCHS=..]  augmentation, epoch and run times"
+	@echo "make bench [ONLY=runs|trial RUNS=10 RUN_EPOCHS=.. BENCH_STUDY=..]  augmentation, run and trial times"
+	@echo "make bench-gpu [IMAGES=50000 BENCH_OUT=..]   the GPU benchmark (runs on a CPU too)"
 	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"
 	@echo "make calibrate EXPERIMENT=mnist [SEEDS=3]    pick the cheapest faithful proxy for it"
@@ -104,7 +105,8 @@ test-interop: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m policysearch.evidence.bench $(call opt,--data-dir,$(DATA_DIR)) \
 		$(call opt,--runs,$(RUNS)) $(call opt,--run-epochs,$(RUN_EPOCHS)) \
-		$(call opt,--experiment,$(BENCH_EXPERIMENT)) $(call opt,--only,$(ONLY))
+		$(call opt,--experiment,$(BENCH_EXPERIMENT)) $(call opt,--only,$(ONLY)) \
+		$(call opt,--study,$(BENCH_STUDY))
 
 experiment: $(STAMP)
 	MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) $(PS) experiment $(call q,$(EXPERIMENT)) \

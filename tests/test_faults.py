@@ -20,20 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Any:
-    """``policysearch ARGS`` in this process (TensorFlow is loaded once per test worker), from
-    ``tmp_path``, as a finished process."""
-    from policysearch.cli.main import main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    monkeypatch.setenv("POLICYSEARCH_CACHE_DIR", str(tmp_path / "cache"))
-
+def cli(tmp_path: Path) -> Any:
+    """``policysearch ARGS`` as a user runs it, from ``tmp_path``, as a finished process (a
+    process of its own: the command line installs signal handlers and output filters)."""
     def call(*args: str) -> subprocess.CompletedProcess[str]:
-        capsys.readouterr()
-        code = main(list(args))
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(list(args), code, out.out, out.err)
+        return run(tmp_path, *args, module="policysearch")
 
     return call
 

@@ -195,6 +195,80 @@ def runs_report(rows: list[dict[str, Any]], title: str) -> list[str]:
     return lines
 
 
+def trial_breakdown(experiment_name: str, data_dir: str | None, runs: int,
+                    study: str | None) -> list[str]:
+    """Where a trial's seconds go at the experiment's proxy budget, as a search worker runs it
+    (issue 36): the data, the trainer's build and compile (once a process), the first run's
+    trace, then per run the weights' reset, the training steps and the validations; with
+    ``study`` (``STORAGE@NAME``), the bookkeeping around each of its finished trials (Optuna
+    and MLflow writes: a trial's wall time less its training seconds)."""
+    import statistics
+
+    from policysearch.config.experiment import load_experiment
+    from policysearch.data.splits import load_splits
+    from policysearch.policy.definition import no_augment, randaugment
+    from policysearch.training.trainer import trainer_for
+
+    _search_threads()
+    exp = load_experiment(experiment_name, overrides={"data.data_dir": data_dir})
+    clock = time.perf_counter()
+    splits = load_splits(exp)
+    data = time.perf_counter() - clock
+    clock = time.perf_counter()
+    trainer = trainer_for(exp, "proxy", splits)
+    build = time.perf_counter() - clock
+    clock = time.perf_counter()
+    trainer.train(no_augment(), splits.proxy, splits.val, 0)
+    first = time.perf_counter() - clock
+    rows = []
+    for seed in range(1, runs + 1):
+        clock = time.perf_counter()
+        trainer._reset(seed)  # what every run starts with, timed alone
+        reset = time.perf_counter() - clock
+        clock = time.perf_counter()
+        result = trainer.train(randaugment(2, 9), splits.proxy, splits.val, seed)
+        total = time.perf_counter() - clock
+        clock = time.perf_counter()
+        trainer.evaluate(splits.val)
+        validation = time.perf_counter() - clock
+        rows.append({"total": total, "fit": result.seconds, "reset": reset,
+                     "validations": validation * len(result.val_epochs)})
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+    b = exp.proxy_budget
+    lines = [f"## Where a trial's seconds go: {experiment_name}'s proxy, {len(splits.proxy)} "
+             f"images x {b.trainer.epochs} epochs, RA(2,9), {runs} runs (median)", "",
+             "| part | seconds | when |", "|---|---|---|",
+             f"| load and carve the data (decoded cache) | {data:.1f} | once a process |",
+             f"| build and compile the trainer | {build:.1f} | once a process |",
+             f"| first run (pipeline built, augmentation traced) | {first:.1f} | once a process |",
+             f"| a run: fresh weights and optimizer (`_reset`) | {med['reset']:.2f} | each trial |",
+             f"| a run: training steps | {med['fit'] - med['validations']:.1f} | each trial |",
+             f"| a run: validations on {len(splits.val)} images | {med['validations']:.2f} | "
+             "each trial |",
+             f"| a run: outside its clock (setup) | {med['total'] - med['fit']:.2f} | each "
+             "trial |"]
+    if study:
+        lines.append(bookkeeping(study))
+    return [*lines, ""]
+
+
+def bookkeeping(study: str) -> str:
+    """The median of a finished study's trial wall times less their training seconds."""
+    import statistics
+
+    import optuna
+
+    storage, _, name = study.rpartition("@")
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    spare = [(t.datetime_complete - t.datetime_start).total_seconds()
+             - float(t.user_attrs["ps.train_seconds"]) for t in trials
+             if t.state.name == "COMPLETE" and t.user_attrs.get("ps.train_seconds") is not None]
+    if not spare:
+        return f"| bookkeeping (study {name}) | n/a: no finished trial | each trial |"
+    return (f"| bookkeeping: trial wall less training (Optuna, MLflow; study {name}, "
+            f"{len(spare)} trials) | {statistics.median(spare):.2f} | each trial |")
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
@@ -217,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=8.0, help="per tf.data measurement")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out")
-    parser.add_argument("--only", choices=("runs",), help="only the interleaved whole runs")
+    parser.add_argument("--only", choices=("runs", "trial"),
+                        help="only the interleaved whole runs, or only a trial's breakdown")
+    parser.add_argument("--study", help="STORAGE@NAME: a finished study whose trials' "
+                        "bookkeeping the trial breakdown reports")
     parser.add_argument("--runs", type=_positive, default=10,
                         help="rounds of crop+flip and RA(2,9)")
     parser.add_argument("--experiment", default="cifar10", help="whose target budget the "
@@ -233,6 +310,10 @@ def main(argv: list[str] | None = None) -> str:
     lines = ["# Benchmarks", "", f"Machine: {machine_line()}", ""]
     if args.only == "runs":
         return _finish(lines + _runs_part(args), args.out)
+    if args.only == "trial":
+        part = trial_breakdown(args.experiment, args.data_dir, args.runs, args.study)
+        print("\n".join(part), flush=True)
+        return _finish(lines + part, args.out)
 
     import keras
 

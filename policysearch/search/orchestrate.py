@@ -188,6 +188,7 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
         why.append(f"{' and '.join(auto)} auto: batch 256, halved down to 16 until an epoch "
                    "has 8 steps; lr 0.2 x sqrt(batch / 256)")
 
+    why.append(race_reach(experiment, len(splits.selection)))
     base = experiment.base_augment
     h, w, c = splits.image_shape
     return (f"target (what the policy is for): {one('target')}; proxy (scores each trial): "
@@ -198,6 +199,24 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
             f"augmentation: crop padding {base.crop_padding} px, flip "
             f"{'on' if base.flip else 'off'}; images decoded at {h}x{w}x{c}"
             + "".join(f"\n{line}" for line in why))
+
+
+def race_reach(experiment: Experiment, selection: int) -> str:
+    """What the race could tell apart at its seed cap if evaluation noise were all of it."""
+    from policysearch.evidence.sequential import detectable_gain, group_sequential
+
+    race = experiment.race
+    first = min(race.min_seeds, race.max_seeds)
+    design = group_sequential(tuple(range(first, race.max_seeds + 1)),
+                              round(1 - race.confidence, 12), race.spending)
+    sd = 0.5 * (2 / max(1, selection)) ** 0.5  # a paired difference, errors independent, p=0.5
+    gain = detectable_gain(race.max_seeds, sd, design.nominal[-1] / max(1, race.top_k),
+                           race.power)
+    return (f"race: {race.max_seeds} seeds at most on {selection} selection images; with "
+            f"evaluation noise alone (at most {100 * sd:.2f} pts a paired difference) they "
+            f"detect gains of {100 * gain:.2f} pts with {100 * race.power:.0f} % power; "
+            "training noise adds to that: the race measures both at its first look and plans "
+            f"its seeds for race.min_effect ({race.min_effect:g} pts)")
 
 
 def run_until_settled(runner: Runner, deadline: float | None, procs: list[Any]) -> None:
