@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from policysearch.evidence.bench import runs_report
 
@@ -26,3 +27,21 @@ def test_bad_run_count_is_one_line() -> None:
     proc = subprocess.run([sys.executable, "-m", "policysearch.evidence.bench", "--runs", "0"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--runs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_trial_breakdown_names_every_part(tmp_path: Path) -> None:
+    from conftest import tiny_experiment, write_image_folder
+
+    from policysearch.evidence.bench import trial_breakdown
+
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=24, size=16,
+                              test_per_class=2)
+    config = tiny_experiment(tmp_path / "tiny.yaml", data)
+    lines = trial_breakdown(str(config), None, 1, None)
+    text = "\n".join(lines)
+    assert lines[0].startswith("## Where a trial's seconds go: ")
+    for part in ("load and carve the data", "build and compile the trainer", "first run",
+                 "fresh weights and optimizer", "training steps", "validations on 18 images",
+                 "outside its clock"):
+        assert f"| {part}" in text or part in text, part
+    assert len([line for line in lines if line.startswith("| ")]) == 8  # the header, 7 parts
