@@ -67,7 +67,7 @@ SMOKE = {"data": {"train_size": 12, "val_size": 6, "selection_size": 6},
          "trainer": {"epochs": 1}, "search": {"trials": 1}}
 
 
-@pytest.mark.parametrize(("changes", "command", "needles"), [
+CASES = [
     ({"name": "../../../escape"}, "fidelity", ("key 'name'", "is not a usable name")),
     ({"name": "x" * 300}, "search", ("key 'name'", "at most 100 characters")),
     ({"name": "a/b"}, "experiment", ("key 'name'", "is not a usable name")),
@@ -79,7 +79,27 @@ SMOKE = {"data": {"train_size": 12, "val_size": 6, "selection_size": 6},
     ({"race": {"min_seeds": 4, "max_seeds": 3}, "smoke": SMOKE}, "search",
      ("race.max_seeds", "below race.min_seeds")),
     ({"trainer": {"lr": 1e30}}, "search", ("trainer.lr", "above the maximum 10")),
-])
+]
+THROUGH_THE_CLI = {0, 1, 3}
+"""The cases also run as a user runs them (a process each); the rest load the file here."""
+
+
+@pytest.mark.parametrize(("changes", "command", "needles"), CASES)
+def test_a_bad_experiment_file_is_refused(tmp_path: Path, data: Path, changes: dict,
+                                          command: str, needles: tuple[str, ...]) -> None:
+    from policysearch.config.experiment import load_experiment
+    from policysearch.errors import ConfigError
+
+    path = experiment(tmp_path, data, changes)
+    with pytest.raises(ConfigError) as refused:
+        load_experiment(str(path), smoke=True)
+    assert "\n" not in str(refused.value)
+    for needle in needles:
+        assert needle in str(refused.value)
+
+
+@pytest.mark.parametrize(("changes", "command", "needles"),
+                         [case for i, case in enumerate(CASES) if i in THROUGH_THE_CLI])
 def test_a_bad_experiment_file_is_refused_before_anything_trains(
         tmp_path: Path, data: Path, cli: Any, changes: dict, command: str,
         needles: tuple[str, ...]) -> None:
