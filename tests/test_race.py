@@ -294,7 +294,7 @@ def test_the_screen_sends_the_best_baseline_of_each_base_to_the_final() -> None:
     experiment's base out of the final: the final, at the target budget, decides between them."""
     ta_off = on_base(BASELINES["trivialaugment"], {"flip": False})
     derived = Contender(ta_off.key(), "baseline trivialaugment, flip off", ta_off.to_dict(),
-                        "baseline", on_searched_base=True, base="flip off")
+                        "baseline", base="flip off")
     quality = {"RA1": 0.40, "RA2": 0.41, "RA3": 0.42, "RA4": 0.43, "RA6": 0.44,
                "baseline trivialaugment": 0.45, "baseline randaugment_n2_m9": 0.46,
                "baseline crop_flip": 0.42, "baseline trivialaugment, flip off": 0.48}

@@ -286,8 +286,7 @@ def run_ladder(experiment: Experiment, panel: Sequence[PanelEntry], seeds: Seque
                    status=judge(a["spearman"], cost if math.isfinite(cost) else rung.estimate,
                                 bar))
         if row["status"] == "faithful":
-            shift = max(confirm_seeds) - min(confirm_seeds) + 1
-            used = [s + attempts * shift for s in confirm_seeds]
+            used = [s + attempts * len(confirm_seeds) for s in confirm_seeds]
             attempts += 1
             ladder.ensure(target, used)
             ladder.ensure(rung, used)

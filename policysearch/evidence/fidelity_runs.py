@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from policysearch.config.calibration import proxy_stamp, target_stamp
 from policysearch.config.experiment import Experiment
 from policysearch.errors import PolicySearchError
+from policysearch.paths import write_atomic
 from policysearch.policy.definition import Policy
 
 BUDGETS = ("proxy", "target")
@@ -98,10 +98,7 @@ def calibration_runs(path: Path, experiment: Experiment, have: set[tuple[str, st
 
 def save_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: an interrupt never leaves a truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def budget_stamps(config: dict[str, Any]) -> dict[str, str]:

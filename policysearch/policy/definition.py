@@ -375,13 +375,8 @@ def read_policy(path: str | os.PathLike[str]) -> Policy:
 
 def write_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
     """Write ``policy`` atomically (a reader never sees half a file)."""
+    from policysearch.paths import write_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(policy.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, policy.to_json())
     return path

@@ -33,10 +33,8 @@ class Contender:
     trial: int | None = None
     value: float | None = None
     """Its search-validation value (how it got into the race)."""
-    on_searched_base: bool = False
-    """A stock baseline on a base a candidate chose, not on the experiment's."""
     base: str = ""
-    """That base in words (``flip off``); empty on the experiment's base."""
+    """A baseline's base in words (``flip off``); empty on the experiment's base."""
 
 
 def base_changes(policy: Policy) -> dict[str, Any]:
@@ -101,8 +99,7 @@ def contenders(study: Any, top_k: int, every_baseline: bool = False) -> list[Con
                     chosen.append(best[key])
                 continue
             chosen.append(Contender(key, f"baseline {name}, {base_words(changes)}",
-                                    variant.to_dict(), "baseline", on_searched_base=True,
-                                    base=base_words(changes)))
+                                    variant.to_dict(), "baseline", base=base_words(changes)))
     reference = BASELINES[REFERENCE]
     if all(c.key != reference.key() for c in chosen):
         trial = best.get(reference.key())  # its search trial, when it ran one

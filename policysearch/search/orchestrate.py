@@ -22,7 +22,7 @@ from policysearch.search.base_choice import BaseChoice, choose_base
 from policysearch.search.contenders import Contender, contenders, screen_round
 from policysearch.search.learning_check import BudgetCannotLearn, check_learning
 from policysearch.search.provenance import export_policy
-from policysearch.search.race import race
+from policysearch.search.race import race, race_design
 from policysearch.search.tally import describe_tally, search_tally
 from policysearch.search.worker import (
     Interrupted,
@@ -203,12 +203,10 @@ def describe_budgets(experiment: Experiment, splits: Any) -> str:
 
 def race_reach(experiment: Experiment, selection: int) -> str:
     """What the race could tell apart at its seed cap if evaluation noise were all of it."""
-    from policysearch.evidence.sequential import detectable_gain, group_sequential
+    from policysearch.evidence.sequential import detectable_gain
 
     race = experiment.race
-    first = min(race.min_seeds, race.max_seeds)
-    design = group_sequential(tuple(range(first, race.max_seeds + 1)),
-                              round(1 - race.confidence, 12), race.spending)
+    design = race_design(race)
     sd = 0.5 * (2 / max(1, selection)) ** 0.5  # a paired difference, errors independent, p=0.5
     gain = detectable_gain(race.max_seeds, sd, design.nominal[-1] / max(1, race.top_k),
                            race.power)

@@ -130,16 +130,16 @@ def race_candidate(policy: Any, experiment: Experiment) -> Any:
     if not chosen:
         return None
     candidate = Policy.from_dict(chosen["policy"])
-    if candidate.key() == Policy.from_dict({**policy.to_dict(), "source": {}}).key():
+    candidate = replace(candidate, base=candidate.trained_base(
+        experiment.base_augment.crop_padding, experiment.base_augment.flip))
+    if candidate.key() == policy.key():  # the export: both as they train, base included
         return None
-    base = candidate.trained_base(experiment.base_augment.crop_padding,
-                                  experiment.base_augment.flip)
     source = {**policy.source, "trial": chosen.get("trial"), "searched": True,
               "exported": False,
               "note": "the race's best searched candidate, not exported; validated beside the "
                       "export so the test split shows whether the race chose right (it chooses "
                       "nothing)"}
-    return replace(candidate, base=base, source=source)
+    return replace(candidate, source=source)
 
 
 def paired_plot(rows: list[dict[str, Any]]) -> bytes:

@@ -115,8 +115,6 @@ def race(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
     ``race.power`` at ``race.min_effect`` from the spread measured at the first look, at most
     ``max_seeds``.
     """
-    from policysearch.evidence.sequential import group_sequential
-
     st = _Standing({c.key: {} for c in entrants},
                    [RACE_SEED_BASE + i for i in range(config.max_seeds)])
     for (key, seed), value in (known or {}).items():
@@ -126,12 +124,10 @@ def race(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
     reference = next(c for c in entrants if c.key == BASELINES[REFERENCE].key())
     candidates = [c for c in racers if c.role == "candidate"]
     baselines = [c for c in racers if c.role == "baseline"] or [reference]
-    first = min(config.min_seeds, config.max_seeds)
-    design = group_sequential(tuple(range(first, config.max_seeds + 1)),
-                              round(1 - config.confidence, 12), config.spending)
+    design = race_design(config)
     split = max(1, len(candidates))
     plan: dict[str, Any] | None = None
-    st.n = first
+    st.n = design.seeds[0]
     looks = 0
     while True:
         alive = [c for c in racers if c.key not in st.out]
@@ -161,6 +157,16 @@ def race(entrants: list[Contender], evaluate: Evaluate, config: RaceConfig,
                    config)
 
 
+def race_design(config: RaceConfig) -> Any:
+    """The race's group-sequential design: a look at every seed count from ``min_seeds`` to
+    ``max_seeds``, ``1 - confidence`` spent over them by ``race.spending``."""
+    from policysearch.evidence.sequential import group_sequential
+
+    first = min(config.min_seeds, config.max_seeds)
+    return group_sequential(tuple(range(first, config.max_seeds + 1)),
+                            round(1 - config.confidence, 12), config.spending)
+
+
 def _crosses(st: _Standing, candidate: Contender, baseline: Contender, reference: Contender,
              level: float) -> bool:
     """The candidate beats the best baseline and crop+flip at the look's nominal level."""
@@ -184,19 +190,17 @@ def _plan(st: _Standing, racers: list[Contender], reference: Contender, design: 
     sd, dof = pooled_paired_sd(diffs)
     level = design.nominal[-1] / split
     effect = config.min_effect / 100
-    if not math.isfinite(sd):
-        needed = config.max_seeds
-    else:
-        needed = seeds_for_power(sd, effect, level, config.power) or 10**6
-    seeds = max(st.n, min(config.max_seeds, needed))
-    smallest = detectable_gain(seeds, sd, level, config.power) if math.isfinite(sd) else math.inf
+    measured = math.isfinite(sd)
+    needed = seeds_for_power(sd, effect, level, config.power) if measured else None
+    seeds = max(st.n, min(config.max_seeds, needed or config.max_seeds))
+    smallest = detectable_gain(seeds, sd, level, config.power) if measured else math.inf
     text = (f"paired spread {100 * sd:.2f} pts ({dof} df, first {st.n} seeds); "
             + (f"{needed} seeds detect a gain of {config.min_effect:g} pts with "
-               f"{100 * config.power:.0f} % power" if needed < 10**6 else
+               f"{100 * config.power:.0f} % power" if needed is not None else
                f"no seed count up to 200 detects {config.min_effect:g} pts")
             + f"; the race runs up to {seeds} (race.max_seeds {config.max_seeds}): the "
             f"smallest gain it can detect is {100 * smallest:.2f} pts")
-    return {"sd": sd, "dof": dof, "needed": needed if needed < 10**6 else None, "seeds": seeds,
+    return {"sd": sd, "dof": dof, "needed": needed, "seeds": seeds,
             "min_effect": config.min_effect, "power": config.power, "level": level,
             "detectable": smallest, "text": text}
 
@@ -227,7 +231,7 @@ def _decide(entrants: list[Contender], racers: list[Contender], reference: Conte
                        f"group-sequential: {design.describe()}; Bonferroni over "
                        f"{max(1, len(candidates))} candidate(s)"),
               "looks": looks, "seeds": used, "table": table, "design": design.to_dict(),
-              "plan": {k: v for k, v in plan.items() if k != "text"} | {"text": plan["text"]}}
+              "plan": dict(plan)}
     gain = None
     if candidate is None:
         winner, outcome = baseline, "no gain"
