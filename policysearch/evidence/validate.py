@@ -97,7 +97,7 @@ def validate(policy: Policy, experiment: Experiment, *, seeds: int,
             log(f"validate: {label} seed {seed}: test {accuracy:.4f} "
                 f"({result.seconds:.0f}s, {time.monotonic() - started:.0f}s so far)")
     summary = summarize_rows(rows)
-    summaries = {role: summarize_rows([r for r in rows if r["role"] != "policy"], subject=role)
+    summaries = {role: summarize_rows(rows, subject=role)
                  for role, _, _ in also or [] if any(r["role"] == role for r in rows)}
     _track(policy, exp, rows, tracking_uri, log)
     return {"rows": rows, "summary": summary, "summaries": summaries, "same": same,
@@ -137,7 +137,8 @@ def table(summary: list[dict[str, Any]], subject: str = "policy") -> str:
              "95 % lower bound | one-sided p |", "|---|---|---|---|---|---|"]
     for s in summary:
         name = (s["label"] if s["role"] == subject else
-                f"{s['label']} ({s['role']})" if s["role"] in ("policy", "candidate") else
+                f"{s['label']} (the export)" if s["role"] == "policy" else
+                f"{s['label']} (candidate)" if s["role"] == "candidate" else
                 f"{s['label']} (baseline {s['role']})")
         if "gain" in s:
             gain = (f"{100 * s['gain']:+.2f} pts | {100 * s['gain_lower']:+.2f} pts | "
