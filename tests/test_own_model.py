@@ -99,3 +99,19 @@ def test_a_bad_model_is_one_line_before_anything_trains(tmp_path: Path, name: st
     assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert "crop_flip" not in proc.stdout, "refused before any trial"
+
+
+def test_model_input_size_resizes_for_every_kind_of_network() -> None:
+    """``model.input_size`` is the side the network sees, for our CNN as for an application or
+    a builder: a resize layer in front, said in the first lines; unset, nothing changes."""
+    from policysearch.config.experiment import ModelConfig
+    from policysearch.training.models import build_model, describe_model
+
+    for config in (ModelConfig(input_size=16), ModelConfig(name="models.tiny_net:build",
+                                                           input_size=16)):
+        model = build_model(config, (32, 32, 3), 10, seed=1)
+        assert model.get_layer("resize").output.shape[1:3] == (16, 16)
+        assert "images resized 32->16 px" in describe_model(config, (32, 32, 3))
+    plain = build_model(ModelConfig(), (32, 32, 3), 10, seed=1)
+    assert "resize" not in [layer.name for layer in plain.layers]
+    assert describe_model(ModelConfig(), (32, 32, 3)) == "cnn 16/32/64x1"

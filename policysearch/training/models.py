@@ -130,48 +130,55 @@ def resolve(config: Any) -> tuple[str, Builder]:
 def describe_model(config: Any, image_shape: tuple[int, int, int]) -> str:
     """The model in the first lines: its name, sizes and the side it sees."""
     kind, _ = resolve(config)
-    if kind == "builtin":
-        return f"{config.name} {'/'.join(map(str, config.widths))}x{config.depth}"
     side = input_side(config, image_shape)
-    resized = (f", images resized {image_shape[0]}->{side} px" if side != image_shape[0]
+    resized = (f"images resized {image_shape[0]}->{side} px" if side != image_shape[0]
                else "")
+    if kind == "builtin":
+        return (f"{config.name} {'/'.join(map(str, config.widths))}x{config.depth}"
+                + (f" ({resized})" if resized else ""))
     what = "keras.applications, random weights" if kind == "application" else "your builder"
-    return f"{config.name} ({what}{resized})"
+    return f"{config.name} ({what}{', ' + resized if resized else ''})"
 
 
 def build_model(config: Any, image_shape: tuple[int, int, int], num_classes: int,
                 seed: int = 0) -> keras.Model:
     """The model ``config`` (a ``ModelConfig``) names, with weights drawn from ``seed``.
 
-    Inputs are float images in [0, 255] of ``image_shape`` whatever the model: a
-    ``keras.applications`` model gets a resize layer first when it needs a larger input (and
-    sees the pixels as they are: with random weights its own normalisation learns the scale)."""
+    Inputs are float images in [0, 255] of ``image_shape`` whatever the model: a network gets a
+    resize layer in front when the side it sees (``input_side``: ``model.input_size``, or what a
+    ``keras.applications`` model needs) differs; an application sees the pixels as they are
+    (with random weights its own normalisation learns the scale)."""
     kind, builder = resolve(config)
+    side = input_side(config, image_shape)
+    shape = (side, side, image_shape[2])
     if kind == "builtin":
         if not config.widths or min(config.widths) < 1:
             raise ConfigError(f"model.widths: expected one or more positive widths, got "
                               f"{list(config.widths)}")
-        return builder(image_shape, num_classes, list(config.widths), config.depth, seed=seed)
-    keras.utils.set_random_seed(seed)
-    if kind == "builder":
-        model = builder(tuple(image_shape), num_classes, seed)
-        if not isinstance(model, keras.Model):
-            raise ConfigError(f"model.name {config.name!r}: returned {type(model).__name__}, "
+        network = builder(shape, num_classes, list(config.widths), config.depth, seed=seed)
+    elif kind == "builder":
+        keras.utils.set_random_seed(seed)
+        network = builder(shape, num_classes, seed)
+        if not isinstance(network, keras.Model):
+            raise ConfigError(f"model.name {config.name!r}: returned {type(network).__name__}, "
                               "not a keras.Model")
-        return model
-    side = input_side(config, image_shape)
+    else:
+        keras.utils.set_random_seed(seed)
+        try:
+            backbone = builder(include_top=False, weights=None, pooling="avg",
+                               input_shape=shape)
+        except ValueError as err:
+            raise ConfigError(f"model.name {config.name!r} on {side}x{side}x{image_shape[2]} "
+                              f"images: {err}; set model.input_size") from None
+        inputs = keras.Input(shape, name="images")
+        network = keras.Model(inputs, layers.Dense(num_classes, name="logits")(backbone(inputs)),
+                              name=config.name)
+    if shape == tuple(image_shape):
+        return network
+    # any network sees the side it asks for: a resize layer in front (model.input_size)
     inputs = keras.Input(image_shape, name="images")
-    x = inputs
-    if side != image_shape[0] or side != image_shape[1]:
-        x = layers.Resizing(side, side, name="resize")(x)
-    try:
-        backbone = builder(include_top=False, weights=None, pooling="avg",
-                           input_shape=(side, side, image_shape[2]))
-    except ValueError as err:
-        raise ConfigError(f"model.name {config.name!r} on {side}x{side}x{image_shape[2]} "
-                          f"images: {err}; set model.input_size") from None
-    outputs = layers.Dense(num_classes, name="logits")(backbone(x))
-    return keras.Model(inputs, outputs, name=config.name)
+    return keras.Model(inputs, network(layers.Resizing(side, side, name="resize")(inputs)),
+                       name=network.name)
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
