@@ -3,6 +3,7 @@ names never change between trials, malformed spaces are refused with the file an
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -393,3 +394,34 @@ def test_groups_are_randaugment_only_but_every_type_may_turn_the_base_off(
     space = load_space(str(path))
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
     assert space.sample(study.ask()).base == {"flip": False}
+
+
+def test_random_search_proposes_the_same_policies_whoever_draws_them(tmp_path: Path) -> None:
+    """The k-th searched proposal depends on the study's seed and k alone: two workers that
+    take turns, a worker that dies and a resumed process (fresh samplers, one storage) propose
+    what one process alone proposes, and a retried trial is the same proposal."""
+    from policysearch.config.samplers import DRAW, SAMPLERS
+
+    space = load_space("randaugment_groups")
+    alone, _ = sample_policies("randaugment_groups", SAMPLERS["random"](7), 6)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
+    optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    workers = [optuna.load_study(study_name="s", storage=storage, sampler=SAMPLERS["random"](7))
+               for _ in range(2)]
+    got = []
+    for i in range(4):  # two workers take turns
+        trial = workers[i % 2].ask()
+        got.append(space.sample(trial).to_dict())
+        workers[i % 2].tell(trial, 0.5)
+    dying = workers[0].ask()  # a trial whose worker dies before it sampled: retried, same draw
+    workers[0].tell(dying, state=optuna.trial.TrialState.FAIL)
+    resumed = optuna.load_study(study_name="s", storage=storage, sampler=SAMPLERS["random"](7))
+    draw = storage.get_trial(dying._trial_id).user_attrs[DRAW]
+    resumed.enqueue_trial({}, user_attrs={DRAW: draw})
+    for _ in range(2):
+        trial = resumed.ask()
+        got.append(space.sample(trial).to_dict())
+        resumed.tell(trial, 0.5)
+    assert got == [p.to_dict() for p in alone]
+    seeds = {json.dumps(p.to_dict(), sort_keys=True) for p in alone}
+    assert len(seeds) == 6  # the draws differ from each other

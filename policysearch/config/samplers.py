@@ -17,10 +17,57 @@ def _tpe(seed: int | None) -> Any:
                                           constant_liar=True, n_startup_trials=8)
 
 
+DRAW = "ps.draw"
+"""The trial user attribute of the random sampler's draw: the ordinal of a searched proposal in
+its study (0, 1, ...), kept by the trial's retries."""
+
+
 def _random(seed: int | None) -> Any:
     import optuna
 
-    return optuna.samplers.RandomSampler(seed=seed)
+    class DrawSampler(optuna.samplers.RandomSampler):
+        """Random search that reproduces across workers and restarts.
+
+        The k-th searched proposal of a study is drawn from ``(seed, k, parameter name)``
+        alone, whichever process draws it and whenever: ``k`` is numbered when the trial is
+        asked (under the study's lock), and a retried trial keeps its draw. So a search that
+        lost a worker, or was stopped and resumed, proposes the same policies as one that was
+        not. Without a seed it is Optuna's random sampler."""
+
+        def __init__(self, seed: int | None) -> None:
+            super().__init__(seed=seed)
+            self.seed = seed
+            self.draws: dict[int, int] = {}
+
+        def before_trial(self, study: Any, trial: Any) -> None:
+            draw = trial.user_attrs.get(DRAW)
+            if draw is None and self.seed is not None and "fixed_params" not in \
+                    trial.system_attrs and not trial.params:
+                draws = [t.user_attrs.get(DRAW) for t in study.get_trials(deepcopy=False)]
+                draw = 1 + max((d for d in draws if d is not None), default=-1)
+                study._storage.set_trial_user_attr(trial._trial_id, DRAW, draw)
+            if draw is not None:
+                self.draws[trial._trial_id] = int(draw)
+
+        def sample_independent(self, study: Any, trial: Any, param_name: str,
+                               param_distribution: Any) -> Any:
+            import zlib
+
+            import numpy as np
+            from optuna._transform import _SearchSpaceTransform
+
+            draw = self.draws.get(trial._trial_id, trial.user_attrs.get(DRAW))
+            if draw is None or self.seed is None:
+                return super().sample_independent(study, trial, param_name, param_distribution)
+            rng = np.random.RandomState([self.seed, int(draw), zlib.crc32(param_name.encode())])
+            space = _SearchSpaceTransform({param_name: param_distribution})
+            return space.untransform(rng.uniform(space.bounds[:, 0],
+                                                 space.bounds[:, 1]))[param_name]
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            self.draws.pop(trial._trial_id, None)
+
+    return DrawSampler(seed)
 
 
 def _qmc(seed: int | None) -> Any:
@@ -51,6 +98,10 @@ def _nop(first: int, epochs: int) -> Any:
 
 SAMPLERS: dict[str, Callable[[int | None], Any]] = {"tpe": _tpe, "random": _random, "qmc": _qmc}
 """Sampler name -> factory(seed). The config, the CLI and ``open_study`` all read this table."""
+REPRODUCIBLE = frozenset({"random"})
+"""Samplers whose proposals are a function of the study's seed: every process (workers,
+resumes) gets that seed. The others get it only in the process that creates the study (a
+restarted TPE seeded alike would propose again what ran)."""
 PRUNERS: dict[str, Callable[[int, int], Any]] = {"hyperband": _hyperband, "median": _median,
                                                  "none": _nop}
 """Pruner name -> factory(first validated epoch, epochs)."""

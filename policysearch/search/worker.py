@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from policysearch.config.samplers import DRAW
 from policysearch.policy.baselines import BASELINES
 from policysearch.study.record import (
     PREFIX,
@@ -163,8 +164,10 @@ class Runner:
                 # rendered without its sample grid: the process is stopping, be quick
                 self._finish(trial, "FAIL", None, f"interrupted by {stop}", None, grid=False)
                 baseline = queued_baseline(frozen)
-                study.enqueue_trial(frozen.params, user_attrs={PREFIX + "baseline": baseline}
-                                    if baseline else None)
+                keep = {PREFIX + "baseline": baseline} if baseline else {}
+                if DRAW in frozen.user_attrs:  # the retry is the same proposal
+                    keep[DRAW] = frozen.user_attrs[DRAW]
+                study.enqueue_trial(frozen.params, user_attrs=keep or None)
         else:  # stopped while rendering a finished trial
             self.render(frozen, grid=False)
 

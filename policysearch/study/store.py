@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policysearch.config.experiment import Experiment, experiment_from_dict
-from policysearch.config.samplers import SAMPLERS, PrunePlan, rung_pruner
+from policysearch.config.samplers import REPRODUCIBLE, SAMPLERS, PrunePlan, rung_pruner
 from policysearch.errors import PolicySearchError
 from policysearch.study.record import (
     PREFIX,
@@ -84,7 +84,9 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
     Joining with a record checks that the stored one matches it (a larger ``total_trials`` is
     a resume that adds trials, and is stored). Joining without one takes the stored config.
     The sampler is seeded with the study's seed only in the process that creates the study;
-    every other process (workers, resumes) reseeds it, so nobody re-proposes what ran.
+    every other process (workers, resumes) reseeds it, so nobody re-proposes what ran; a
+    reproducible sampler (``random``: its proposals numbered in the study) is seeded alike in
+    every process.
     A study that does not exist is refused at once, unless ``wait_for_study`` seconds are
     given (a worker started before its search: it says so once through ``log``, then waits).
     """
@@ -115,8 +117,9 @@ def open_study(storage_url: str, study_name: str, record: StudyRecord | None = N
     exp = experiment or stored_experiment
     rungs = stored.prune_rungs if record is None else record.prune_rungs
     study = optuna.load_study(study_name=study_name, storage=storage,
-                              sampler=make_sampler(stored_experiment,
-                                                   exp.search.seed if created else None),
+                              sampler=make_sampler(stored_experiment, exp.search.seed
+                                                   if created or stored_experiment.search.sampler
+                                                   in REPRODUCIBLE else None),
                               pruner=make_pruner(stored_experiment, rungs))
     if record is not None and not created:
         from policysearch.study.record import update_study
