@@ -61,6 +61,12 @@ def write_atomic(path: Path, content: str | bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if err.filename is None:  # a full disk names no file: say which write it stopped
+            err.filename = str(path)
+        raise
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

@@ -195,3 +195,32 @@ def test_results_json_is_never_half_written(tmp_path: Path) -> None:
     write_atomic(target, json.dumps({"a": 1}))
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"], "no temporary left behind"
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_half_file(tmp_path: Path) -> None:
+    """A write the machine refuses (here a file size limit, as a full disk would) names the
+    file, exits non-zero and leaves neither half a file nor a temporary one."""
+    import resource
+    import signal
+
+    policy = tmp_path / "p.json"
+    write_policy(randaugment(2, 9), policy)
+    out = tmp_path / "grid" / "preview.png"
+
+    def limit() -> None:  # writes past 2 KB fail with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", POLICYSEARCH_CACHE_DIR=str(tmp_path / "cache"))
+    images = write_image_folder(tmp_path / "data", classes=2, per_class=2, size=16)
+    result = subprocess.run([sys.executable, "-m", "policysearch", "preview", str(policy),
+                             "--dataset", str(images), "--images", "2", "--out", str(out)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                            preexec_fn=limit)
+    # the decoded-data cache, refused too, is a warning it goes on without; then the error
+    *warnings, error = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert all(w.startswith("policysearch: warning: cannot cache") for w in warnings), warnings
+    assert error == f"policysearch: error: --out {out}: cannot write it (File too large)"
+    assert list(out.parent.iterdir()) == []

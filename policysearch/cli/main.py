@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -309,6 +310,11 @@ COMMANDS = {
 }
 
 
+MACHINE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                            errno.EPERM})
+"""Errors of the machine, not of the tool: one line, exit 1, no traceback."""
+
+
 def main(argv: list[str] | None = None) -> int:
     from policysearch.cli import quiet
     from policysearch.cli.args import build_parser
@@ -336,6 +342,16 @@ def main(argv: list[str] | None = None) -> int:
     except PolicySearchError as err:
         print(f"policysearch: error: {err}", file=sys.stderr, flush=True)
         return err.exit_code
+    except OSError as err:
+        if err.errno not in MACHINE_ERRORS:
+            raise  # a bug: keep its traceback
+        # the machine refused a write (disk full, a file size limit, read-only, no
+        # permission): the study is saved, and the same command resumes once it is fixed
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"policysearch: error: {where}{err.strerror}; nothing half-written is left: free "
+              "the space (or fix the permission) and run the same command again",
+              file=sys.stderr, flush=True)
+        return 1
     except BaseException as err:
         if isinstance(err, (interrupts.Interrupted, KeyboardInterrupt)):
             signum = getattr(err, "signum", signal.SIGINT)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from policysearch.cli.output import quiet_warnings, say
 from policysearch.errors import PolicySearchError
+from policysearch.paths import write_atomic
 
 PREVIEW_BYTES = 256 << 20
 """Largest preview grid (RGB bytes) drawn."""
@@ -72,8 +73,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     else:
         png = sample_grid(policy, images, seed=args.seed, crop_padding=padding, flip=flip)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(png)
+        write_atomic(out, png)  # a full disk leaves no half a PNG
     except OSError as err:
         raise PolicySearchError(f"--out {out}: cannot write it ({err.strerror or err})") from None
     say(f"wrote {out}")

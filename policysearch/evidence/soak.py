@@ -1,23 +1,28 @@
 """``make soak``: faults injected into real searches, many times, under load; writes
 docs/reliability.md.
 
-A CPU hog keeps one core busy. One undisturbed search (the reference) runs first; then every
-round runs the same search under a study of its own and, at a random moment, injects one fault:
-SIGTERM or SIGINT (a clean stop), SIGKILL (the worker dies; it is restarted), the tracking
-server killed and restarted, or the worker's PostgreSQL connections terminated
-(``pg_terminate_backend``). The search is then resumed until it finishes, ``sync-mlflow`` runs,
-and the round checks: the documented exit codes, no trial left running after the grace period,
-every finished trial exactly once in MLflow, the exact trial count, and the decision and the
-exported policy equal to the reference's.
+A CPU hog keeps one core busy. One undisturbed search (the reference) runs first: 8 searched
+trials and 3 baselines, two workers, PostgreSQL, an MLflow server over HTTP. Then every round
+runs the same search under a study of its own and, at a random moment, injects one fault:
+SIGTERM to the search (a clean stop), SIGKILL of its second worker, the tracking server killed
+and restarted, the workers' PostgreSQL connections terminated (``pg_terminate_backend``), or
+the results folder filled up (a tmpfs of its own) until the search ends. The search is then
+resumed until it finishes, ``sync-mlflow`` runs, and the round checks: the documented exit
+codes, no trial left running after the grace period, every finished trial exactly once in
+MLflow (no run without a trial, no trial without a run), every searched proposal of the
+reference finished exactly once (none lost, none duplicated), and the reference's decision and
+exported policy.
 
-Every trial is a queued baseline (``--trials 0``): a resumed process reseeds its sampler by
-design (nobody re-proposes what ran), so searched proposals after a fault differ from the
-reference's, and only fixed policies make "the same decision" a fair check.
+The searched trials are proposed by the random sampler, whose k-th proposal is a function of
+the study's seed and k (``config/samplers.py``): a search that lost a worker or was resumed
+proposes what the undisturbed one proposed, so "the same decision" is a fair check. The report
+states the margin of that decision (the finalist's lead over the runner-up on validation).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import random
@@ -29,44 +34,32 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from policysearch.evidence.soak_checks import (
     APP,
+    Disk,
     Server,
     delete_studies,
     exactly_once,
+    load,
     outcome,
-    reference_seconds,
     running_trials,
+    searched_once,
     terminate_backends,
 )
-from policysearch.paths import PROJECT_ROOT
-
-FAULTS = ["SIGTERM", "SIGINT", "SIGKILL", "tracking server", "pg_terminate_backend"]
-EXPECTED = {"SIGTERM": 143, "SIGINT": 130, "SIGKILL": -9, "tracking server": 0,
-            "pg_terminate_backend": 0}
-HEARTBEAT = 1  # seconds; a dead worker's trial is stale after 3
-ATTEMPTS = 4  # searches a round may start before its fault lands in one
-CHECKS = ["exit code", "none running", "MLflow exactly once", "trial count", "same decision"]
-
-
-@dataclass
-class Round:
-    study: str
-    number: int
-    fault: str
-    moment: float
-    codes: list[int] = field(default_factory=list)
-    held: dict[str, bool] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(self.held.get(c, False) for c in CHECKS)
+from policysearch.evidence.soak_report import (
+    ATTEMPTS,
+    CHECKS,
+    EXPECTED,
+    FAULTS,
+    HEARTBEAT,
+    SEARCHED,
+    Round,
+    report,
+)
+from policysearch.paths import PROJECT_ROOT, write_atomic
 
 
 class Soak:
@@ -75,6 +68,7 @@ class Soak:
         self.work = work
         self.storage = args.storage
         self.server = Server(work / "mlflow")
+        self.disk = Disk(work / "results")
         self.lock = threading.Lock()  # the tracking server: one fault at a time
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
         self.env.update(TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
@@ -87,21 +81,24 @@ class Soak:
         self.stopping = False
 
     def experiment(self) -> Path:
-        """A budget far below the smoke one: a round is about process start-ups and faults."""
+        """A budget below the smoke one: a round is about process start-ups and faults."""
         import yaml
 
         config = {
             "name": "soak", "dataset": self.args.dataset,
-            "data": {"train_size": 64, "val_size": 64, "selection_size": 64, "image_size": 16,
-                     "split_seed": 0, "data_dir": self.args.data_dir},
+            "data": {"train_size": 128, "val_size": 256, "selection_size": 128,
+                     "selection_max": 128, "image_size": 16, "split_seed": 0,
+                     "data_dir": self.args.data_dir},
             "base_augment": {"crop_padding": 2, "flip": True},
             "trainer": {"epochs": 2, "batch_size": 32, "lr": 0.05, "warmup_epochs": 0,
                         "validate_every": 2, "model": {"name": "cnn", "widths": [8, 16],
                                                        "depth": 1}},
-            "target": {"train_size": 64, "trainer": {"epochs": 2}},
-            "search": {"trials": 0, "baselines": ["crop_flip", "randaugment_n2_m9",
-                                                  "trivialaugment"], "seed": self.args.seed},
-            "race": {"top_k": 1, "min_seeds": 2, "max_seeds": 2, "budget": "proxy"},
+            "target": {"train_size": 128, "trainer": {"epochs": 2}},
+            "search": {"trials": SEARCHED, "sampler": "random", "pruner": "none",
+                       "learning_check": "off", "seed": self.args.seed,
+                       "baselines": ["crop_flip", "randaugment_n2_m9", "trivialaugment"]},
+            "race": {"top_k": 1, "min_seeds": 2, "max_seeds": 2, "budget": "proxy",
+                     "screen": {"top_k": 0}},
         }
         if not self.args.data_dir:
             del config["data"]["data_dir"]
@@ -113,8 +110,9 @@ class Soak:
         # each study's connections carry its name: a round terminates only its own
         storage = f"{self.storage}?application_name={APP}-{study}"
         return [sys.executable, "-m", "policysearch", "search", "--experiment",
-                str(self.config), "--storage", storage, "--study-name", study,
-                "--tracking-uri", self.server.uri, "--export", str(self.work / f"{study}.json")]
+                str(self.config), "--storage", storage, "--study-name", study, "--workers", "2",
+                "--tracking-uri", self.server.uri,
+                "--export", str(self.disk.folder / f"{study}.json")]
 
     def start(self, study: str, log: Path) -> subprocess.Popen[str]:
         if self.stopping:
@@ -129,16 +127,31 @@ class Soak:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill()
+        for pid in self.workers_of(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def workers_of(procs: list[subprocess.Popen[str]]) -> list[int]:
+        """The worker processes the searches spawned (children running ``policysearch
+        worker``)."""
+        pids = []
+        for proc in procs:
+            with contextlib.suppress(OSError):
+                children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
+                for pid in map(int, children.split()):
+                    with contextlib.suppress(OSError):
+                        alive = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+                        if alive and b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                            pids.append(pid)
+        return pids
 
     # -- the undisturbed reference ---------------------------------------------------------------
 
-    def reference(self) -> tuple[dict[str, Any], float, float]:
-        """The undisturbed search: its outcome, its seconds, and the seconds from its first
-        running trial to its end (the window a fault can hit)."""
-        if self.args.reference:  # a finished reference of the same config: STUDY@FOLDER
-            study, folder = self.args.reference.split("@")
-            seconds = reference_seconds(self.storage, study, Path(folder))
-            return outcome(self.storage, study, Path(folder)), seconds, 0.6 * seconds
+    def reference(self) -> tuple[dict[str, Any], float, float, float]:
+        """The undisturbed search: its outcome, its seconds, the seconds from its first
+        running trial to its end (the window a fault can hit) and to its last trial's end
+        (the window in which its second worker runs trials)."""
         study = f"soak-{self.args.stamp}-reference"
         self.studies.append(study)
         tic = time.monotonic()
@@ -149,7 +162,15 @@ class Soak:
         if proc.wait() != 0:
             raise RuntimeError(f"the undisturbed search failed: see {self.work}/{study}.log")
         end = time.monotonic()
-        return outcome(self.storage, study, self.work), end - tic, end - first
+        got = outcome(self.storage, study, self.disk.folder / f"{study}.json")
+        trials = [t for t in load(self.storage, study).get_trials(deepcopy=False)
+                  if t.datetime_start and t.datetime_complete]
+        phase = (max(t.datetime_complete for t in trials)
+                 - min(t.datetime_start for t in trials)).total_seconds()
+        if got["draws"] != list(range(SEARCHED)):
+            raise RuntimeError(f"the undisturbed search finished draws {got['draws']}, not "
+                               f"0-{SEARCHED - 1}: see {self.work}/{study}.log")
+        return got, end - tic, end - first, phase
 
     # -- one round -------------------------------------------------------------------------------
 
@@ -157,8 +178,9 @@ class Soak:
               reference: dict[str, Any]) -> Round:
         """A search hit by ``fault`` ``delay`` seconds after its first trial started.
 
-        A search that ends before its fault is no round: it runs again, under a study of its
-        own, with the fault a third as late (at most ``ATTEMPTS`` times, then the round fails).
+        A search that ends before its fault (or, for SIGKILL worker, whose worker is gone
+        already) is no round: it runs again, under a study of its own, with the fault a third
+        as late (at most ``ATTEMPTS`` times, then the round fails).
         """
         tic = time.monotonic()
         for attempt in range(ATTEMPTS):
@@ -171,10 +193,10 @@ class Soak:
                 time.sleep(0.5)
             time.sleep(delay)
             result = Round(study, number, fault, round(time.monotonic() - started, 1))
-            if proc.poll() is None:
+            if proc.poll() is None and (fault != "SIGKILL worker" or self.workers_of([proc])):
                 break
-            result.notes.append(f"the search ended ({proc.returncode}) before the fault at "
-                                f"{delay:.1f} s after its first trial started")
+            result.notes.append(f"the search ended ({proc.wait()}) or its worker did, before "
+                                f"the fault at {delay:.1f} s after its first trial started")
             proc.wait()
             delay /= 3
         else:
@@ -187,9 +209,14 @@ class Soak:
                                 "ended before their fault")
         self.inject(fault, proc, result)
         code = proc.wait()
+        if fault == "disk full":
+            self.disk.free()
+            last = log.read_text(errors="replace").strip().splitlines()[-1:]
+            if code == 1:
+                result.notes.append(f"its last line: {last[0][:160] if last else ''}")
         result.codes.append(code)
         expected = EXPECTED[fault]
-        exit_ok = code == expected
+        exit_ok = code in expected
         if code in (130, 143) and running_trials(self.storage, study):
             result.notes.append("a trial was left running after a clean stop")
             exit_ok = False
@@ -199,10 +226,13 @@ class Soak:
             code = self.start(study, log).wait()
             result.codes.append(code)
         exit_ok = exit_ok and code == 0
+        lost = log.read_text(errors="replace").count("lost its worker")
+        if lost:
+            result.notes.append(f"{lost} trial(s) lost their worker and were retried")
         result.held["exit code"] = exit_ok
         if not exit_ok:
-            result.notes.append(f"exit codes {result.codes}, expected {expected} then 0; "
-                                f"see {log.name}")
+            result.notes.append(f"exit codes {result.codes}, expected one of {expected} then "
+                                f"0; see {log.name}")
         with self.lock:
             if self.server.proc is None:
                 self.server.start()
@@ -214,13 +244,20 @@ class Soak:
         return result
 
     def inject(self, fault: str, proc: subprocess.Popen[str], result: Round) -> None:
-        if fault in ("SIGTERM", "SIGINT", "SIGKILL"):
-            proc.send_signal(getattr(signal, fault))
+        if fault == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        elif fault == "SIGKILL worker":
+            for pid in self.workers_of([proc]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         elif fault == "tracking server":
             with self.lock:
                 self.server.kill()
                 time.sleep(random.uniform(1, 6))
                 self.server.start()
+        elif fault == "disk full":
+            result.notes.append(f"results folder full ({self.disk.fill() >> 20} MiB written) "
+                                "until the search ended")
         else:
             killed = terminate_backends(self.storage, f"{APP}-{result.study}")
             result.notes.append(f"{killed} connection(s) terminated")
@@ -242,10 +279,11 @@ class Soak:
         result.held["MLflow exactly once"] = synced and once
         if why:
             result.notes.append(why)
-        got = outcome(self.storage, study, self.work)
-        result.held["trial count"] = got["finished"] == reference["finished"] \
-            and got["baselines"] == reference["baselines"]
-        same = (got["winner"], got["policy"]) == (reference["winner"], reference["policy"])
+        got = outcome(self.storage, study, self.disk.folder / f"{study}.json")
+        result.held["searched once"], why = searched_once(got, reference)
+        if why:
+            result.notes.append(why)
+        same = (got["decision"], got["policy"]) == (reference["decision"], reference["policy"])
         result.held["same decision"] = same
         if not same:
             result.notes.append(f"decision: {got['reason']} (reference: {reference['reason']})")
@@ -253,53 +291,7 @@ class Soak:
             result.notes.append("same decision, race accuracies differ from the reference's")
 
 
-# -- the report and the command ----------------------------------------------------------------
-
-
-def report(rounds: list[Round], final: dict[str, bool], reference: dict[str, Any],
-           ref_seconds: float, args: argparse.Namespace, started: str) -> str:
-    from policysearch.evidence.runinfo import git_commit, machine
-
-    info = machine()
-    passed = sum(r.ok for r in rounds)
-    mark = {True: "yes", False: "**NO**"}
-    lines = [
-        "# Reliability: the fault soak", "",
-        "Generated by `make soak` (policysearch/evidence/soak.py); do not edit by hand.", "",
-        f"- date: {started} (UTC), commit {git_commit()}",
-        f"- machine: {info['cpu']}, {info['cores']} cores, {info['accelerator']}, a CPU hog "
-        "busy on one core throughout (and whatever else the machine ran)",
-        f"- search: `{args.dataset}` at a budget below the smoke one (64 training images of "
-        f"16x16, 2 epochs, a small CNN), every trial a queued baseline "
-        f"({reference['total']} trials), race on the proxy with 2 seeds, seed {args.seed}, "
-        f"storage PostgreSQL, MLflow server over HTTP, heartbeat {HEARTBEAT} s (grace "
-        f"{3 * HEARTBEAT} s); the undisturbed reference took {ref_seconds:.0f} s and decided: "
-        f"{reference['reason']}",
-        *([f"- **{args.stopped}**"] if args.stopped else []),
-        f"- **{passed} of {len(rounds)} rounds held every check**; at the end, over all "
-        "studies: " + ", ".join(f"{k} {mark[v]}" for k, v in final.items()), "",
-        "Each round: one fault at a random moment of the search, then the same command until "
-        "it finishes, `sync-mlflow`, and the checks: the exit code (SIGTERM 143, SIGINT 130, "
-        "SIGKILL -9 then a restart, tracking server or database connection lost: 0; every "
-        "resume 0), no trial RUNNING after the grace period, every finished trial exactly once "
-        "in MLflow, the exact trial count, and the reference's decision and exported policy. "
-        "`at (s)`: seconds after the round's first trial started. A search that ended before "
-        "its fault landed is no round: it runs again under a new study with the fault a third "
-        f"as late (at most {ATTEMPTS} searches; the notes say so).",
-        "",
-        "| round | fault | at (s) | exit codes | " + " | ".join(CHECKS) + " | s | notes |",
-        "|---|---|---|---|" + "---|" * len(CHECKS) + "---|---|",
-    ]
-    for r in rounds:
-        cells = [mark[r.held.get(c, False)] for c in CHECKS]
-        notes = "; ".join(r.notes).replace("|", "/")
-        lines.append(f"| {r.number} | {r.fault} | {r.moment:g} | "
-                     f"{', '.join(map(str, r.codes))} | " + " | ".join(cells)
-                     + f" | {r.seconds:.0f} | {notes} |")
-    faults = {f: sum(r.fault == f for r in rounds) for f in FAULTS}
-    lines += ["", "Faults injected: " + ", ".join(f"{f} x{n}" for f, n in faults.items()) + ".",
-              ""]
-    return "\n".join(lines)
+# -- the command --------------------------------------------------------------------------------
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,14 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "reliability.md"))
     parser.add_argument("--parallel", type=int, default=1,
                         help="rounds run at once (each its own study; more load, less time)")
-    parser.add_argument("--reference", help="STUDY@FOLDER: reuse a finished undisturbed "
-                                            "search of the same config (its export in FOLDER)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the studies and the logs (kept anyway when a round fails)")
     args = parser.parse_args(argv)
     if args.rounds < 1:
         print(f"soak: --rounds {args.rounds}: at least 1 round is needed (make soak ROUNDS=20); "
               "docs/reliability.md is left as it is", file=sys.stderr)
+        return 2
+    unknown = [f for f in args.faults.split(",") if f not in FAULTS]
+    if unknown:
+        print(f"soak: --faults: unknown {unknown}; choose among {FAULTS}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even started in the background
     if args.data_dir:  # the searches run in a work folder of their own
@@ -332,19 +326,29 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
     work = Path(tempfile.mkdtemp(prefix="policysearch-soak-"))
     soak = Soak(args, work)
+    kinds = args.faults.split(",")
+    skipped = ""
+    if "disk full" in kinds and not soak.disk.mounted:
+        kinds.remove("disk full")
+        skipped = f"a tmpfs for the results folder could not be mounted: {soak.disk.why}"
+        if not kinds:
+            print(f"soak: no fault left to inject ({skipped})", file=sys.stderr)
+            return 2
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     rng = random.Random(args.seed)
-    kinds = [f for f in args.faults.split(",") if f in FAULTS] or FAULTS
     plan = [kinds[i % len(kinds)] for i in range(args.rounds)]
     rng.shuffle(plan)
     rounds: list[Round] = []
     try:
         soak.server.start()
         print(f"soak: work folder {work}; the undisturbed reference first", flush=True)
-        reference, seconds, window = soak.reference()
-        # a moment inside the window in which the reference ran trials (rounds start warmer
-        # than the reference and can be shorter: a round that ends first runs again)
-        delays = [rng.uniform(0, 0.8) * window for _ in plan]
+        reference, seconds, window, phase = soak.reference()
+        print(f"soak: the reference took {seconds:.0f} s: {reference['reason']}", flush=True)
+        # a moment inside the window in which the reference ran (a worker is killed while
+        # trials run); rounds start warmer than the reference and can be shorter: a round
+        # that ends first runs again
+        delays = [rng.uniform(0, 0.8) * (phase if fault == "SIGKILL worker" else window)
+                  for fault in plan]
         with ThreadPoolExecutor(max(1, args.parallel)) as pool:
             futures = [pool.submit(soak.round, i, fault, delay, reference)
                        for i, (fault, delay) in enumerate(zip(plan, delays), 1)]
@@ -367,8 +371,8 @@ def main(argv: list[str] | None = None) -> int:
         final = {"none running": not any(running_trials(soak.storage, s) for s in soak.studies),
                  "MLflow exactly once": all(exactly_once(soak.storage, s, soak.server.uri)[0]
                                             for s in soak.studies)}
-        text = report(rounds, final, reference, seconds, args, started)
-        Path(args.out).write_text(text)
+        text = report(rounds, final, reference, seconds, args, started, skipped)
+        write_atomic(Path(args.out), text)
         print(f"soak: {sum(r.ok for r in rounds)}/{len(rounds)} rounds held; wrote {args.out}")
         return 0 if all(r.ok for r in rounds) and all(final.values()) else 1
     finally:
@@ -376,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         hog.wait()
         soak.kill_all()
         soak.server.kill()
+        soak.disk.unmount()
         if not args.keep and rounds and all(r.ok for r in rounds):
             delete_studies(soak.storage, soak.studies)
             shutil.rmtree(work, ignore_errors=True)

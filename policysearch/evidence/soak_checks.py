@@ -1,7 +1,8 @@
 """The soak's reading of a study after a round (policysearch/evidence/soak.py): trials left
-running, the outcome (count, decision, exported policy), MLflow's runs per trial; its two
-tools on PostgreSQL: terminating a worker's connections, deleting the soak's studies; and the
-tracking server it kills and restarts."""
+running, the outcome (searched draws, baselines, decision, exported policy), searched trials
+lost or duplicated, MLflow's runs per trial; its tools on PostgreSQL: terminating a worker's
+connections, deleting the soak's studies; the tracking server it kills and restarts; and the
+full disk it makes of the results folder."""
 
 from __future__ import annotations
 
@@ -38,8 +39,11 @@ def running_trials(storage: str, study: str) -> list[int]:
     return [t.number for t in trials if t.state.name == "RUNNING"]
 
 
-def outcome(storage: str, study: str, work: Path) -> dict[str, Any]:
-    """What a finished study decided, exported and counted."""
+def outcome(storage: str, study: str, exported: Path) -> dict[str, Any]:
+    """What a finished study decided, exported and counted: its searched trials by draw (the
+    random sampler's ordinal: the same draw is the same policy), its baselines, the decision,
+    and the margin of the choice of the finalist."""
+    from policysearch.config.samplers import DRAW
     from policysearch.study.record import queued_baseline, read_study
 
     handle = load(storage, study)
@@ -47,14 +51,39 @@ def outcome(storage: str, study: str, work: Path) -> dict[str, Any]:
     trials = handle.get_trials(deepcopy=False)
     finished = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
     decision = record.decision or {}
-    exported = work / f"{study}.json"
     policy = json.loads(exported.read_text()) if exported.exists() else {}
     policy.pop("source", None)
+    searched = sorted(((t.value or 0.0), t.user_attrs.get(DRAW, -1)) for t in finished
+                      if not queued_baseline(t))
+    lead = 100 * (searched[-1][0] - searched[-2][0]) if len(searched) > 1 else None
     return {"finished": len(finished), "total": record.total_trials,
-            "baselines": sorted(str(queued_baseline(t)) for t in finished),
-            "winner": (decision.get("winner") or {}).get("key"),
-            "reason": decision.get("reason"), "policy": policy,
+            "draws": sorted(d for _, d in searched),
+            "baselines": sorted(str(queued_baseline(t)) for t in finished if queued_baseline(t)),
+            "decision": (decision.get("outcome"), decision.get("candidate"),
+                         (decision.get("winner") or {}).get("key")),
+            "reason": decision.get("reason"), "policy": policy, "lead": lead,
             "race": sorted((r["key"], r["seed"], r["accuracy"]) for r in record.race_rows)}
+
+
+def searched_once(got: dict[str, Any], reference: dict[str, Any]) -> tuple[bool, str]:
+    """Every searched proposal of the undisturbed search finished exactly once here (none
+    lost, none duplicated, none that it did not make), and every baseline once."""
+    from collections import Counter
+
+    have, want = Counter(got["draws"]), Counter(reference["draws"])
+    lost = sorted((want - have).elements())
+    extra = sorted((have - want).elements())
+    twice = sorted(d for d, n in have.items() if n > 1)
+    problems = []
+    if lost:
+        problems.append(f"searched draws lost: {lost}")
+    if twice:
+        problems.append(f"searched draws finished more than once: {twice}")
+    if [d for d in extra if d not in twice]:
+        problems.append(f"searched draws the reference never made: {extra}")
+    if got["baselines"] != reference["baselines"]:
+        problems.append(f"baselines {got['baselines']} (reference {reference['baselines']})")
+    return not problems, "; ".join(problems)
 
 
 def exactly_once(storage: str, study: str, uri: str) -> tuple[bool, str]:
@@ -84,13 +113,6 @@ def terminate_backends(url: str, app: str) -> int:
         rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                             "WHERE application_name = %s", (app,)).fetchall()
     return len(rows)
-
-
-def reference_seconds(storage: str, study: str, work: Path) -> float:
-    """How long a finished search took: its first trial's start to its export."""
-    trials = load(storage, study).get_trials(deepcopy=False)
-    first = min(t.datetime_start for t in trials if t.datetime_start)
-    return (work / f"{study}.json").stat().st_mtime - first.timestamp()
 
 
 def delete_studies(storage: str, names: list[str]) -> None:
@@ -140,3 +162,43 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             self.proc = None
+
+
+class Disk:
+    """The results folder (the searches' exports) on a small tmpfs of its
+    own, so that a round can fill it and free it. Mounting needs root; without it the folder
+    is a plain one and the "disk full" fault is not offered."""
+
+    SIZE = "8m"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.SIZE}", "tmpfs",
+                               str(folder)], capture_output=True, text=True)
+        self.mounted = done.returncode == 0
+        self.why = "" if self.mounted else (done.stderr.strip() or "mount failed")[:200]
+        self.filler = folder / ".soak-filler"
+
+    def fill(self) -> int:
+        """Write zeros until the disk is full; returns the bytes written."""
+        written = 0
+        block = b"\0" * (1 << 20)
+        with contextlib.suppress(OSError), self.filler.open("ab") as out:
+            while True:
+                out.write(block)
+                out.flush()
+                written += len(block)
+        with contextlib.suppress(OSError), self.filler.open("ab") as out:  # the last bytes
+            while True:
+                out.write(b"\0" * 4096)
+                out.flush()
+        return written
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.folder)], capture_output=True)
+            self.mounted = False
