@@ -46,20 +46,32 @@ def large(tmp_path_factory: pytest.TempPathFactory) -> Path:
                               per_class=24, size=96, test_per_class=4)
 
 
-def test_a_builder_proxy_and_an_application_target_search_and_validate(
-        tmp_path: Path, large: Path) -> None:
-    path = experiment(tmp_path, large, "models.tiny_net:build", "MobileNetV3Small")
+NAMES = {"MobileNetV3Small": "MobileNetV3Small (keras.applications, random weights)",
+         "models.tiny_net:build": "models.tiny_net:build (your builder)"}
+
+
+@pytest.mark.parametrize(("proxy", "target", "side"),
+                         [("models.tiny_net:build", "MobileNetV3Small", 96),
+                          ("MobileNetV3Small", "models.tiny_net:build", 32)])
+def test_an_application_and_a_builder_search_and_validate_in_either_role(
+        tmp_path: Path, large: Path, proxy: str, target: str, side: int) -> None:
+    """Each kind of network serves as the proxy of a smoke search and as the target that
+    ``validate`` trains, with no size flags (on 96-pixel images, and on 32-pixel ones, the
+    smallest MobileNetV3Small takes, where it is the proxy that every trial trains)."""
+    data = large if side == 96 else write_image_folder(tmp_path / "data32", classes=3,
+                                                       per_class=24, size=32, test_per_class=4)
+    path = experiment(tmp_path, data, proxy, target)
     proc = run(tmp_path, "search", "--experiment", str(path), "--storage",
                f"sqlite:///{tmp_path}/optuna.db", "--export", str(tmp_path / "own.json"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     budgets = next(line for line in proc.stdout.splitlines()
                    if line.startswith("target (what the policy is for)"))
-    # no size flags: the first lines state the decode size and each network
-    assert "MobileNetV3Small (keras.applications, random weights)" in budgets
-    assert "models.tiny_net:build (your builder)" in budgets
-    assert "images decoded at 96x96x3" in budgets
+    # no size flags: the first lines state the decode size and each network in its role
+    target_part, proxy_part = budgets.split("; proxy (scores each trial)")
+    assert NAMES[target] in target_part and NAMES[proxy] in proxy_part, budgets
+    assert f"images decoded at {side}x{side}x3" in budgets
     policy = json.loads((tmp_path / "own.json").read_text())
-    assert policy["source"]["target"]["model"] == "MobileNetV3Small"
+    assert policy["source"]["target"]["model"] == target
     # the exported policy, validated at the target: the user's network, not ours
     checked = run(tmp_path, "validate", "own.json", "--seeds", "2")
     assert checked.returncode == 0, checked.stdout + checked.stderr
