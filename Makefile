@@ -56,7 +56,7 @@ help:
 	@echo "make ui            MLflow UI on http://127.0.0.1:$(UI_PORT)"
 	@echo "make test          the test suite (bootstraps .venv)"
 	@echo "make worker STUDY=name STORAGE=postgresql://...   join a study"
-	@echo "make bench [ONLY=runs|trial RUNS=10 RUN_EPOCHS=.. BENCH_STUDY=..]  augmentation, run and trial times"
+	@echo "make bench [ONLY=runs|trial|concurrency RUNS=10 RUN_EPOCHS=.. BENCH_STUDY=..]  augmentation, run, trial times"
 	@echo "make bench-gpu [IMAGES=50000 BENCH_OUT=..]   the GPU benchmark (runs on a CPU too)"
 	@echo "make experiment EXPERIMENT=cifar10   fidelity + search + validate, results files"
 	@echo "make fidelity EXPERIMENT=cifar10 [SEEDS=3]   does the proxy rank policies like the target?"

@@ -1,16 +1,20 @@
-"""``make bench``'s whole-run comparison: the spread and the ratio on medians (the figures, not
-the speed: speed is never asserted)."""
+"""``make bench``'s whole-run comparison: the spread, the paired ratio with its interval and the
+ratio on medians (the figures, not the speed: speed is never asserted)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from scipy import stats
+
 from policysearch.evidence.bench import runs_report
 
 
-def test_runs_report_shows_the_spread_and_the_ratio_on_medians() -> None:
+def test_runs_report_shows_the_spread_the_paired_ratio_and_its_interval() -> None:
     walls = {"crop+flip": [10, 11, 12, 30, 10], "RA(2,9)": [12, 13, 40, 12, 14]}
     rows = [{"round": i + 1, "policy": p, "seconds": float(w), "cpu": w / 2, "steal": 0.0,
              "switches": 5, "load": 1.0} for p, ws in walls.items() for i, w in enumerate(ws)]
@@ -18,7 +22,14 @@ def test_runs_report_shows_the_spread_and_the_ratio_on_medians() -> None:
     assert "| crop+flip | 5 | 11.0 | 10.0 | 30.0 | 2.0 | 5.5 | 0.50 |" in lines
     assert "| RA(2,9) | 5 | 13.0 | 12.0 | 40.0 | 2.0 | 6.5 | 0.50 |" in lines
     ratio = next(line for line in lines if line.startswith("RA(2,9) / crop+flip"))
-    assert "**1.18x**" in ratio and "CPU seconds" in ratio and "1.18x" in ratio.split(";")[1]
+    assert "On medians: 1.18x wall, 1.18x CPU." in ratio
+    # the paired interval: scipy's t interval of the rounds' mean log ratio, exponentiated
+    logs = np.log(np.array(walls["RA(2,9)"]) / np.array(walls["crop+flip"]))
+    low, high = np.exp(stats.ttest_1samp(logs, 0).confidence_interval(0.95))
+    assert (f"wall seconds **{np.exp(logs.mean()):.3f}x (95 % interval {low:.3f}-{high:.3f}, "
+            f"width {high - low:.3f}, n=5 pairs)**") in ratio
+    wide = next(line for line in lines if line.startswith("The wall interval is wider"))
+    assert f"about {int(np.ceil(5 * ((high - low) / 0.1) ** 2))} rounds" in wide
     assert sum(line.startswith("| ") and line.split("|")[2].strip() in walls
                for line in lines) == 10  # one row a run
 
@@ -45,3 +56,22 @@ def test_trial_breakdown_names_every_part(tmp_path: Path) -> None:
                  "outside its clock"):
         assert f"| {part}" in text or part in text, part
     assert len([line for line in lines if line.startswith("| ")]) == 8  # the header, 7 parts
+
+
+def test_concurrent_trials_report_throughput_for_one_and_two_processes(tmp_path: Path) -> None:
+    """``make bench ONLY=concurrency`` at a tiny budget: real trial processes, warmed up, then
+    started together; the table names each count's threads and its throughput against one."""
+    from conftest import tiny_experiment, write_image_folder
+
+    from policysearch.evidence.concurrency import concurrency_part
+
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=24, size=16,
+                              test_per_class=2)
+    config = tiny_experiment(tmp_path / "tiny.yaml", data)
+    lines = concurrency_part(str(config), None, 1, 1)
+    rows = [line.split(" | ") for line in lines if line.startswith("| ") and line[2].isdigit()]
+    cores = os.cpu_count() or 1
+    assert [(r[0], r[1], r[2]) for r in rows] == [("| 1", str(cores), "1"),
+                                                    ("| 2", str(max(1, cores // 2)), "2")]
+    assert rows[0][-1] == "1.00x |" and float(rows[1][-1].rstrip("x |")) > 0
+    assert lines[-1].startswith("Most trials per hour here: ")

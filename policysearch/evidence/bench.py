@@ -22,6 +22,8 @@ import os
 import time
 from typing import Any
 
+from policysearch.evidence.stats import paired_ratio
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -167,6 +169,20 @@ def run_times(experiment_name: str, data_dir: str | None, runs: int,
     return out
 
 
+RATIO_WIDTH = 0.1
+"""The widest interval a ratio may be quoted with (issue 36): wider, the report says how many
+rounds would narrow it."""
+
+
+def _pairs(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """RA(2,9)'s and crop+flip's ``key`` in the rounds that ran both."""
+    by_round: dict[int, dict[str, float]] = {}
+    for r in rows:
+        by_round.setdefault(r["round"], {})[r["policy"]] = r[key]
+    both = [v for v in by_round.values() if {"RA(2,9)", "crop+flip"} <= set(v)]
+    return [v["RA(2,9)"] for v in both], [v["crop+flip"] for v in both]
+
+
 def runs_report(rows: list[dict[str, Any]], title: str) -> list[str]:
     import numpy as np
 
@@ -185,9 +201,17 @@ def runs_report(rows: list[dict[str, Any]], title: str) -> list[str]:
                      f"{np.median(cpu / wall):.2f} |")
     a, b = medians.get("RA(2,9)"), medians.get("crop+flip")
     if a and b:
-        lines += ["", f"RA(2,9) / crop+flip on median wall seconds: **{a / b:.2f}x**; on "
-                  f"median CPU seconds (the work, whatever else runs on the machine): "
-                  f"{cpu_medians['RA(2,9)'] / cpu_medians['crop+flip']:.2f}x"]
+        wall_ratio, cpu_ratio = (paired_ratio(*_pairs(rows, key)) for key in ("seconds", "cpu"))
+        lines += ["", f"RA(2,9) / crop+flip, paired by round (the geometric mean of the "
+                  f"rounds' ratios): wall seconds **{wall_ratio.describe()}**; CPU seconds "
+                  f"(the work, whatever else runs on the machine) {cpu_ratio.describe()}. "
+                  f"On medians: {a / b:.2f}x wall, "
+                  f"{cpu_medians['RA(2,9)'] / cpu_medians['crop+flip']:.2f}x CPU."]
+        for name, r in (("wall", wall_ratio), ("CPU", cpu_ratio)):
+            if not r.width <= RATIO_WIDTH:
+                lines.append(f"The {name} interval is wider than {RATIO_WIDTH}: about "
+                             f"{r.pairs_for(RATIO_WIDTH)} rounds at this noise would narrow it "
+                             f"(`make bench ONLY=runs RUNS=...`).")
     lines += ["", "| round | policy | wall s | CPU s | steal s | involuntary switches | load |",
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['round']} | {r['policy']} | {r['seconds']:.1f} | {r['cpu']:.1f} | "
@@ -291,8 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=8.0, help="per tf.data measurement")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out")
-    parser.add_argument("--only", choices=("runs", "trial"),
-                        help="only the interleaved whole runs, or only a trial's breakdown")
+    parser.add_argument("--only", choices=("runs", "trial", "concurrency"),
+                        help="only the whole runs, a trial's breakdown, or concurrent trials")
     parser.add_argument("--study", help="STORAGE@NAME: a finished study whose trials' "
                         "bookkeeping the trial breakdown reports")
     parser.add_argument("--runs", type=_positive, default=10,
@@ -310,6 +334,11 @@ def main(argv: list[str] | None = None) -> str:
     lines = ["# Benchmarks", "", f"Machine: {machine_line()}", ""]
     if args.only == "runs":
         return _finish(lines + _runs_part(args), args.out)
+    if args.only == "concurrency":  # --runs: trials a process
+        from policysearch.evidence.concurrency import concurrency_part
+
+        part = concurrency_part(args.experiment, args.data_dir, args.runs, args.run_epochs)
+        return _finish(lines + part, args.out)
     if args.only == "trial":
         part = trial_breakdown(args.experiment, args.data_dir, args.runs, args.study)
         print("\n".join(part), flush=True)

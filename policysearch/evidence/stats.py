@@ -174,3 +174,41 @@ def pooled_std(per_policy: Sequence[dict[int, float]]) -> float:
     """The seed standard deviation pooled over policies: sqrt of the mean per-policy variance."""
     variances = [summarize(list(v.values())).std ** 2 for v in per_policy if len(v) > 1]
     return math.sqrt(sum(variances) / len(variances)) if variances else math.nan
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """The ratio of two paired measurements (a / b), the geometric mean of the per-pair ratios,
+    with its two-sided t interval (on the log scale, where a ratio's noise is symmetric)."""
+
+    ratio: float
+    low: float
+    high: float
+    n: int
+    confidence: float
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    def pairs_for(self, width: float) -> int:
+        """Pairs that would bring the interval's width to ``width`` (the noise as measured)."""
+        return self.n if self.width <= width else math.ceil(self.n * (self.width / width) ** 2)
+
+    def describe(self) -> str:
+        return (f"{self.ratio:.3f}x ({100 * self.confidence:g} % interval {self.low:.3f}-"
+                f"{self.high:.3f}, width {self.width:.3f}, n={self.n} pairs)")
+
+
+def paired_ratio(a: Sequence[float], b: Sequence[float],
+                 confidence: float = 0.95) -> PairedRatio:
+    """``a[i] / b[i]`` over pairs measured side by side (interleaved runs), as one ratio with
+    its interval: the t interval of the mean log ratio, exponentiated."""
+    logs = np.log(np.asarray(a, dtype=float) / np.asarray(b, dtype=float))
+    n = len(logs)
+    mean = float(logs.mean())
+    if n < 2:
+        return PairedRatio(math.exp(mean), float("nan"), float("nan"), n, confidence)
+    half = t_quantile(0.5 + confidence / 2, n - 1) * float(logs.std(ddof=1)) / math.sqrt(n)
+    return PairedRatio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), n,
+                       confidence)
