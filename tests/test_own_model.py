@@ -127,3 +127,40 @@ def test_model_input_size_resizes_for_every_kind_of_network() -> None:
     plain = build_model(ModelConfig(), (32, 32, 3), 10, seed=1)
     assert "resize" not in [layer.name for layer in plain.layers]
     assert describe_model(ModelConfig(), (32, 32, 3)) == "cnn 16/32/64x1"
+
+
+def test_pretrained_backbone_weights_are_restored_at_every_seed(tmp_path: Path) -> None:
+    """``model.weights``: a keras.applications backbone's weights (here a .weights.h5 file;
+    ``imagenet`` is the same path after Keras' download) are the same at every seed, while the
+    head is drawn from the seed; a file that is not the backbone's, or weights for our own CNN,
+    are one line."""
+    import keras
+    import numpy as np
+
+    from policysearch.config.experiment import ModelConfig
+    from policysearch.errors import ConfigError
+    from policysearch.training.models import build_model, describe_model
+
+    def backbone(model: keras.Model) -> keras.Model:
+        return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+    donor = backbone(build_model(ModelConfig(name="MobileNetV3Small"), (32, 32, 3), 3, seed=9))
+    path = tmp_path / "backbone.weights.h5"
+    donor.save_weights(path)
+    config = ModelConfig(name="MobileNetV3Small", weights=str(path))
+    one, two = (build_model(config, (32, 32, 3), 3, seed=s) for s in (1, 2))
+    for model in (one, two):
+        assert all(np.array_equal(a, b) for a, b in zip(backbone(model).get_weights(),
+                                                          donor.get_weights(), strict=True))
+    assert not np.array_equal(one.get_layer("logits").get_weights()[0],
+                              two.get_layer("logits").get_weights()[0])
+    assert describe_model(config, (32, 32, 3)) == (f"MobileNetV3Small (keras.applications, "
+                                                   f"weights from {path})")
+    (tmp_path / "not.weights.h5").write_text("not weights")
+    for bad, needle in ((ModelConfig(name="MobileNetV3Small",
+                                     weights=str(tmp_path / "not.weights.h5")),
+                         "model.weights"),
+                        (ModelConfig(weights="imagenet"), "only a keras.applications model")):
+        with pytest.raises(ConfigError, match=needle) as err:
+            build_model(bad, (32, 32, 3), 3, seed=1)
+        assert "\n" not in str(err.value)

@@ -46,12 +46,16 @@ def budget_stamp(config: dict[str, Any], train_size: int | None,
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+LATER_KEYS = ("input_size", "weights")
+"""Model keys added after calibrations were made; unset, they are not stamped."""
+
+
 def _model(model: Any) -> Any:
     """The model as stamped: keys added later in their default (null) state are left out, so a
     new key does not unmatch the calibrations made before it."""
     if not isinstance(model, dict):
         return model
-    return {k: v for k, v in model.items() if not (k == "input_size" and v is None)}
+    return {k: v for k, v in model.items() if not (k in LATER_KEYS and v is None)}
 
 
 def proxy_stamp(config: dict[str, Any]) -> str:

@@ -57,6 +57,11 @@ class ModelConfig:
                                     doc="side the network sees (a resize layer when it differs "
                                         "from the images'); null: the images' side, raised to "
                                         "what a keras.applications model needs (32, or 71-75)")
+    weights: str | None = option(None, doc="a keras.applications model's backbone: null "
+                                           "(random, drawn from each seed), imagenet "
+                                           "(downloaded once by Keras) or a .weights.h5 file; "
+                                           "loaded once, restored at every seed (the head is "
+                                           "drawn from the seed)")
     widths: list[int] = option([16, 32, 64], low=1, high=4096, min_items=1,
                            doc="channels of each stage")
     depth: int = option(1, low=1, high=64, doc="convs (cnn) or residual blocks (resnet) per stage")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -136,8 +137,42 @@ def describe_model(config: Any, image_shape: tuple[int, int, int]) -> str:
     if kind == "builtin":
         return (f"{config.name} {'/'.join(map(str, config.widths))}x{config.depth}"
                 + (f" ({resized})" if resized else ""))
-    what = "keras.applications, random weights" if kind == "application" else "your builder"
+    what = "your builder"
+    if kind == "application":
+        weights = getattr(config, "weights", None)
+        what = ("keras.applications, " + ("random weights" if not weights else
+                                          "imagenet weights" if weights == "imagenet" else
+                                          f"weights from {weights}"))
     return f"{config.name} ({what}{', ' + resized if resized else ''})"
+
+
+@functools.lru_cache(maxsize=4)
+def pretrained(name: str, shape: tuple[int, int, int], weights: str) -> list[Any]:
+    """A ``keras.applications`` backbone's pretrained weights (``imagenet`` or a .weights.h5
+    file), loaded once a process; every seed's network restores them."""
+    builder = getattr(keras.applications, name)
+    try:
+        if weights == "imagenet":
+            backbone = builder(include_top=False, weights="imagenet", pooling="avg",
+                               input_shape=shape)
+        else:
+            backbone = builder(include_top=False, weights=None, pooling="avg",
+                               input_shape=shape)
+            backbone.load_weights(weights)
+    except Exception as err:  # a download that failed, a file that is not this backbone's
+        raise ConfigError(f"model.weights {weights!r} for {name} on {shape[0]}x{shape[1]}x"
+                          f"{shape[2]} images: {type(err).__name__}: {str(err)[:200]}; give "
+                          "imagenet (with network access, or the file in ~/.keras/models), a "
+                          "backbone's .weights.h5, or null") from None
+    return backbone.get_weights()
+
+
+def preprocessing(builder: Builder) -> Any:
+    """The scaling a pretrained application expects of [0, 255] pixels (its module's
+    ``preprocess_input``; the identity for models that scale inside)."""
+    import sys
+
+    return getattr(sys.modules.get(builder.__module__), "preprocess_input", None)
 
 
 def build_model(config: Any, image_shape: tuple[int, int, int], num_classes: int,
@@ -151,6 +186,10 @@ def build_model(config: Any, image_shape: tuple[int, int, int], num_classes: int
     kind, builder = resolve(config)
     side = input_side(config, image_shape)
     shape = (side, side, image_shape[2])
+    if getattr(config, "weights", None) and kind != "application":
+        whose = "ours" if kind == "builtin" else "your builder: load its weights there"
+        raise ConfigError(f"model.weights {config.weights!r}: only a keras.applications model "
+                          f"takes them ({config.name!r} is {whose}); give null")
     if kind == "builtin":
         if not config.widths or min(config.widths) < 1:
             raise ConfigError(f"model.widths: expected one or more positive widths, got "
@@ -171,7 +210,14 @@ def build_model(config: Any, image_shape: tuple[int, int, int], num_classes: int
             raise ConfigError(f"model.name {config.name!r} on {side}x{side}x{image_shape[2]} "
                               f"images: {err}; set model.input_size") from None
         inputs = keras.Input(shape, name="images")
-        network = keras.Model(inputs, layers.Dense(num_classes, name="logits")(backbone(inputs)),
+        x = inputs
+        weights = getattr(config, "weights", None)
+        if weights:  # the pretrained backbone, the same at every seed; the head from the seed
+            backbone.set_weights(pretrained(config.name, shape, weights))
+            scale = preprocessing(builder)
+            if scale is not None:
+                x = layers.Lambda(scale, name="preprocess")(x)
+        network = keras.Model(inputs, layers.Dense(num_classes, name="logits")(backbone(x)),
                               name=config.name)
     if shape == tuple(image_shape):
         return network
@@ -205,7 +251,8 @@ def check_models(experiment: Any, image_shape: tuple[int, int, int], num_classes
     trains, not when the race first trains the target."""
     seen = set()
     for model in (experiment.trainer.model, experiment.target.trainer.model):
-        if model.name in MODELS or model.name in seen:
+        key = (model.name, model.weights)
+        if (model.name in MODELS and not model.weights) or key in seen:
             continue
-        seen.add(model.name)
+        seen.add(key)
         build_model(model, image_shape, num_classes, seed=0)
