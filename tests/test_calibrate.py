@@ -50,6 +50,22 @@ def test_rungs_are_named_relative_to_the_target() -> None:
         parse_rung("pixels/2", config, 0)
 
 
+def test_a_rung_at_half_the_side_sees_a_quarter_of_the_pixels() -> None:
+    """``side/2``: the target's network on images resized to half their side (the built-in
+    ladder adds it for images of 64 px and more), costed at a quarter of the pixels."""
+    config = load_experiment("cifar10", calibrated=False).to_dict()
+    small = parse_rung("side/2", config, 0, side=96)
+    assert small.trainer["model"]["input_size"] == 48
+    assert (small.train_size, small.trainer["epochs"]) == (1000, 150)
+    assert small.estimate == pytest.approx(0.25)
+    assert small.describe().endswith("seen at 48 px")
+    assert small.stamp != target_rung(config).stamp
+    both = parse_rung("images/2+side/2", config, 0, side=96)
+    assert both.estimate == pytest.approx(0.125)
+    with pytest.raises(Exception, match="needs the images' side"):
+        parse_rung("side/2", config, 0)
+
+
 @pytest.mark.parametrize(("rho", "cost", "verdict"), [
     (0.9, 0.3, "faithful"), (0.79, 0.3, "below the bar"), (0.95, 1.02, "not cheaper"),
     (float("nan"), 0.2, "below the bar")])

@@ -3,8 +3,10 @@
 The fidelity panel is trained at the target and at a short ladder of cheaper budgets, each named
 relative to the target: ``images/4`` (a quarter of its images, the full schedule), ``epochs/2``
 (half its epochs, the warmup and decay compressed into them), ``width/2`` (half the channels),
-combinations such as ``images/4+epochs/2``, and ``proxy`` (the experiment file's own). Rungs
-are trained cheapest first (estimated: images x epochs x width fractions).
+``side/2`` (the target's network on images of half the side; in the built-in ladder for images
+of 64 px and more), combinations such as ``images/4+epochs/2``, and ``proxy`` (the experiment
+file's own); ``evidence/ladder.py`` parses them. Rungs are trained cheapest first (estimated:
+images x epochs x width x pixels fractions).
 
 A rung is *faithful* when the Spearman correlation of its per-policy mean accuracies with the
 target's, over the choosing seeds (1..n), is at least ``calibrate.bar`` (0.8) and it is cheaper
@@ -20,103 +22,36 @@ the same experiment are reused too.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from policysearch.config.calibration import (
-    budget_stamp,
     calibration_path,
     proxy_stamp,
     target_stamp,
 )
 from policysearch.config.experiment import Experiment, with_overrides
-from policysearch.errors import ConfigError
 from policysearch.evidence.fidelity import PanelEntry, analyse
 from policysearch.evidence.fidelity_runs import save_json
+from policysearch.evidence.ladder import (
+    LADDER,
+    SMALL_SIDE,
+    Rung,
+    build_ladder,
+    parse_rung,
+    target_rung,
+)
 from policysearch.evidence.runinfo import git_commit, machine
 from policysearch.paths import write_atomic
-from policysearch.study.cost import estimate
 
-LADDER = ("images/4+epochs/2", "images/4", "epochs/4", "width/2", "images/2", "epochs/2",
-          "proxy")
-"""The built-in ladder; sorted by estimated cost before training."""
 CONFIRM_BASE = 1000
 """Confirmation seeds are 1001, 1002, ...: never the choosing seeds 1..n."""
-_FACTOR = re.compile(r"^\s*(images|epochs|width)\s*/\s*(\d+(?:\.\d+)?)\s*$")
-
-
-@dataclass(frozen=True)
-class Rung:
-    name: str
-    train_size: int | None
-    trainer: dict[str, Any]
-    estimate: float
-    stamp: str
-
-    def describe(self) -> str:
-        size = "all" if self.train_size is None else f"{self.train_size:,}"
-        widths = "/".join(map(str, self.trainer["model"]["widths"]))
-        return f"{size} images x {self.trainer['epochs']} epochs, widths {widths}"
-
-
-def target_rung(config: dict[str, Any]) -> Rung:
-    target = config["target"]
-    return Rung("target", target["train_size"], copy.deepcopy(target["trainer"]), 1.0,
-                target_stamp(config))
-
-
-def parse_rung(text: str, config: dict[str, Any], pool: int) -> Rung:
-    """The budget a ladder entry names, relative to the target (``pool``: the images the
-    target trains on when ``target.train_size`` is null)."""
-    text = str(text).strip()
-    target = config["target"]
-    images = target["train_size"] or pool
-    base = target["trainer"]
-    if text == "proxy":
-        proxy = config["trainer"]
-        size = config["data"]["train_size"] or pool
-        return Rung("proxy", config["data"]["train_size"], copy.deepcopy(proxy),
-                    estimate(size, proxy, images, base),
-                    proxy_stamp(config))
-    factors = {"images": 1.0, "epochs": 1.0, "width": 1.0}
-    for part in text.split("+"):
-        match = _FACTOR.match(part)
-        if match is None or float(match[2]) < 1:
-            raise ConfigError(f"calibrate.ladder: {text!r} is not a rung; expected proxy, or "
-                              "images/K, epochs/K, width/K (K >= 1) joined by +, such as "
-                              "images/4+epochs/2")
-        factors[match[1]] = float(match[2])
-    if set(factors.values()) == {1.0}:  # images/1: the target itself
-        return target_rung(config)
-    size = max(1, round(images / factors["images"]))
-    trainer = copy.deepcopy(base)
-    epochs = max(1, round(base["epochs"] / factors["epochs"]))
-    trainer["epochs"] = epochs
-    trainer["warmup_epochs"] = base["warmup_epochs"] * epochs / base["epochs"]  # compressed
-    checks = max(1, round(config["trainer"]["epochs"] / config["trainer"]["validate_every"]))
-    trainer["validate_every"] = epochs // checks if epochs % checks == 0 else epochs
-    trainer["model"]["widths"] = [max(1, round(w / factors["width"])) for w in
-                                  base["model"]["widths"]]
-    return Rung(text, size, trainer, estimate(size, trainer, images, base),
-                budget_stamp(config, size, trainer))
-
-
-def build_ladder(specs: Sequence[str], config: dict[str, Any], pool: int) -> list[Rung]:
-    """The rungs, cheapest first, without duplicates and without the target itself."""
-    target = target_stamp(config)
-    rungs: dict[str, Rung] = {}
-    for spec in specs:
-        rung = parse_rung(spec, config, pool)
-        if rung.stamp != target and rung.stamp not in rungs:
-            rungs[rung.stamp] = rung
-    return sorted(rungs.values(), key=lambda r: r.estimate)
+__all__ = ["CONFIRM_BASE", "LADDER", "Rung", "build_ladder", "parse_rung", "run_calibration",
+           "target_rung"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,6 +135,15 @@ class Runs:
     def save(self, **extra: Any) -> None:
         save_json(self.path, {**self.header, "invocations": self.history(), **extra,
                               "runs": self.runs})
+
+
+def image_side(experiment: Experiment) -> int:
+    """The side of the images as decoded (``data.image_size``, else the data's own)."""
+    if experiment.data.image_size:
+        return int(experiment.data.image_size)
+    from policysearch.data.datasets import load_part
+
+    return int(load_part(experiment.dataset, "train", experiment.data.data_dir).x.shape[1])
 
 
 def pool_size(experiment: Experiment) -> int:
@@ -326,8 +270,10 @@ def run_calibration(experiment: Experiment, panel: Sequence[PanelEntry], seeds: 
     confirm = confirm or experiment.calibrate.confirm_seeds
     seeds = [int(s) for s in seeds]
     confirm_seeds = [CONFIRM_BASE + i for i in range(1, confirm + 1)]
-    specs = list(ladder or experiment.calibrate.ladder or LADDER)
-    rungs = build_ladder(specs, config, pool_size(experiment))
+    side = image_side(experiment)
+    specs = list(ladder or experiment.calibrate.ladder
+                 or LADDER + (("side/2",) if side >= SMALL_SIDE else ()))
+    rungs = build_ladder(specs, config, pool_size(experiment), side)
     target = target_rung(config)
     header = {"experiment": config, "panel": [e.name for e in panel], "ladder": specs}
     store = Runs(out.with_suffix(".json"), header, log)

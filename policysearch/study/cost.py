@@ -43,13 +43,16 @@ def ratios(proxy: Sequence[dict[str, Any]], target: Sequence[dict[str, Any]]) ->
 
 
 def estimate(proxy_size: int | None, proxy_trainer: dict[str, Any], target_size: int,
-             target_trainer: dict[str, Any]) -> float:
-    """A proxy run's cost in target runs from its budget alone: images x epochs x width
-    fractions (``proxy_size`` None: all the target's images)."""
+             target_trainer: dict[str, Any], side: int | None = None) -> float:
+    """A proxy run's cost in target runs from its budget alone: images x epochs x width x
+    pixels fractions (``proxy_size`` None: all the target's images; the pixels compare the
+    sides the networks see, ``model.input_size`` or the images' ``side``)."""
     images = (proxy_size or target_size) / target_size
     epochs = proxy_trainer["epochs"] / target_trainer["epochs"]
     width = sum(proxy_trainer["model"]["widths"]) / sum(target_trainer["model"]["widths"])
-    return images * epochs * width
+    seen = [t["model"].get("input_size") or side for t in (proxy_trainer, target_trainer)]
+    pixels = (seen[0] / seen[1]) ** 2 if seen[0] and seen[1] else 1.0
+    return images * epochs * width * pixels
 
 
 def measured(analysis: dict[str, Any]) -> float | None:
