@@ -100,3 +100,25 @@ def test_make_refuses_an_unknown_gpu_value() -> None:
     out = subprocess.run(["make", "-n", "install", "GPU=yes"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode != 0 and "GPU must be 1 or 0, got 'yes'" in out.stderr
+
+
+@pytest.mark.parametrize("user", [None, "false"])
+def test_training_processes_grow_their_gpu_memory_unless_told(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        user: str | None) -> None:
+    """Every training command sets, before any framework starts, that each process takes the
+    GPU memory it needs (so ``--workers 4 --devices 0,0,0,0`` shares one GPU); a value the user
+    set stands."""
+    import argparse
+
+    from policysearch.cli.main import announce_device
+
+    for name in ("TF_FORCE_GPU_ALLOW_GROWTH", "XLA_PYTHON_CLIENT_PREALLOCATE"):
+        if user is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, user)
+    announce_device(argparse.Namespace(devices=None, allow_cpu=True))
+    assert capsys.readouterr().out.startswith("device: ")
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == (user or "true")
+    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == (user or "false")

@@ -53,6 +53,11 @@ def announce_device(args: argparse.Namespace) -> None:
     from policysearch.training.device import check_devices, resolve
 
     quiet_warnings()
+    # before any framework starts: each process takes the GPU memory it needs, not all of it,
+    # so several trial processes share one GPU (--workers 4 --devices 0,0,0,0); a value the
+    # user set stands
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     devices = getattr(args, "devices", None)
     if devices:
         check_devices(devices.split(","))
