@@ -3,7 +3,6 @@ ratio on medians (the figures, not the speed: speed is never asserted)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,20 +57,17 @@ def test_trial_breakdown_names_every_part(tmp_path: Path) -> None:
     assert len([line for line in lines if line.startswith("| ")]) == 8  # the header, 7 parts
 
 
-def test_concurrent_trials_report_throughput_for_one_and_two_processes(tmp_path: Path) -> None:
-    """``make bench ONLY=concurrency`` at a tiny budget: real trial processes, warmed up, then
-    started together; the table names each count's threads and its throughput against one."""
-    from conftest import tiny_experiment, write_image_folder
+def test_concurrent_trials_report_throughput_against_one_process() -> None:
+    """``make bench ONLY=concurrency``'s table (the processes themselves run in the GPU bench's
+    test, tests/test_gpu_bench.py, through the same ``measure``)."""
+    from policysearch.evidence.concurrency import report
 
-    from policysearch.evidence.concurrency import concurrency_part
-
-    data = write_image_folder(tmp_path / "data", classes=3, per_class=24, size=16,
-                              test_per_class=2)
-    config = tiny_experiment(tmp_path / "tiny.yaml", data)
-    lines = concurrency_part(str(config), None, 1, 1)
-    rows = [line.split(" | ") for line in lines if line.startswith("| ") and line[2].isdigit()]
-    cores = os.cpu_count() or 1
-    assert [(r[0], r[1], r[2]) for r in rows] == [("| 1", str(cores), "1"),
-                                                    ("| 2", str(max(1, cores // 2)), "2")]
-    assert rows[0][-1] == "1.00x |" and float(rows[1][-1].rstrip("x |")) > 0
-    assert lines[-1].startswith("Most trials per hour here: ")
+    rows = [{"processes": 1, "threads": 2, "trials": 4, "span": 80.0, "per_hour": 180.0,
+             "median_trial": 20.0},
+            {"processes": 2, "threads": 1, "trials": 8, "span": 120.0, "per_hour": 240.0,
+             "median_trial": 30.0}]
+    lines = report(rows, "test")
+    assert "| 1 | 2 | 4 | 80 | 180 | 20.0 | 1.00x |" in lines
+    assert "| 2 | 1 | 8 | 120 | 240 | 30.0 | 1.33x |" in lines
+    assert lines[-1] == ("Most trials per hour here: 2 process(es) of 1 thread(s) "
+                         "(`--workers 2`).")

@@ -8,22 +8,20 @@ same script runs on the CPU (the test suite runs it at a tiny budget, so it is r
    of median seconds per epoch and a 95 % interval of the per-round ratio (goal: 1.1 at most).
 2. **Compile share**: the first run of a fresh trainer (trace and compile) against a warm one,
    as a share of the wall time of a search of ``--trials`` policies (goal: 10 % at most).
-3. **Concurrent trials**: ``K`` worker processes started together (``--concurrency``, default
-   1, 2, 4, 8), each training ``--runs`` runs: runs per minute for each ``K`` (GPU memory grows
-   as needed in each process, ``TF_FORCE_GPU_ALLOW_GROWTH``).
+3. **Concurrent trials**: ``K`` trial processes started together (``--concurrency``, default
+   1, 2, 4, 8), each training ``--runs`` trials at ``--experiment``'s proxy budget (a search's
+   trial): trials per minute for each ``K`` (GPU memory grows as needed in each process,
+   ``TF_FORCE_GPU_ALLOW_GROWTH``).
 4. **A 100-policy search**, projected from part 3's best throughput and part 2's compile time
-   (baselines + ``--trials`` runs at the proxy budget measured here), labelled as a projection.
+   (baselines + ``--trials`` trials), labelled as a projection.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -81,40 +79,22 @@ def epoch_part(train: Any, val: Any, epochs: int, rounds: int) -> dict[str, Any]
             "warm_run": warm, "compile": max(0.0, build - warm)}
 
 
-def worker(images: int, epochs: int, runs: int, data_dir: str | None) -> None:
-    """One process of part 3: ``runs`` runs of RA(2,9) after one warm-up; prints JSON."""
-    from policysearch.policy.definition import randaugment
-
-    train, val = _data(images, data_dir)
-    trainer = _trainer(train, epochs)
-    trainer.train(randaugment(2, 9), train, val, 0)  # compile
-    started = time.perf_counter()
-    for seed in range(1, runs + 1):
-        trainer.train(randaugment(2, 9), train, val, seed)
-    print(json.dumps({"seconds": time.perf_counter() - started, "runs": runs}), flush=True)
-
-
-def concurrency_part(levels: list[int], images: int, epochs: int, runs: int,
+def concurrency_part(levels: list[int], experiment: str, trials: int, epochs: int | None,
                      data_dir: str | None) -> list[dict[str, Any]]:
+    """Part 3: ``K`` trial processes at once (``evidence/concurrency.py``, as ``make bench
+    ONLY=concurrency`` measures them on a CPU), each ``trials`` trials at ``experiment``'s proxy
+    budget after a warm-up."""
+    from policysearch.evidence.concurrency import measure
+
     rows = []
     for k in levels:
-        cmd = [sys.executable, "-m", "policysearch.evidence.gpu_bench", "--worker",
-               "--images", str(images), "--epochs", str(epochs), "--runs", str(runs)]
-        if data_dir:
-            cmd += ["--data-dir", data_dir]
-        env = {**os.environ, "POLICYSEARCH_WORKERS": str(k)}
-        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=env) for _ in range(k)]
-        outs = [p.communicate(timeout=3600) for p in procs]
-        bad = [err.strip().splitlines()[-1:] for p, (_, err) in zip(procs, outs)
-               if p.returncode != 0]
-        if bad:
-            rows.append({"workers": k, "error": " ".join(sum(bad, []))})
+        try:
+            r = measure(experiment, data_dir, k, trials, epochs)
+        except RuntimeError as err:
+            rows.append({"workers": k, "error": str(err)})
             continue
-        done = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
-        wall = max(d["seconds"] for d in done)  # they train at once: the slowest ends it
-        rows.append({"workers": k, "runs": k * runs, "wall": wall,
-                     "runs_per_minute": 60 * k * runs / wall})
+        rows.append({"workers": k, "runs": r["trials"], "wall": r["span"],
+                     "runs_per_minute": r["per_hour"] / 60})
     return rows
 
 
@@ -147,7 +127,8 @@ def report(device: str, images: int, epochs: int, trials: int, baselines: int,
         lines.append(f"| compile as a share of a {trials}-policy search | {100 * share:.1f} % | "
                      "10 % at most |")
     for r in rows:
-        value = (f"{r['runs_per_minute']:.1f} runs/min ({r['runs']} runs in {r['wall']:.0f} s)"
+        value = (f"{r['runs_per_minute']:.1f} trials/min ({r['runs']} trials in "
+                 f"{r['wall']:.0f} s)"
                  if "runs_per_minute" in r else f"failed: {r['error']}")
         lines.append(f"| {r['workers']} concurrent trial process(es) | {value} | |")
     if search is not None:
@@ -162,16 +143,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--images", type=int, default=50_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--runs", type=int, default=4, help="runs per worker process")
+    parser.add_argument("--runs", type=int, default=4, help="trials per process (part 3)")
+    parser.add_argument("--experiment", default="cifar10", help="whose proxy a trial trains")
+    parser.add_argument("--trial-epochs", type=int, help="a trial's epochs (default: the "
+                        "proxy's)")
     parser.add_argument("--concurrency", default="1,2,4,8")
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--data-dir", default=os.environ.get("POLICYSEARCH_DATA_DIR"))
     parser.add_argument("--out")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.worker:
-        worker(args.images, args.epochs, args.runs, args.data_dir)
-        return ""
     if min(args.images, args.epochs, args.rounds, args.runs) < 1:
         parser.error("--images, --epochs, --rounds and --runs must be at least 1")
     from policysearch.training.device import resolve
@@ -181,7 +161,7 @@ def main(argv: list[str] | None = None) -> str:
     train, val = _data(args.images, args.data_dir)
     epoch = epoch_part(train, val, args.epochs, args.rounds)
     levels = [int(k) for k in args.concurrency.split(",") if k.strip()]
-    rows = concurrency_part(levels, args.images, args.epochs, args.runs, args.data_dir)
+    rows = concurrency_part(levels, args.experiment, args.runs, args.trial_epochs, args.data_dir)
     text = report(device.removeprefix("device: "), args.images, args.epochs, args.trials, 3,
                   epoch, rows)
     print(text)
