@@ -118,18 +118,32 @@ def assert_exact_budget(trials: list[Any], budget: int) -> list[Any]:
     return finished
 
 
-def test_two_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_url: str,
-                                                study_name: str) -> None:
-    trials = 3  # 2 baselines + 3 searched, shared by the search process and a spawned worker
-    # (two processes: local workers are capped at the cores, and CI has two)
-    # a machine whose driver lists six GPUs (a stand-in nvidia-smi), the CPU build on purpose
+def test_two_workers_finish_exactly_the_budget_and_the_soak_sees_a_planted_fault(
+        tiny: dict[str, Any], postgres_url: str, study_name: str) -> None:
+    """Two processes (the search and a spawned worker) share one study: the budget is exact,
+    each process pinned to its device; their random search proposes the study seed's draws
+    0, 1, 2, what one process alone proposes, so the soak (``make soak``) can hold a faulted
+    search to the undisturbed one's decision; its check of the searched trials fails on a
+    planted duplicate and on a planted loss."""
+    import optuna
+    import sqlalchemy
+
+    from policysearch.config.samplers import DRAW, SAMPLERS
+    from policysearch.evidence.soak_checks import outcome, searched_once
+    from policysearch.study.spaces import load_space
+    from policysearch.study.storage import normalize_url
+
+    trials = 3  # 2 baselines + 3 searched (two processes: local workers are capped at the
+    # cores, and CI has two); a machine whose driver lists six GPUs (a stand-in nvidia-smi),
+    # the CPU build on purpose
     gpus = tiny["root"] / "six-gpus"
     gpus.mkdir(exist_ok=True)
     (gpus / "nvidia-smi").write_text("#!/bin/sh\n" + "".join(
         f'echo "GPU {i}: NVIDIA H100 (UUID: GPU-{i})"\n' for i in range(6)))
     (gpus / "nvidia-smi").chmod(0o755)
     env = {**tiny["env"], "PATH": f"{gpus}{os.pathsep}{tiny['env']['PATH']}"}
-    proc = subprocess.run(_cli(tiny, *search_args(tiny, postgres_url, study_name, None,
+    config = tiny["experiment"]("random", search={"sampler": "random", "seed": 5})
+    proc = subprocess.run(_cli(tiny, *search_args(tiny, postgres_url, study_name, config,
                                                   "--workers", "2", "--trials", str(trials),
                                                   "--devices", "4,5", "--allow-cpu")),
                           cwd=tiny["root"], env=env, capture_output=True, text=True,
@@ -139,10 +153,6 @@ def test_two_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_ur
     assert len(done) == len(BASELINES) + trials, [(t.number, t.state.name) for t in done]
     assert all(t.state.name in FINISHED for t in done)
     assert_exact_budget(done, len(BASELINES) + trials)
-    # Workers do not propose the same policies (each samples with its own random stream).
-    searched = [tuple(sorted(t.params.items())) for t in done
-                if not t.user_attrs.get("ps.baseline")]
-    assert len(set(searched)) == len(searched), searched
     # Every worker came up, joined the same study and stopped at the budget; what each says
     # it ran is what the study records it ran.
     by_worker: dict[str, int] = {}
@@ -152,7 +162,43 @@ def test_two_workers_finish_exactly_the_budget(tiny: dict[str, Any], postgres_ur
     # --devices pins every process, the search's own included, one device each in turn.
     pinned = {"w0": "4", "w1": "5"}
     assert all(t.user_attrs["ps.device"] == pinned[t.user_attrs["ps.worker"]] for t in done)
-    assert (tiny["root"] / f"{study_name}.json").exists()
+    export = tiny["root"] / f"{study_name}.json"
+    assert export.exists()
+
+    # The searched proposals are draws 0-2 of seed 5, whichever process drew each: what one
+    # process alone proposes (and three different policies).
+    searched = sorted((t.user_attrs[DRAW], t.params) for t in done
+                      if not t.user_attrs.get("ps.baseline"))
+    alone = optuna.create_study(sampler=SAMPLERS["random"](5), direction="maximize")
+    space = load_space("randaugment_subset")  # the tiny experiment's
+    expected = []
+    for draw in range(trials):
+        trial = alone.ask()
+        space.sample(trial)
+        expected.append((draw, trial.params))
+        alone.tell(trial, 0.5)
+    assert searched == expected
+    assert len({tuple(sorted(p.items())) for _, p in searched}) == trials
+
+    reference = outcome(postgres_url, study_name, export)
+    assert reference["draws"] == [0, 1, 2] and reference["decision"][0]
+    assert searched_once(reference, reference) == (True, "")
+    # planted duplicate: draw 1 finished a second time
+    study = optuna.load_study(study_name=study_name, storage=normalize_url(postgres_url))
+    twin = next(t for t in done if t.user_attrs.get(DRAW) == 1)
+    study.add_trial(optuna.create_trial(params=twin.params, distributions=twin.distributions,
+                                        user_attrs=twin.user_attrs, value=twin.value))
+    held, why = searched_once(outcome(postgres_url, study_name, export), reference)
+    assert not held and why == "searched draws finished more than once: [1]"
+    # planted loss: draw 2's trial (and the planted twin) failed behind the search's back
+    engine = sqlalchemy.create_engine(normalize_url(postgres_url))
+    lost = [t._trial_id for t in study.get_trials() if t.user_attrs.get(DRAW) in (1, 2)][1:]
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE trials SET state = 'FAIL' WHERE trial_id = ANY(:i)"),
+                     {"i": lost})
+    engine.dispose()
+    held, why = searched_once(outcome(postgres_url, study_name, export), reference)
+    assert not held and why == "searched draws lost: [2]", why
 
 
 def test_timeout_stops_every_worker(tiny: dict[str, Any], postgres_url: str,
@@ -370,56 +416,3 @@ def test_diverging_trial_fails_with_its_reason(tiny: dict[str, Any], postgres_ur
         [client.get_experiment_by_name("policysearch-data").experiment_id],
         f"tags.`optuna.study_name` = '{study_name}' and tags.`policysearch.role` = 'baseline'")
     assert [(r.info.status, r.data.tags.get("fail_reason")) for r in runs] == [("FAILED", reason)]
-
-
-def test_random_search_is_one_sequence_over_two_workers_and_the_soak_sees_a_planted_fault(
-        tiny: dict[str, Any], postgres_url: str, study_name: str) -> None:
-    """Two workers of a random search propose the study seed's draws 0, 1, 2 (what one process
-    alone proposes), so the soak (``make soak``) can hold a faulted search to the undisturbed
-    one's decision; its check of the searched trials fails on a planted duplicate and on a
-    planted loss."""
-    import optuna
-    import sqlalchemy
-
-    from policysearch.config.samplers import DRAW, SAMPLERS
-    from policysearch.evidence.soak_checks import outcome, searched_once
-    from policysearch.study.spaces import load_space
-    from policysearch.study.storage import normalize_url
-
-    config = tiny["experiment"]("random", search={"sampler": "random", "seed": 5})
-    proc = run_cli(tiny, *search_args(tiny, postgres_url, study_name, config, "--workers", "2",
-                                      "--trials", "3"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    trials = trials_of(postgres_url, study_name)
-    searched = sorted((t.user_attrs[DRAW], t.params) for t in trials if t.state.name == "COMPLETE"
-                      and not t.user_attrs.get("ps.baseline"))
-    alone = optuna.create_study(sampler=SAMPLERS["random"](5), direction="maximize")
-    space = load_space("randaugment_subset")  # the tiny experiment's
-    expected = []
-    for draw in range(3):
-        trial = alone.ask()
-        space.sample(trial)
-        expected.append((draw, trial.params))
-        alone.tell(trial, 0.5)
-    assert searched == expected  # whichever of the two processes drew each
-
-    export = tiny["root"] / f"{study_name}.json"
-    reference = outcome(postgres_url, study_name, export)
-    assert reference["draws"] == [0, 1, 2] and reference["decision"][0]
-    assert searched_once(reference, reference) == (True, "")
-    # planted duplicate: draw 1 finished a second time
-    study = optuna.load_study(study_name=study_name, storage=normalize_url(postgres_url))
-    twin = next(t for t in trials if t.user_attrs.get(DRAW) == 1)
-    study.add_trial(optuna.create_trial(params=twin.params, distributions=twin.distributions,
-                                        user_attrs=twin.user_attrs, value=twin.value))
-    held, why = searched_once(outcome(postgres_url, study_name, export), reference)
-    assert not held and why == "searched draws finished more than once: [1]"
-    # planted loss: draw 2's trial (and the planted twin) failed behind the search's back
-    engine = sqlalchemy.create_engine(normalize_url(postgres_url))
-    lost = [t._trial_id for t in study.get_trials() if t.user_attrs.get(DRAW) in (1, 2)][1:]
-    with engine.begin() as conn:
-        conn.execute(sqlalchemy.text("UPDATE trials SET state = 'FAIL' WHERE trial_id = ANY(:i)"),
-                     {"i": lost})
-    engine.dispose()
-    held, why = searched_once(outcome(postgres_url, study_name, export), reference)
-    assert not held and why == "searched draws lost: [2]", why
