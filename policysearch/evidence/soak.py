@@ -178,9 +178,9 @@ class Soak:
               reference: dict[str, Any]) -> Round:
         """A search hit by ``fault`` ``delay`` seconds after its first trial started.
 
-        A search that ends before its fault (or, for SIGKILL worker, whose worker is gone
-        already) is no round: it runs again, under a study of its own, with the fault a third
-        as late (at most ``ATTEMPTS`` times, then the round fails).
+        A search that ends before its fault (or, for SIGKILL worker, whose second worker runs
+        no trial within 30 s of the moment) is no round: it runs again, under a study of its
+        own, with the fault a third as late (at most ``ATTEMPTS`` times, then the round fails).
         """
         tic = time.monotonic()
         for attempt in range(ATTEMPTS):
@@ -193,11 +193,15 @@ class Soak:
                 time.sleep(0.5)
             time.sleep(delay)
             result = Round(study, number, fault, round(time.monotonic() - started, 1))
-            if proc.poll() is None and (fault != "SIGKILL worker" or self.workers_of([proc])):
+            if fault == "SIGKILL worker":  # killed while it runs a trial: wait for one
+                wait = time.monotonic() + 30
+                while proc.poll() is None and time.monotonic() < wait \
+                        and not running_trials(self.storage, study, "w1"):
+                    time.sleep(0.2)
+            if proc.poll() is None and (fault != "SIGKILL worker" or (
+                    self.workers_of([proc]) and running_trials(self.storage, study, "w1"))):
                 break
-            result.notes.append(f"the search ended ({proc.wait()}) or its worker did, before "
-                                f"the fault at {delay:.1f} s after its first trial started")
-            proc.wait()
+            proc.wait()  # the search ended (or its worker held no trial) before the fault
             delay /= 3
         else:
             result.held = {c: False for c in CHECKS}
@@ -258,8 +262,11 @@ class Soak:
         elif fault == "disk full":
             result.notes.append(f"results folder full ({self.disk.fill() >> 20} MiB written) "
                                 "until the search ended")
-        else:
-            killed = terminate_backends(self.storage, f"{APP}-{result.study}")
+        else:  # a search between database calls may hold no connection: wait for one
+            killed, wait = 0, time.monotonic() + 30
+            while not killed and proc.poll() is None and time.monotonic() < wait:
+                killed = terminate_backends(self.storage, f"{APP}-{result.study}")
+                time.sleep(0 if killed else 0.2)
             result.notes.append(f"{killed} connection(s) terminated")
 
     def check(self, study: str, result: Round, reference: dict[str, Any]) -> None:

@@ -31,12 +31,16 @@ def load(storage: str, study: str) -> Any:
     return optuna.load_study(study_name=study, storage=normalize_url(storage))
 
 
-def running_trials(storage: str, study: str) -> list[int]:
+def running_trials(storage: str, study: str, worker: str | None = None) -> list[int]:
+    """The study's RUNNING trials (those ``worker``, such as ``w1``, runs)."""
+    from policysearch.study.record import PREFIX
+
     try:
         trials = load(storage, study).get_trials(deepcopy=False)
     except KeyError:  # not created yet
         return []
-    return [t.number for t in trials if t.state.name == "RUNNING"]
+    return [t.number for t in trials if t.state.name == "RUNNING" and (
+        worker is None or t.user_attrs.get(PREFIX + "worker") == worker)]
 
 
 def outcome(storage: str, study: str, exported: Path) -> dict[str, Any]:
