@@ -287,8 +287,11 @@ def test_sigterm_interrupts_cleanly_and_resumes(tiny: dict[str, Any], postgres_u
     stopped = [t for t in trials if "interrupted" in (t.user_attrs.get("ps.fail_reason") or "")]
     assert len(stopped) == 1 and stopped[0].state.name == "FAIL"
     # ... and queued again, so that the resumed search runs it (a baseline above all).
+    # (a queued trial holds the params it will run as Optuna's fixed params: a searched one's
+    # are the interrupted trial's, a baseline's are none)
     queued = [t for t in trials if t.state.name == "WAITING"]
-    assert len(queued) == 1 and queued[0].params == stopped[0].params
+    assert len(queued) == 1
+    assert queued[0].system_attrs.get("fixed_params", {}) == stopped[0].params
     assert queued[0].user_attrs.get("ps.baseline") == stopped[0].user_attrs.get("ps.baseline")
 
     import optuna

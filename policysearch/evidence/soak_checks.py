@@ -7,6 +7,7 @@ full disk it makes of the results folder."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -22,13 +23,22 @@ APP = "policysearch-soak"
 """The application name of the soak searches' PostgreSQL connections (whose are terminated)."""
 
 
-def load(storage: str, study: str) -> Any:
+@functools.lru_cache(maxsize=8)
+def _storage(url: str) -> Any:
+    """One Optuna storage (one connection pool) per database for the whole soak: the checks
+    poll, and a storage per call left a pool open each until PostgreSQL ran out of clients."""
     import optuna
 
     from policysearch.study.storage import normalize_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=study, storage=normalize_url(storage))
+    return optuna.storages.RDBStorage(normalize_url(url))
+
+
+def load(storage: str, study: str) -> Any:
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=_storage(storage))
 
 
 def running_trials(storage: str, study: str, worker: str | None = None) -> list[int]:
@@ -122,11 +132,10 @@ def terminate_backends(url: str, app: str) -> int:
 def delete_studies(storage: str, names: list[str]) -> None:
     import optuna
 
-    from policysearch.study.storage import normalize_url
 
     for name in names:
         with contextlib.suppress(KeyError):
-            optuna.delete_study(study_name=name, storage=normalize_url(storage))
+            optuna.delete_study(study_name=name, storage=_storage(storage))
 
 
 class Server:
