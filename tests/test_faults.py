@@ -195,6 +195,9 @@ def test_results_json_is_never_half_written(tmp_path: Path) -> None:
     write_atomic(target, json.dumps({"a": 1}))
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"], "no temporary left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
 
 
 def test_a_full_disk_is_one_line_and_leaves_no_half_file(tmp_path: Path) -> None:
