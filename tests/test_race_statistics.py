@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from policysearch.config.experiment import RaceConfig
-from policysearch.evidence.sequential import group_sequential, seeds_for_power
+from policysearch.evidence.sequential import (
+    detectable_gain,
+    group_sequential,
+    power,
+    seeds_for_power,
+)
 from policysearch.policy.baselines import BASELINES
 from policysearch.policy.definition import randaugment
 from policysearch.search.contenders import Contender
@@ -136,8 +141,16 @@ def test_the_seed_plan_follows_the_noncentral_t() -> None:
     n = seeds_for_power(0.01, 0.01, 0.05, 0.8)
     assert n is not None and n >= 3
 
-    def power(k: int) -> float:
+    def reach(k: int) -> float:
         return stats.nct.sf(stats.t.isf(0.05, k - 1), k - 1, 0.01 / (0.01 / math.sqrt(k)))
 
-    assert power(n) >= 0.8 > power(n - 1)
+    assert reach(n) >= 0.8 > reach(n - 1)
     assert seeds_for_power(0.01, 0.0, 0.05) is None
+
+
+def test_the_smallest_detectable_gain_has_the_power_it_states() -> None:
+    for sd in (0.004, 0.0132, 0.03):
+        gain = detectable_gain(8, sd, 0.004, 0.8)
+        assert power(8, sd, gain, 0.004) == pytest.approx(0.8, abs=1e-5)
+        assert power(8, sd, 0.9 * gain, 0.004) < 0.8
+    assert detectable_gain(1, 0.01, 0.05) == math.inf and detectable_gain(5, 0.0, 0.05) == 0

@@ -160,20 +160,26 @@ def seeds_for_power(sd: float, effect: float, level: float, target: float = 0.8,
 
 def detectable_gain(n: int, sd: float, level: float, target: float = 0.8) -> float:
     """The smallest mean gain that ``n`` paired seeds detect with probability ``target`` at
-    ``level``: what a race that ends undecided could have seen."""
-    from scipy import optimize
-
+    ``level``: what a race that ends undecided could have seen. Power depends on the gain only
+    through gain / sd, so this is ``sd`` times the gain detectable at unit spread."""
     if n < 2 or level <= 0:
         return math.inf
     if sd <= 0:
         return 0.0
-    high = sd
-    while power(n, sd, high, level) < target:
+    return sd * _unit_detectable_gain(n, level, target)
+
+
+@lru_cache(maxsize=4096)
+def _unit_detectable_gain(n: int, level: float, target: float) -> float:
+    from scipy import optimize
+
+    high = 1.0
+    while power(n, 1.0, high, level) < target:
         high *= 2
-        if high > 1e6 * sd:
+        if high > 1e6:
             return math.inf
-    return float(optimize.brentq(lambda e: power(n, sd, e, level) - target, 0.0, high,
-                                 xtol=1e-6 * sd))
+    return float(optimize.brentq(lambda e: power(n, 1.0, e, level) - target, 0.0, high,
+                                 xtol=1e-6))
 
 
 def pooled_paired_sd(differences: Sequence[Sequence[float]]) -> tuple[float, int]:
