@@ -43,6 +43,7 @@ from policysearch.evidence.ladder import (
     Rung,
     build_ladder,
     parse_rung,
+    rung_factors,
     target_rung,
 )
 from policysearch.evidence.runinfo import git_commit, machine
@@ -270,6 +271,8 @@ def run_calibration(experiment: Experiment, panel: Sequence[PanelEntry], seeds: 
     confirm = confirm or experiment.calibrate.confirm_seeds
     seeds = [int(s) for s in seeds]
     confirm_seeds = [CONFIRM_BASE + i for i in range(1, confirm + 1)]
+    for spec in ladder or experiment.calibrate.ladder or ():
+        rung_factors(spec)  # a bad rung is refused before the data is read
     side = image_side(experiment)
     specs = list(ladder or experiment.calibrate.ladder
                  or LADDER + (("side/2",) if side >= SMALL_SIDE else ()))

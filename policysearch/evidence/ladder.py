@@ -47,6 +47,23 @@ def target_rung(config: dict[str, Any]) -> Rung:
                 target_stamp(config))
 
 
+def rung_factors(text: str) -> dict[str, float]:
+    """What a ladder entry divides (``images/4+epochs/2``: images by 4, epochs by 2);
+    ``ConfigError`` naming the entry when it is not a rung (``proxy`` divides nothing)."""
+    text = str(text).strip()
+    factors = {"images": 1.0, "epochs": 1.0, "width": 1.0, "side": 1.0}
+    if text == "proxy":
+        return factors
+    for part in text.split("+"):
+        match = _FACTOR.match(part)
+        if match is None or float(match[2]) < 1:
+            raise ConfigError(f"calibrate.ladder: {text!r} is not a rung; expected proxy, or "
+                              "images/K, epochs/K, width/K, side/K (K >= 1) joined by +, such "
+                              "as images/4+epochs/2")
+        factors[match[1]] = float(match[2])
+    return factors
+
+
 def parse_rung(text: str, config: dict[str, Any], pool: int, side: int | None = None) -> Rung:
     """The budget a ladder entry names, relative to the target (``pool``: the images the
     target trains on when ``target.train_size`` is null; ``side``: the images' side, which
@@ -61,14 +78,7 @@ def parse_rung(text: str, config: dict[str, Any], pool: int, side: int | None = 
         return Rung("proxy", config["data"]["train_size"], copy.deepcopy(proxy),
                     estimate(size, proxy, images, base, side),
                     proxy_stamp(config))
-    factors = {"images": 1.0, "epochs": 1.0, "width": 1.0, "side": 1.0}
-    for part in text.split("+"):
-        match = _FACTOR.match(part)
-        if match is None or float(match[2]) < 1:
-            raise ConfigError(f"calibrate.ladder: {text!r} is not a rung; expected proxy, or "
-                              "images/K, epochs/K, width/K, side/K (K >= 1) joined by +, such "
-                              "as images/4+epochs/2")
-        factors[match[1]] = float(match[2])
+    factors = rung_factors(text)
     if set(factors.values()) == {1.0}:  # images/1: the target itself
         return target_rung(config)
     size = max(1, round(images / factors["images"]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from policysearch.errors import ConfigError, PolicySearchError
@@ -57,13 +58,25 @@ class Device:
     line: str
 
 
+def may_have_other_gpus() -> bool:
+    """Whether a GPU that ``nvidia-smi`` does not list could be here: an AMD one (ROCm's
+    ``/dev/kfd``) or Apple's (Metal). Elsewhere no ``nvidia-smi`` GPU means no GPU for any
+    backend, and the framework need not start to say so."""
+    return sys.platform == "darwin" or os.path.exists("/dev/kfd")
+
+
 def resolve(allow_cpu: bool = False) -> Device:
     """The device this process trains on, as a line; ``DeviceError`` when a GPU is there and
-    unused and the CPU was not asked for."""
-    import keras
+    unused and the CPU was not asked for. With no GPU on the system the framework is not
+    started here (a command's bad input is then refused in a fraction of a second)."""
+    seen = system_gpus()
+    usable: list[str] = []
+    backend = os.environ.get("KERAS_BACKEND", "")
+    if seen or may_have_other_gpus():
+        import keras
 
-    backend = keras.backend.backend()
-    seen, usable = system_gpus(), framework_gpus()
+        backend = keras.backend.backend()
+        usable = framework_gpus()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if usable:
         names = "; ".join(s.split(" (UUID")[0] for s in seen) or ", ".join(usable)
