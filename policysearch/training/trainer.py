@@ -90,6 +90,13 @@ def resolve_placement(placement: str) -> str:
     return placement
 
 
+MAX_SHARED_STREAMS = 8
+_STREAMS: dict[tuple[Any, ...], BatchStream] = {}
+"""Pipelines by what shapes them (base augmentation, batch, image shape, classes, dtype): the
+trainers of one process share one (its build and the augmentation's trace take seconds), as the
+runs of a process are sequential; a run started on it ends the one before."""
+
+
 class Trainer:
     """Trains one model configuration with a policy and reports validation accuracy.
 
@@ -247,8 +254,15 @@ class Trainer:
 
     def _stream_for(self, train: Split) -> BatchStream:
         if self._stream is None:
-            self._stream = BatchStream(self._augmentation(None, dynamic=True), self.batch_size,
-                                       self.image_shape, self.num_classes, train.x.dtype)
+            key = (self.base.crop_padding, self.base.flip, self.batch_size, self.image_shape,
+                   self.num_classes, np.dtype(train.x.dtype).str)
+            stream = _STREAMS.pop(key, None) or BatchStream(
+                self._augmentation(None, dynamic=True), self.batch_size, self.image_shape,
+                self.num_classes, train.x.dtype)
+            _STREAMS[key] = stream  # the newest last
+            while len(_STREAMS) > MAX_SHARED_STREAMS:  # a trainer holding one keeps it alive
+                _STREAMS.pop(next(iter(_STREAMS)))
+            self._stream = stream
         return self._stream
 
     def _fit_stream(self, iterator: Any, epochs: int, steps: int, hook: _EpochHook) -> None:
