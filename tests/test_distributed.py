@@ -209,7 +209,7 @@ def test_timeout_stops_every_worker(tiny: dict[str, Any], postgres_url: str,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("time budget reached") == 2, proc.stdout
     trials = trials_of(postgres_url, study_name)
-    assert 2 <= len(trials) < 40
+    assert 2 <= len(trials) < 200  # the deadline stopped them, not the trial budget
     assert not [t for t in trials if t.state.name == "RUNNING"]
 
 
