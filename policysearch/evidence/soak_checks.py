@@ -132,7 +132,6 @@ def terminate_backends(url: str, app: str) -> int:
 def delete_studies(storage: str, names: list[str]) -> None:
     import optuna
 
-
     for name in names:
         with contextlib.suppress(KeyError):
             optuna.delete_study(study_name=name, storage=_storage(storage))

@@ -71,7 +71,7 @@ def resolve(allow_cpu: bool = False) -> Device:
     started here (a command's bad input is then refused in a fraction of a second)."""
     seen = system_gpus()
     usable: list[str] = []
-    backend = os.environ.get("KERAS_BACKEND", "")
+    backend = ""  # named only in the lines below that follow a framework's answer
     if seen or may_have_other_gpus():
         import keras
 
