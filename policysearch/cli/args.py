@@ -310,7 +310,8 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
                        "target does (writes experiments/results/<NAME>-calibration.yaml)")
     p.add_argument("experiment", help="experiments/<NAME>.yaml or a path")
     p.add_argument("--ladder", nargs="+", metavar="RUNG", help="rungs: images/K, epochs/K, "
-                   "width/K joined by +, or proxy (default calibrate.ladder, else built in)")
+                   "width/K, side/K joined by +, or proxy (default calibrate.ladder, else built "
+                   "in)")
     p.add_argument("--bar", type=float, help="Spearman a rung must reach (default calibrate.bar)")
     p.add_argument("--seeds", type=count(2), help="choosing seeds (default fidelity.seeds)")
     p.add_argument("--confirm-seeds", type=count(2),
