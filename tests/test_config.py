@@ -13,7 +13,7 @@ from policysearch.errors import ConfigError
 from policysearch.policy.baselines import BASELINES
 from policysearch.study.spaces import load_space
 
-SHIPPED = ("cifar10", "cifar10-reduced")
+SHIPPED = ("cifar10", "cifar10-reduced", "cifar10-64px")
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -35,6 +35,22 @@ def test_shipped_experiments_load(name: str) -> None:
     assert set(exp.search.baselines) <= set(BASELINES)
     load_space(exp.search.space)  # the named space exists
     assert exp.smoke == raw["smoke"]
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_file_loads_as_written_and_with_its_smoke(path: Path) -> None:
+    for smoke in (False, True):
+        exp = load_experiment(str(path), smoke=smoke, calibrated=False)
+        assert exp.name == path.stem and exp.source == str(path)
+        assert exp.target.train_size is None or exp.target.train_size >= exp.data.train_size
+
+
+def test_the_64px_experiment_decodes_at_64_and_asks_only_for_side_2() -> None:
+    exp = load_experiment("cifar10-64px", calibrated=False)
+    assert exp.data.image_size == 64
+    assert exp.base_augment.crop_padding == 8, "auto padding scales with the side (4 at 32 px)"
+    assert exp.calibrate.ladder == ["side/2"]
+    assert exp.target.trainer.model.name == "cnn" and exp.target.trainer.model.input_size is None
 
 
 def test_reduced_experiment_follows_the_autoaugment_protocol() -> None:
