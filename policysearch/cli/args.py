@@ -309,9 +309,9 @@ def build_parser(doc: str = "policysearch") -> argparse.ArgumentParser:
     p = sub.add_parser("calibrate", help="pick the cheapest proxy that ranks policies as the "
                        "target does (writes experiments/results/<NAME>-calibration.yaml)")
     p.add_argument("experiment", help="experiments/<NAME>.yaml or a path")
-    p.add_argument("--ladder", nargs="+", metavar="RUNG", help="rungs: images/K, epochs/K, "
-                   "width/K, side/K joined by +, or proxy (default calibrate.ladder, else built "
-                   "in)")
+    p.add_argument("--ladder", nargs="+", metavar="RUNG", help="rungs such as images/4, "
+                   "images/4+epochs/2, width/2, side/2 or proxy (the syntax: calibrate.ladder; "
+                   "default calibrate.ladder, else built in)")
     p.add_argument("--bar", type=float, help="Spearman a rung must reach (default calibrate.bar)")
     p.add_argument("--seeds", type=count(2), help="choosing seeds (default fidelity.seeds)")
     p.add_argument("--confirm-seeds", type=count(2),

@@ -141,13 +141,17 @@ class FidelityConfig:
     panel: list[str] = option([], doc="policies (baseline names or RA(N,M) strings); [] = default")
 
 
+RUNG_SYNTAX = "images/K, epochs/K, width/K, side/K (K >= 1) joined by +"
+"""What a calibration rung may divide (``evidence/ladder.py`` parses it)."""
+
+
 @dataclass
 class CalibrateConfig:
     bar: float = option(0.8, low=-1.0, high=1.0, doc="Spearman a cheaper proxy must reach, on "
                         "the choosing seeds and again on fresh confirmation seeds")
     confirm_seeds: int = option(2, low=2, doc="fresh seeds that confirm the pick")
-    ladder: list[str] = option([], doc="rungs: images/K, epochs/K, width/K, side/K joined by +, or "
-                               "proxy (the file's own); [] = the built-in ladder")
+    ladder: list[str] = option([], doc=f"rungs: {RUNG_SYNTAX}, or proxy (the file's own); [] = "
+                               "the built-in ladder")
     use: bool = option(True, doc="train the proxy `calibrate` picked for this very target "
                        "(experiments/results/<name>-calibration.yaml) instead of the file's")
 

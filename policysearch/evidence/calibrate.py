@@ -271,11 +271,11 @@ def run_calibration(experiment: Experiment, panel: Sequence[PanelEntry], seeds: 
     confirm = confirm or experiment.calibrate.confirm_seeds
     seeds = [int(s) for s in seeds]
     confirm_seeds = [CONFIRM_BASE + i for i in range(1, confirm + 1)]
-    for spec in ladder or experiment.calibrate.ladder or ():
+    given = list(ladder or experiment.calibrate.ladder)
+    for spec in given:
         rung_factors(spec)  # a bad rung is refused before the data is read
     side = image_side(experiment)
-    specs = list(ladder or experiment.calibrate.ladder
-                 or LADDER + (("side/2",) if side >= SMALL_SIDE else ()))
+    specs = given or list(LADDER + (("side/2",) if side >= SMALL_SIDE else ()))
     rungs = build_ladder(specs, config, pool_size(experiment), side)
     target = target_rung(config)
     header = {"experiment": config, "panel": [e.name for e in panel], "ladder": specs}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from policysearch.config.calibration import budget_stamp, proxy_stamp, target_stamp
+from policysearch.config.experiment import RUNG_SYNTAX
 from policysearch.errors import ConfigError
 from policysearch.study.cost import estimate
 
@@ -58,8 +59,7 @@ def rung_factors(text: str) -> dict[str, float]:
         match = _FACTOR.match(part)
         if match is None or float(match[2]) < 1:
             raise ConfigError(f"calibrate.ladder: {text!r} is not a rung; expected proxy, or "
-                              "images/K, epochs/K, width/K, side/K (K >= 1) joined by +, such "
-                              "as images/4+epochs/2")
+                              f"{RUNG_SYNTAX}, such as images/4+epochs/2")
         factors[match[1]] = float(match[2])
     return factors
 
