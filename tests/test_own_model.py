@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,6 +74,9 @@ def test_an_application_and_a_builder_search_and_validate_in_either_role(
     target_part, proxy_part = budgets.split("; proxy (scores each trial)")
     assert NAMES[target] in target_part and NAMES[proxy] in proxy_part, budgets
     assert f"images decoded at {side}x{side}x3" in budgets
+    # and what a trial of that network on those images costs, measured from the first trial on
+    first = next(line for line in proc.stdout.splitlines() if " 1/" in line and " trial " in line)
+    assert re.search(r"\| \d+\.\d s a trial \(median\) \|", first), first
     policy = json.loads((tmp_path / "own.json").read_text())
     assert policy["source"]["target"]["model"] == target
     # the exported policy, validated at the target: the user's network, not ours

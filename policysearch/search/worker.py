@@ -243,7 +243,9 @@ class Runner:
         durations = [t.duration.total_seconds() for t in done if t.duration]
         running = max(sum(t.state.name == "RUNNING" for t in trials), 1)
         left = max(total - len(done), 0)
-        eta = (statistics.median(durations) * left / running) if durations else float("nan")
+        per_trial = statistics.median(durations) if durations else float("nan")
+        eta = per_trial * left / running
+        per_text = f"{per_trial:.1f}" if math.isfinite(per_trial) else "?"
         record = read_trial(frozen)
         what = record.label if record else ""
         value = f"{frozen.value:.4f}" if frozen.value is not None else "-"
@@ -255,8 +257,8 @@ class Runner:
             gain = f" ({100 * record.paired_gain:+.1f} pts vs crop+flip, same seed)"
         best_text = f"best {best.value:.4f} (trial {best.number})" if best else "best -"
         self.log(f"[{self.worker}] {len(done)}/{total} trial {frozen.number} {status}: {what} "
-                 f"val {value}{gain} | {best_text} | {clock(time.monotonic() - self.started)} "
-                 f"elapsed, ~{clock(eta)} left")
+                 f"val {value}{gain} | {best_text} | {per_text} s a trial (median) | "
+                 f"{clock(time.monotonic() - self.started)} elapsed, ~{clock(eta)} left")
 
 
 def crop_flip_value(study: Any) -> float | None:
